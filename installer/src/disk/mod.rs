@@ -1,0 +1,56 @@
+//! Disks: what is there (inventory), and later which one to use and how to lay it out.
+
+mod inventory;
+
+pub use inventory::{inventory, Disk, Partition};
+
+/// Renders a byte count the way people read disk sizes: `8.0 GiB`, `512 MiB`, `4 KiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else if value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(super::human_size(512), "512 B");
+        assert_eq!(super::human_size(8 << 30), "8 GiB");
+        assert_eq!(super::human_size(1536 << 20), "1.5 GiB");
+    }
+}
+
+/// One human-readable paragraph about a disk: identity, size, flags and partitions.
+pub fn describe(d: &Disk) -> String {
+    let mut s = format!("{} {}", d.path.display(), human_size(d.size));
+    if d.logical_sector != 512 || d.physical_sector != 512 {
+        s += &format!(" sectors {}/{}", d.logical_sector, d.physical_sector);
+    }
+    for (label, value) in [("model", &d.model), ("serial", &d.serial), ("wwn", &d.wwn)] {
+        if let Some(v) = value {
+            s += &format!(" {label}={v:?}");
+        }
+    }
+    if d.removable {
+        s += " removable";
+    }
+    if d.read_only {
+        s += " read-only";
+    }
+    for p in &d.partitions {
+        s += &format!("\n  {} #{} at {} size {}", p.path.display(), p.number, human_size(p.start), human_size(p.size));
+    }
+    s
+}

@@ -1,0 +1,68 @@
+//! Kernel modules: the index of a module tree (`modules.dep`, `modules.alias`,
+//! `modules.softdep`, `modules.builtin`), dependency ordering, selection of a subset for an
+//! initramfs (host side) and loading by name or by coldplug (init side).
+
+pub mod glob;
+mod index;
+mod load;
+mod select;
+
+pub use index::{ModuleEntry, ModuleIndex, SubsetFiles};
+pub use load::{LoadReport, Loader};
+pub use select::{autodetect, select, Selection, DEFAULT_MODULES};
+
+/// The canonical form of a module name: the kernel treats `-` and `_` alike.
+pub fn normalize(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// The module name of a path in a module tree: `kernel/fs/ext4/ext4.ko.zst` → `ext4`.
+pub fn name_of_path(path: &str) -> Option<String> {
+    let base = path.rsplit('/').next()?;
+    let stem = [".ko.zst", ".ko.xz", ".ko.gz", ".ko"]
+        .iter()
+        .find_map(|ext| base.strip_suffix(ext))?;
+    Some(normalize(stem))
+}
+
+/// Every distinct, non-empty `modalias` of a device under `sysfs/devices`.
+pub fn device_modaliases(sysfs: &std::path::Path) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    use anyhow::Context;
+    let mut out = std::collections::BTreeSet::new();
+    walk_modaliases(&sysfs.join("devices"), &mut out, 0)
+        .with_context(|| format!("reading device modaliases under {}/devices", sysfs.display()))?;
+    Ok(out)
+}
+
+fn walk_modaliases(dir: &std::path::Path, out: &mut std::collections::BTreeSet<String>, depth: usize) -> std::io::Result<()> {
+    // sysfs nests deeply but finitely; symlinks (subsystem, driver, …) are not followed.
+    if depth > 24 {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            // Devices can vanish while we walk; a directory gone is not an error.
+            let _ = walk_modaliases(&entry.path(), out, depth + 1);
+        } else if ty.is_file() && entry.file_name() == "modalias" {
+            if let Ok(text) = std::fs::read_to_string(entry.path()) {
+                if !text.trim().is_empty() {
+                    out.insert(text.trim().to_string());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_of_paths() {
+        assert_eq!(super::name_of_path("kernel/fs/ext4/ext4.ko").as_deref(), Some("ext4"));
+        assert_eq!(super::name_of_path("kernel/a/crc32c-intel.ko.zst").as_deref(), Some("crc32c_intel"));
+        assert_eq!(super::name_of_path("kernel/a/b.ko.xz").as_deref(), Some("b"));
+        assert_eq!(super::name_of_path("kernel/a/readme.txt"), None);
+    }
+}
