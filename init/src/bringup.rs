@@ -1,0 +1,73 @@
+//! Bring-up after the early mounts: kernel modules (by name, then coldplug), EFI variables,
+//! and the block devices the command line says must appear.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use installer::kmod::{Loader, ModuleIndex};
+
+use crate::cmdline::Options;
+use crate::early;
+
+/// Loads modules and returns how many were loaded.
+pub fn modules(opts: &Options) -> Result<usize> {
+    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let root = Path::new("/lib/modules").join(&release);
+    if !root.join("modules.dep").exists() {
+        log::warn!("this initramfs carries no modules for kernel {release} ({} is missing); relying on built-in drivers", root.display());
+        return Ok(0);
+    }
+    let index = ModuleIndex::load(&root)?;
+    let mut loader = Loader::new(&index);
+    if !opts.modules.is_empty() {
+        loader.load(&opts.modules).context("loading the modules named by anemos.modules")?;
+    }
+    loader.coldplug(Path::new("/sys"), 8).context("coldplug")?;
+    let report = &loader.report;
+    log::info!("loaded {} modules: {}", report.loaded.len(), report.loaded.join(" "));
+    for (module, error) in &report.failed {
+        log::warn!("module {module} did not load: {error}");
+    }
+    // efivarfs may be a module: mount it once modules are in.
+    if Path::new("/sys/firmware/efi").exists() {
+        if let Err(e) = early::EFIVARS.apply() {
+            log::warn!("EFI variables are not available: {e:#}");
+        }
+    }
+    Ok(report.loaded.len())
+}
+
+/// Waits until every device in `opts.wait` exists under /sys/class/block.
+pub fn wait_for_devices(opts: &Options) -> Result<()> {
+    if opts.wait.is_empty() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + opts.wait_timeout;
+    loop {
+        let missing: Vec<&String> = opts.wait.iter().filter(|d| !Path::new("/sys/class/block").join(d).exists()).collect();
+        if missing.is_empty() {
+            log::info!("block devices present: {}", opts.wait.join(" "));
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let seen = block_devices();
+            bail!(
+                "block devices {} did not appear within {} s; the kernel has: {}. Check that the disk is attached and that its driver module is in the initramfs (anemos initramfs --module NAME)",
+                missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                opts.wait_timeout.as_secs(),
+                if seen.is_empty() { "none".to_string() } else { seen.join(" ") }
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Names under /sys/class/block, sorted.
+pub fn block_devices() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/block")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}

@@ -1,0 +1,214 @@
+//! The init's own kernel command-line options (`anemos.*`), parsed in one place and
+//! documented in one table, which `docs/kernel-cmdline.md` mirrors (a test keeps them equal).
+
+use std::time::Duration;
+
+use log::LevelFilter;
+
+/// What the init does after bring-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Install the payload's plan (the default).
+    Install,
+    /// Go straight to the rescue console.
+    Rescue,
+    /// Bring up, report the hardware and the ready event, then do `anemos.done`.
+    Probe,
+}
+
+/// An end state of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Rescue,
+    Reboot,
+    Poweroff,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Rescue => "rescue",
+            Action::Reboot => "reboot",
+            Action::Poweroff => "poweroff",
+        }
+    }
+}
+
+/// One documented option: name, accepted values, default, meaning.
+pub struct OptionDoc {
+    pub name: &'static str,
+    pub values: &'static str,
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+pub const OPTIONS: &[OptionDoc] = &[
+    OptionDoc { name: "anemos.mode", values: "install | rescue | probe", default: "install", meaning: "install the payload's plan; go straight to the rescue console; or bring up, report the hardware and stop" },
+    OptionDoc { name: "anemos.log", values: "error | warn | info | debug | trace", default: "info", meaning: "the most detailed level written to the console and /dev/kmsg (the in-memory log keeps debug and above)" },
+    OptionDoc { name: "anemos.on_failure", values: "rescue | reboot | poweroff", default: "rescue", meaning: "what the init does after logging a failure" },
+    OptionDoc { name: "anemos.done", values: "rescue | reboot | poweroff", default: "poweroff (probe)", meaning: "what the init does when its mode finished successfully" },
+    OptionDoc { name: "anemos.modules", values: "NAME[,NAME…]", default: "(none)", meaning: "modules (or aliases) to load by name before coldplug" },
+    OptionDoc { name: "anemos.wait", values: "NAME[,NAME…]", default: "(none)", meaning: "block devices (as in /sys/class/block) that must appear before the init goes on" },
+    OptionDoc { name: "anemos.wait_timeout", values: "SECONDS", default: "20", meaning: "how long to wait for anemos.wait devices before failing with the list of devices seen" },
+    OptionDoc { name: "anemos.fail", values: "STEP", default: "(none)", meaning: "testing aid: make the named step fail, to exercise the failure routine and the rescue console" },
+];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    pub log: LevelFilter,
+    pub on_failure: Action,
+    pub done: Option<Action>,
+    pub modules: Vec<String>,
+    pub wait: Vec<String>,
+    pub wait_timeout: Duration,
+    pub fail: Option<String>,
+    /// Devices named by `console=` options, in order (the last is /dev/console).
+    pub consoles: Vec<String>,
+    /// Problems found while parsing; logged once logging is up.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: Mode::Install,
+            log: LevelFilter::Info,
+            on_failure: Action::Rescue,
+            done: None,
+            modules: Vec::new(),
+            wait: Vec::new(),
+            wait_timeout: Duration::from_secs(20),
+            fail: None,
+            consoles: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Splits a kernel command line into words, honouring double quotes like the kernel does.
+fn words(cmdline: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in cmdline.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+fn action(value: &str) -> Option<Action> {
+    match value {
+        "rescue" => Some(Action::Rescue),
+        "reboot" => Some(Action::Reboot),
+        "poweroff" => Some(Action::Poweroff),
+        _ => None,
+    }
+}
+
+/// Parses the whole kernel command line. Unknown or malformed `anemos.*` options are not
+/// fatal: they become warnings and the default stays.
+pub fn parse(cmdline: &str) -> Options {
+    let mut o = Options::default();
+    for word in words(cmdline) {
+        let (key, value) = word.split_once('=').unwrap_or((word.as_str(), ""));
+        if key == "console" {
+            if let Some(dev) = value.split(',').next().filter(|d| !d.is_empty()) {
+                o.consoles.push(dev.to_string());
+            }
+            continue;
+        }
+        if !key.starts_with("anemos.") {
+            continue;
+        }
+        let bad = |o: &mut Options, allowed: &str| {
+            o.warnings.push(format!("ignoring {key}={value:?}: expected {allowed}"));
+        };
+        match key {
+            "anemos.mode" => match value {
+                "install" => o.mode = Mode::Install,
+                "rescue" => o.mode = Mode::Rescue,
+                "probe" => o.mode = Mode::Probe,
+                _ => bad(&mut o, "install, rescue or probe"),
+            },
+            "anemos.log" => match value.parse::<LevelFilter>() {
+                Ok(l) if l != LevelFilter::Off => o.log = l,
+                _ => bad(&mut o, "error, warn, info, debug or trace"),
+            },
+            "anemos.on_failure" => match action(value) {
+                Some(a) => o.on_failure = a,
+                None => bad(&mut o, "rescue, reboot or poweroff"),
+            },
+            "anemos.done" => match action(value) {
+                Some(a) => o.done = Some(a),
+                None => bad(&mut o, "rescue, reboot or poweroff"),
+            },
+            "anemos.modules" => o.modules = list(value),
+            "anemos.wait" => o.wait = list(value),
+            "anemos.wait_timeout" => match value.parse::<u64>() {
+                Ok(s) => o.wait_timeout = Duration::from_secs(s),
+                Err(_) => bad(&mut o, "a number of seconds"),
+            },
+            "anemos.fail" if !value.is_empty() => o.fail = Some(value.to_string()),
+            _ => {
+                let known: Vec<&str> = OPTIONS.iter().map(|d| d.name).collect();
+                o.warnings.push(format!("ignoring unknown option {word:?} (known: {})", known.join(", ")));
+            }
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_options_and_consoles() {
+        let o = parse("BOOT_IMAGE=/vmlinuz console=tty0 console=ttyS0,115200n8 anemos.mode=probe anemos.log=debug anemos.wait=vda,vdb anemos.modules=virtio_blk anemos.wait_timeout=5 quiet");
+        assert_eq!(o.mode, Mode::Probe);
+        assert_eq!(o.log, LevelFilter::Debug);
+        assert_eq!(o.wait, ["vda", "vdb"]);
+        assert_eq!(o.modules, ["virtio_blk"]);
+        assert_eq!(o.wait_timeout, Duration::from_secs(5));
+        assert_eq!(o.consoles, ["tty0", "ttyS0"]);
+        assert!(o.warnings.is_empty());
+    }
+
+    #[test]
+    fn bad_values_warn_and_keep_defaults() {
+        let o = parse("anemos.mode=destroy anemos.on_failure=explode anemos.colour=red");
+        assert_eq!(o.mode, Mode::Install);
+        assert_eq!(o.on_failure, Action::Rescue);
+        assert_eq!(o.warnings.len(), 3);
+        assert!(o.warnings[2].contains("anemos.colour"));
+    }
+
+    #[test]
+    fn quotes_group_words() {
+        assert_eq!(words("a \"b c\" d"), ["a", "b c", "d"]);
+    }
+
+    #[test]
+    fn every_option_is_documented() {
+        let doc = include_str!("../../docs/kernel-cmdline.md");
+        for opt in OPTIONS {
+            assert!(doc.contains(&format!("`{}=", opt.name)), "docs/kernel-cmdline.md lacks {}", opt.name);
+        }
+    }
+}

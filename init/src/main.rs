@@ -1,0 +1,78 @@
+//! anemos-init: PID 1 of the anemos initramfs.
+//!
+//! Bring-up, in order: early mounts, logging, command line, reaper, modules, devices, the
+//! ready event; then the mode: install the payload, the rescue console, or a probe that
+//! reports and stops. Every failure goes to `failure::fail`, which never returns.
+
+mod bringup;
+mod cmdline;
+mod early;
+mod failure;
+mod kmsg;
+mod logger;
+mod rescue;
+mod shutdown;
+mod step;
+
+use std::path::Path;
+
+use installer::event::{emit, Event};
+
+use cmdline::{Action, Mode, Options};
+
+fn main() {
+    failure::install_panic_hook();
+    logger::install();
+    step::run_unconfigured("mounts", early::apply_all);
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let opts = cmdline::parse(&cmdline);
+    logger::attach(&opts.consoles, opts.log);
+    failure::set_action(opts.on_failure);
+    installer::event::add_sink(|ev| logger::console_line(&ev.to_line()));
+    quiet_kernel_console(&cmdline, &opts);
+    let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
+    log::info!("anemos init {} on Linux {kernel}", env!("CARGO_PKG_VERSION"));
+    log::info!("command line: {}", cmdline.trim());
+    for w in &opts.warnings {
+        log::warn!("{w}");
+    }
+    step::run(&opts, "reaper", installer::exec::start_reaper);
+    let loaded = step::run(&opts, "modules", || bringup::modules(&opts));
+    step::run(&opts, "devices", || bringup::wait_for_devices(&opts));
+    emit(Event::Ready {
+        uptime_ms: (logger::uptime() * 1000.0) as u64,
+        kernel,
+        mode: format!("{:?}", opts.mode).to_lowercase(),
+        modules_loaded: loaded,
+        block_devices: bringup::block_devices(),
+    });
+    match opts.mode {
+        Mode::Rescue => rescue::run(),
+        Mode::Probe => {
+            for d in installer::disk::inventory(Path::new("/sys")).unwrap_or_default() {
+                log::info!("disk {}", installer::disk::describe(&d));
+            }
+            shutdown::shutdown(opts.done.unwrap_or(Action::Poweroff))
+        }
+        Mode::Install => {
+            step::run(&opts, "payload", || -> anyhow::Result<()> {
+                anyhow::bail!(
+                    "this initramfs carries no payload (/anemos/payload/plan.json is missing): build one with `anemos initramfs --payload FILE`, or boot with anemos.mode=rescue"
+                )
+            });
+            shutdown::shutdown(opts.done.unwrap_or(Action::Reboot))
+        }
+    }
+}
+
+/// Our log lines already reach the console directly; keep the kernel from echoing the
+/// /dev/kmsg copies a second time, unless the user asked for kernel verbosity.
+fn quiet_kernel_console(cmdline: &str, opts: &Options) {
+    let user_chose = cmdline.split_whitespace().any(|w| w.starts_with("loglevel=") || w == "debug" || w == "ignore_loglevel");
+    if user_chose || opts.log >= log::LevelFilter::Debug {
+        return;
+    }
+    if let Err(e) = std::fs::write("/proc/sys/kernel/printk", "2") {
+        log::debug!("could not lower the kernel console log level: {e}");
+    }
+}

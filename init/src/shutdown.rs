@@ -1,0 +1,104 @@
+//! Clean shutdown: stop every other process, sync, unmount real filesystems in reverse order
+//! of mounting, then reboot or power off.
+
+use std::time::{Duration, Instant};
+
+use installer::event::{emit, Event};
+use installer::exec::other_processes;
+use installer::sys::signal_all;
+use rustix::mount::{mount_remount, unmount, MountFlags, UnmountFlags};
+use rustix::process::Signal;
+use rustix::system::{reboot, RebootCommand};
+
+use crate::cmdline::Action;
+use crate::rescue;
+
+/// Mount points the init made itself; they hold no data worth unmounting.
+const PSEUDO: &[&str] = &["/", "/proc", "/sys", "/dev", "/dev/pts", "/run", "/tmp", "/sys/firmware/efi/efivars"];
+
+/// Shuts the machine down as `action` says (`Rescue` enters the rescue console instead).
+pub fn shutdown(action: Action) -> ! {
+    let command = match action {
+        Action::Rescue => rescue::run(),
+        Action::Reboot => RebootCommand::Restart,
+        Action::Poweroff => RebootCommand::PowerOff,
+    };
+    log::info!("shutting down: {}", action.name());
+    emit(Event::Shutdown { action: action.name().into() });
+    stop_processes();
+    rustix::fs::sync();
+    unmount_all();
+    rustix::fs::sync();
+    if let Err(e) = reboot(command) {
+        log::error!("reboot({}) failed: {e}; halting here", action.name());
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn stop_processes() {
+    if other_processes().is_empty() {
+        return;
+    }
+    log::info!("terminating {} remaining processes", other_processes().len());
+    if let Err(e) = signal_all(Signal::TERM) {
+        log::warn!("sending SIGTERM to all processes: {e}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !other_processes().is_empty() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = other_processes();
+    if !left.is_empty() {
+        log::warn!("killing {} processes that ignored SIGTERM: {left:?}", left.len());
+        let _ = signal_all(Signal::KILL);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Unmounts every non-pseudo mount, newest first; a busy one is remounted read-only.
+fn unmount_all() {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let targets: Vec<String> = text.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape).collect();
+    for target in targets.iter().rev() {
+        if PSEUDO.contains(&target.as_str()) {
+            continue;
+        }
+        match unmount(target.as_str(), UnmountFlags::empty()) {
+            Ok(()) => log::info!("unmounted {target}"),
+            Err(e) => {
+                log::warn!("unmounting {target}: {e}; remounting it read-only");
+                if let Err(e) = mount_remount(target.as_str(), MountFlags::RDONLY, c"") {
+                    log::error!("remounting {target} read-only: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Undoes the octal escapes (`\040` for a space) of /proc/self/mountinfo.
+pub fn unescape(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(super::unescape("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(super::unescape("/plain"), "/plain");
+    }
+}
