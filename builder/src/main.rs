@@ -1,0 +1,33 @@
+//! `anemos`: the host-side CLI. `main` only sets up logging and dispatches one subcommand to
+//! one function; each subcommand lives in `cmd/`.
+
+mod cli;
+mod cmd;
+mod compress;
+mod embedded;
+mod initramfs;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    env_logger::Builder::new()
+        .filter_level(if cli.verbose { log::LevelFilter::Debug } else { log::LevelFilter::Info })
+        .format_timestamp(None)
+        .format_target(false)
+        .init();
+    let result = match cli.command {
+        cli::Command::Initramfs(args) => cmd::initramfs::run(args),
+        cli::Command::Boot(args) => cmd::boot::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("anemos: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

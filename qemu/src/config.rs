@@ -1,0 +1,157 @@
+//! VM profiles and the QEMU command line they make.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::Accel;
+
+/// The firmware the VM boots through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS, QEMU's default.
+    Bios,
+    /// OVMF. A private copy of the variable store is made for each VM.
+    Uefi(Ovmf),
+}
+
+/// Where OVMF's code and variable-store template are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ovmf {
+    pub code: PathBuf,
+    pub vars: PathBuf,
+}
+
+impl Ovmf {
+    /// Finds OVMF as Debian's `ovmf` package installs it.
+    pub fn find() -> Result<Ovmf> {
+        for (code, vars) in [
+            ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+            ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+        ] {
+            if Path::new(code).is_file() && Path::new(vars).is_file() {
+                return Ok(Ovmf { code: code.into(), vars: vars.into() });
+            }
+        }
+        bail!("UEFI firmware not found in /usr/share/OVMF: install the `ovmf` package")
+    }
+}
+
+/// A disk image attached as a virtio block device.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    pub serial: Option<String>,
+    pub read_only: bool,
+}
+
+impl Disk {
+    pub fn raw(path: impl Into<PathBuf>) -> Self {
+        Disk { path: path.into(), format: "raw".into(), serial: None, read_only: false }
+    }
+}
+
+/// User-mode networking: the guest reaches the host's loopback as 10.0.2.2.
+#[derive(Debug, Clone, Default)]
+pub struct Net {
+    /// (host port on 127.0.0.1, guest port) TCP forwards.
+    pub forwards: Vec<(u16, u16)>,
+    pub mac: Option<String>,
+}
+
+/// A VM profile.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line (direct kernel boot only); `console=ttyS0,115200` is prepended.
+    pub append: String,
+    pub disks: Vec<Disk>,
+    pub net: Option<Net>,
+    pub firmware: Firmware,
+    pub memory_mib: u32,
+    pub smp: u32,
+    pub accel: Accel,
+    pub extra: Vec<String>,
+}
+
+impl Config {
+    /// A direct kernel boot with the serial console, 1 GiB, 2 CPUs, TCG, BIOS.
+    pub fn direct(kernel: impl Into<PathBuf>, initrd: impl Into<PathBuf>) -> Self {
+        Config {
+            kernel: Some(kernel.into()),
+            initrd: Some(initrd.into()),
+            append: String::new(),
+            disks: Vec::new(),
+            net: None,
+            firmware: Firmware::Bios,
+            memory_mib: 1024,
+            smp: 2,
+            accel: Accel::Tcg,
+            extra: Vec::new(),
+        }
+    }
+
+    /// A boot from the first disk through the firmware (no kernel given).
+    pub fn from_disk(disk: Disk, firmware: Firmware) -> Self {
+        Config { kernel: None, initrd: None, disks: vec![disk], firmware, ..Config::direct("", "") }
+    }
+
+    /// The QEMU command. `vars` is this VM's private copy of the UEFI variable store.
+    pub fn command(&self, vars: Option<&Path>) -> Result<Command> {
+        let mut c = Command::new("qemu-system-x86_64");
+        c.args(["-machine", "q35", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
+        c.args(["-serial", "stdio", "-monitor", "none"]);
+        match self.accel {
+            Accel::Tcg => c.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
+            Accel::Kvm => c.args(["-accel", "kvm", "-cpu", "host"]),
+        };
+        c.arg("-m").arg(self.memory_mib.to_string());
+        c.arg("-smp").arg(self.smp.to_string());
+        c.args(["-device", "virtio-rng-pci"]);
+        if let Firmware::Uefi(ovmf) = &self.firmware {
+            let Some(vars) = vars else { bail!("a UEFI VM needs its own copy of the variable store") };
+            c.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", ovmf.code.display()));
+            c.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+        }
+        if let Some(kernel) = &self.kernel {
+            c.arg("-kernel").arg(kernel);
+            if let Some(initrd) = &self.initrd {
+                c.arg("-initrd").arg(initrd);
+            }
+            c.arg("-append").arg(format!("console=ttyS0,115200 {}", self.append).trim_end());
+        }
+        for (i, d) in self.disks.iter().enumerate() {
+            let mut spec = format!("file={},format={},if=none,id=d{i},discard=unmap", d.path.display(), d.format);
+            if d.read_only {
+                spec += ",readonly=on";
+            }
+            c.arg("-drive").arg(spec);
+            let mut dev = format!("virtio-blk-pci,drive=d{i}");
+            if i == 0 && self.kernel.is_none() {
+                dev += ",bootindex=0";
+            }
+            if let Some(s) = &d.serial {
+                dev += &format!(",serial={s}");
+            }
+            c.arg("-device").arg(dev);
+        }
+        if let Some(net) = &self.net {
+            let mut spec = "user,id=n0".to_string();
+            for (host, guest) in &net.forwards {
+                spec += &format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
+            }
+            c.arg("-netdev").arg(spec);
+            let mut dev = "virtio-net-pci,netdev=n0".to_string();
+            if let Some(mac) = &net.mac {
+                dev += &format!(",mac={mac}");
+            }
+            c.arg("-device").arg(dev);
+        }
+        c.args(&self.extra);
+        Ok(c)
+    }
+}
