@@ -4,7 +4,9 @@
 # Prints the directory; `current` links to it. Usage: qemu/fetch-kernel.sh [CACHE_DIR]
 set -eu
 cache=${1:-${ANEMOS_CACHE:-$HOME/.cache/anemos}/kernel}
-pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
+pkg=$(kernel_pkg)
+if [ -z "$pkg" ] && [ "$(id -u)" = 0 ]; then apt-get update -q >&2; pkg=$(kernel_pkg); fi
 [ -n "$pkg" ] || { echo "fetch-kernel: apt knows no linux-image-amd64 (run apt-get update)" >&2; exit 1; }
 dir=$cache/$pkg
 if [ ! -f "$dir/.complete" ]; then

@@ -1,6 +1,7 @@
 //! Choosing the accelerator: KVM only when a probe boot succeeds with it.
 
 use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 use crate::{Config, Console, Vm};
@@ -17,11 +18,7 @@ pub enum Accel {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(25);
 
 fn cache_file() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("anemos/accel")
+    crate::cache_dir().join("accel")
 }
 
 /// Picks the accelerator: `ANEMOS_ACCEL` if set; TCG if /dev/kvm cannot be opened; else the

@@ -7,8 +7,10 @@
 
 mod accel;
 mod config;
+mod kernel;
 mod vm;
 
 pub use accel::{choose_accel, Accel};
+pub use kernel::{cache_dir, Kernel};
 pub use config::{Config, Disk, Firmware, Net, Ovmf};
 pub use vm::{Console, Vm};

@@ -108,8 +108,9 @@ impl ModuleIndex {
                 match w {
                     "pre:" => post = false,
                     "post:" => post = true,
-                    name if post => entry.post.push(normalize(name)),
-                    name => entry.pre.push(normalize(name)),
+                    // Names or aliases; aliases must keep their spelling.
+                    name if post => entry.post.push(name.to_string()),
+                    name => entry.pre.push(name.to_string()),
                 }
             }
         }
@@ -148,11 +149,12 @@ impl ModuleIndex {
     /// Resolves a module name or alias (`crc32c`, `fs-vfat`) to loadable modules.
     /// Empty when it names nothing loadable (it may be built in).
     pub fn lookup(&self, name: &str) -> Vec<String> {
-        let name = normalize(name);
-        if self.modules.contains_key(&name) {
-            return vec![name];
+        let module = normalize(name);
+        if self.modules.contains_key(&module) {
+            return vec![module];
         }
-        self.match_modalias(&name)
+        // Alias strings are matched as written: `fs-vfat` is not `fs_vfat`.
+        self.match_modalias(name)
     }
 
     /// The modules to load, in order, so that `wanted` ends up loaded: every hard dependency

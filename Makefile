@@ -1,0 +1,57 @@
+# anemos — the front door. `make help` lists the targets.
+#
+#   make setup   install what a fresh Debian machine lacks (apt packages, the musl target)
+#   make demo    set up, build, and boot the demo in QEMU with the console on this terminal
+#   make test    unit tests, integration tests on image files, QEMU boot tests
+#   make bench   sizes and timings beside the baseline tools, measured in the same run
+#   make build   the static init, then the anemos binary that embeds it
+
+CARGO  ?= cargo
+TARGET := x86_64-unknown-linux-musl
+REL    := target/$(TARGET)/release
+ANEMOS := $(REL)/anemos
+KERNEL_CACHE ?= $(HOME)/.cache/anemos/kernel
+
+APT_PACKAGES := qemu-system-x86 ovmf musl-tools e2fsprogs dosfstools fdisk gdisk mtools \
+	dpkg-dev cpio kmod xz-utils zstd file mmdebstrap debootstrap
+
+.PHONY: help setup build init anemos kernel test unit-test demo bench clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+setup:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+	rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+# The init first, in its own cargo run: the anemos binary embeds it at build time.
+init:
+	$(CARGO) build --release -p anemos-init
+
+anemos: init
+	$(CARGO) build --release -p anemos
+
+build: anemos
+
+kernel:
+	qemu/fetch-kernel.sh "$(KERNEL_CACHE)" >/dev/null
+
+unit-test:
+	$(CARGO) test --workspace --exclude anemos-tests
+
+test: build kernel
+	$(CARGO) test --workspace
+
+demo: setup build kernel
+	qemu/demo.sh
+
+bench: build kernel
+	$(CARGO) run --release -p anemos-bench
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,95 @@
+//! QEMU boots of the Debian kernel with our initramfs, judged by what the guest printed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anemos_qemu::{choose_accel, Config, Console, Disk, Vm};
+use anemos_tests::{anemos, scratch, sh, vm_lock, workspace, test_kernel};
+use installer::event::Event;
+
+const BOOT: Duration = Duration::from_secs(120);
+
+/// An initramfs whose modules come from the fixture tree, where virtio_blk is .ko.xz and
+/// ext4 and virtio_net are .ko.zst, so the boot proves all three formats load.
+fn initramfs(dir: &Path) -> PathBuf {
+    let kernel = test_kernel();
+    let script = workspace().join("tests/fixtures/module-tree.sh");
+    let tree = sh(&format!("{} {} {}", script.display(), kernel.modules_dir.display(), dir.join("tree").display())).unwrap();
+    let out = dir.join("initramfs.img");
+    anemos(&["initramfs", "-o", out.to_str().unwrap(), "--modules-dir", tree.trim(), "--no-autodetect"]).unwrap();
+    out
+}
+
+fn vm(dir: &Path, append: &str) -> Vm {
+    let kernel = test_kernel();
+    let initrd = initramfs(dir);
+    let disk = dir.join("disk.img");
+    sh(&format!("truncate -s 1G {}", disk.display())).unwrap();
+    let mut config = Config::direct(&kernel.vmlinuz, &initrd);
+    config.accel = choose_accel(&kernel.vmlinuz, &initrd);
+    config.append = append.to_string();
+    config.disks = vec![Disk::raw(&disk)];
+    config.net = Some(Default::default());
+    Vm::start(&config, Console::Capture(dir.join("console.log"))).unwrap()
+}
+
+#[test]
+fn smoke_boot_loads_modules_sees_disk_and_powers_off() {
+    let _lock = vm_lock();
+    let dir = scratch("boot-smoke");
+    let mut vm = vm(&dir, "anemos.mode=probe anemos.wait=vda anemos.modules=ext4,vfat");
+    let ready = vm.expect_event(BOOT, |e| matches!(e, Event::Ready { .. })).unwrap();
+    let Event::Ready { block_devices, modules_loaded, .. } = ready else { unreachable!() };
+    assert!(block_devices.contains(&"vda".to_string()), "{block_devices:?}");
+    let out = vm.output_text();
+    let loaded = out.lines().find(|l| l.contains("INFO  loaded ")).expect("module report");
+    for m in ["virtio_pci", "virtio_blk", "virtio_net", "ext4", "jbd2", "crc32c_generic", "vfat"] {
+        assert!(loaded.split_whitespace().any(|w| w == m), "{m} not loaded: {loaded}");
+    }
+    assert!(modules_loaded >= 10);
+    vm.expect_event(BOOT, |e| matches!(e, Event::Shutdown { action } if action == "poweroff")).unwrap();
+    vm.expect("reboot: Power down", BOOT).unwrap();
+    assert!(vm.wait_exit(Duration::from_secs(30)).unwrap().success());
+    assert!(!out.contains("Kernel panic"), "kernel panic:\n{out}");
+}
+
+#[test]
+fn failure_enters_rescue_console_which_answers_and_powers_off() {
+    let _lock = vm_lock();
+    let dir = scratch("boot-rescue");
+    let mut vm = vm(&dir, "anemos.wait=vda anemos.fail=devices");
+    let failed = vm.expect_event(BOOT, |e| matches!(e, Event::Failed { .. })).unwrap();
+    assert!(matches!(&failed, Event::Failed { phase, action, .. } if phase == "devices" && action == "rescue"), "{failed:?}");
+    vm.expect_event(BOOT, |e| matches!(e, Event::Rescue)).unwrap();
+    vm.expect("anemos-rescue> ", BOOT).unwrap();
+    vm.send("help\n").unwrap();
+    let help = vm.expect("anemos-rescue> ", BOOT).unwrap();
+    for cmd in ["log", "dmesg", "ls", "cat", "mounts", "disks", "net", "reboot", "poweroff"] {
+        assert!(help.lines().any(|l| l.trim_start().starts_with(cmd)), "help lacks {cmd}:\n{help}");
+    }
+    vm.send("disks\n").unwrap();
+    let disks = vm.expect("anemos-rescue> ", BOOT).unwrap();
+    assert!(disks.contains("/dev/vda 1 GiB"), "{disks}");
+    vm.send("status\n").unwrap();
+    let status = vm.expect("anemos-rescue> ", BOOT).unwrap();
+    assert!(status.contains("step devices failed") && status.contains("anemos.fail=devices"), "{status}");
+    vm.send("cat /proc/cmdline\n").unwrap();
+    assert!(vm.expect("anemos-rescue> ", BOOT).unwrap().contains("anemos.fail=devices"));
+    vm.send("nonsense\n").unwrap();
+    assert!(vm.expect("anemos-rescue> ", BOOT).unwrap().contains("unknown command"));
+    vm.send("poweroff\n").unwrap();
+    vm.expect_event(BOOT, |e| matches!(e, Event::Shutdown { .. })).unwrap();
+    assert!(vm.wait_exit(Duration::from_secs(60)).unwrap().success());
+}
+
+#[test]
+fn missing_disk_fails_listing_what_was_seen() {
+    let _lock = vm_lock();
+    let dir = scratch("boot-missing-disk");
+    let mut vm = vm(&dir, "anemos.wait=vdz anemos.wait_timeout=3 anemos.on_failure=poweroff");
+    let failed = vm.expect_event(BOOT, |e| matches!(e, Event::Failed { .. })).unwrap();
+    let Event::Failed { error, action, .. } = failed else { unreachable!() };
+    assert!(error.contains("vdz") && error.contains("vda"), "{error}");
+    assert_eq!(action, "poweroff");
+    assert!(vm.wait_exit(Duration::from_secs(60)).unwrap().success());
+}
