@@ -49,7 +49,8 @@ fn main() {
     match opts.mode {
         Mode::Rescue => rescue::run(),
         Mode::Probe => {
-            for d in installer::disk::inventory(Path::new("/sys")).unwrap_or_default() {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            for d in installer::disk::inventory(Path::new("/sys"), &mountinfo).unwrap_or_default() {
                 log::info!("disk {}", installer::disk::describe(&d));
             }
             shutdown::shutdown(opts.done.unwrap_or(Action::Poweroff))

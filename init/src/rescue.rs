@@ -151,13 +151,14 @@ fn mounts(_: &[&str]) -> anyhow::Result<()> {
         let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
         let (target, opts) = (fields.get(4).copied().unwrap_or("?"), fields.get(5).copied().unwrap_or(""));
         let (fstype, source) = (fields.get(sep + 1).copied().unwrap_or("?"), fields.get(sep + 2).copied().unwrap_or("?"));
-        println!("{source} on {} type {fstype} ({opts})", shutdown::unescape(target));
+        println!("{source} on {} type {fstype} ({opts})", installer::mount::unescape(target));
     }
     Ok(())
 }
 
 fn disks(_: &[&str]) -> anyhow::Result<()> {
-    let disks = installer::disk::inventory(Path::new("/sys"))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let disks = installer::disk::inventory(Path::new("/sys"), &mountinfo)?;
     if disks.is_empty() {
         println!("no disks");
     }

@@ -22,3 +22,94 @@ pub fn signal_all(signal: rustix::process::Signal) -> io::Result<()> {
         }
     }
 }
+
+use std::os::fd::AsFd;
+
+use linux_raw_sys::ioctl::{BLKGETSIZE64, BLKPBSZGET, BLKPG, BLKRRPART, BLKSSZGET, BLKZEROOUT};
+use rustix::ioctl::{ioctl, Getter, NoArg, Setter};
+
+/// The size of a block device in bytes.
+pub fn block_size_bytes(fd: impl AsFd) -> io::Result<u64> {
+    // SAFETY: BLKGETSIZE64 writes one u64 (the kernel's `u64 *` argument) into the Getter's
+    // buffer and nothing else.
+    let ioctl_op = unsafe { Getter::<{ BLKGETSIZE64 }, u64>::new() };
+    // SAFETY: the opcode and the argument type match (see above); the fd is borrowed.
+    Ok(unsafe { ioctl(fd, ioctl_op) }?)
+}
+
+/// Logical and physical sector sizes of a block device.
+pub fn sector_sizes(fd: impl AsFd) -> io::Result<(u32, u32)> {
+    // SAFETY: BLKSSZGET and BLKPBSZGET each write one `int`/`unsigned int` into the buffer.
+    let (logical, physical) = unsafe { (Getter::<{ BLKSSZGET }, u32>::new(), Getter::<{ BLKPBSZGET }, u32>::new()) };
+    let fd = fd.as_fd();
+    // SAFETY: opcodes and argument types match (see above).
+    Ok(unsafe { (ioctl(fd, logical)?, ioctl(fd, physical)?) })
+}
+
+/// Asks the kernel to re-read the partition table (fails with EBUSY if a partition is in use).
+pub fn reread_partitions(fd: impl AsFd) -> io::Result<()> {
+    // SAFETY: BLKRRPART takes no argument.
+    let op = unsafe { NoArg::<{ BLKRRPART }>::new() };
+    // SAFETY: the opcode takes no argument; the fd is borrowed.
+    Ok(unsafe { ioctl(fd, op) }?)
+}
+
+/// Zeroes `len` bytes at `offset` of a block device, letting the device do it cheaply
+/// (write-zeroes or unmap) where it can.
+pub fn zero_out(fd: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: BLKZEROOUT reads a `uint64_t[2]` (start, length) through the pointer the
+    // Setter passes; the array lives in the Setter for the duration of the call.
+    let op = unsafe { Setter::<{ BLKZEROOUT }, [u64; 2]>::new([offset, len]) };
+    // SAFETY: opcode and argument type match (see above).
+    Ok(unsafe { ioctl(fd, op) }?)
+}
+
+/// `struct blkpg_partition` from <linux/blkpg.h>.
+#[repr(C)]
+struct BlkpgPartition {
+    start: i64,
+    length: i64,
+    pno: i32,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+/// `struct blkpg_ioctl_arg` from <linux/blkpg.h>.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: i32,
+    flags: i32,
+    datalen: i32,
+    data: *mut BlkpgPartition,
+}
+
+const BLKPG_ADD_PARTITION: i32 = 1;
+const BLKPG_DEL_PARTITION: i32 = 2;
+
+fn blkpg(fd: impl AsFd, op: i32, number: u32, start: u64, length: u64) -> io::Result<()> {
+    let invalid = |what| io::Error::new(io::ErrorKind::InvalidInput, what);
+    let mut part = BlkpgPartition {
+        start: i64::try_from(start).map_err(|_| invalid("partition start out of range"))?,
+        length: i64::try_from(length).map_err(|_| invalid("partition length out of range"))?,
+        pno: i32::try_from(number).map_err(|_| invalid("partition number out of range"))?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = BlkpgIoctlArg { op, flags: 0, datalen: std::mem::size_of::<BlkpgPartition>() as i32, data: &mut part };
+    // SAFETY: BLKPG reads a `struct blkpg_ioctl_arg` whose `data` points to a
+    // `struct blkpg_partition` of `datalen` bytes; both are repr(C) copies of the kernel's
+    // definitions and `part` outlives the call.
+    let op = unsafe { Setter::<{ BLKPG }, BlkpgIoctlArg>::new(arg) };
+    // SAFETY: opcode and argument type match (see above).
+    Ok(unsafe { ioctl(fd, op) }?)
+}
+
+/// Tells the kernel about one partition (BLKPG_ADD_PARTITION), in bytes.
+pub fn add_partition(fd: impl AsFd, number: u32, start: u64, length: u64) -> io::Result<()> {
+    blkpg(fd, BLKPG_ADD_PARTITION, number, start, length)
+}
+
+/// Makes the kernel forget one partition (BLKPG_DEL_PARTITION).
+pub fn delete_partition(fd: impl AsFd, number: u32) -> io::Result<()> {
+    blkpg(fd, BLKPG_DEL_PARTITION, number, 0, 0)
+}
