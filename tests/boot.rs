@@ -93,3 +93,33 @@ fn missing_disk_fails_listing_what_was_seen() {
     assert_eq!(action, "poweroff");
     assert!(vm.wait_exit(Duration::from_secs(60)).unwrap().success());
 }
+
+#[test]
+fn dhcp_in_the_initramfs_configures_address_route_and_dns() {
+    let _lock = vm_lock();
+    let dir = scratch("boot-dhcp");
+    let mut vm = vm(&dir, "anemos.mode=rescue anemos.net=dhcp");
+    let ready = vm.expect_event(BOOT, |e| matches!(e, Event::Ready { .. })).unwrap();
+    let Event::Ready { network, .. } = ready else { unreachable!() };
+    assert!(network.iter().any(|a| a.contains("10.0.2.15/24") && a.contains("DHCP from 10.0.2.2")), "{network:?}");
+    vm.expect("anemos-rescue> ", BOOT).unwrap();
+    vm.send("net\n").unwrap();
+    let net = vm.expect("anemos-rescue> ", BOOT).unwrap();
+    for want in ["inet 10.0.2.15/24", "route default via 10.0.2.2", "nameserver 10.0.2.3", "inet 127.0.0.1/8"] {
+        assert!(net.contains(want), "{want} missing:\n{net}");
+    }
+    vm.send("poweroff\n").unwrap();
+    assert!(vm.wait_exit(Duration::from_secs(60)).unwrap().success());
+}
+
+#[test]
+fn static_address_from_the_command_line() {
+    let _lock = vm_lock();
+    let dir = scratch("boot-static-net");
+    let mut vm = vm(&dir, "anemos.mode=probe anemos.ip=10.0.2.99/24 anemos.gw=10.0.2.2 anemos.dns=10.0.2.3");
+    let ready = vm.expect_event(BOOT, |e| matches!(e, Event::Ready { .. })).unwrap();
+    let Event::Ready { network, .. } = ready else { unreachable!() };
+    assert!(network.iter().any(|a| a.ends_with("10.0.2.99/24 (static)")), "{network:?}");
+    assert!(!vm.output_text().contains("DHCP"), "DHCP was used although a static address was given");
+    assert!(vm.wait_exit(Duration::from_secs(60)).unwrap().success());
+}

@@ -71,3 +71,18 @@ pub fn block_devices() -> Vec<String> {
     names.sort();
     names
 }
+
+/// Brings up the network and returns the configured addresses for the ready event.
+pub fn network(cfg: &installer::net::NetConfig) -> Result<Vec<String>> {
+    let done = installer::net::bring_up(cfg, Path::new("/sys"), Path::new("/etc/resolv.conf"))?;
+    for a in &done.addresses {
+        log::info!("network: {a}");
+    }
+    if let Some(gw) = done.gateway {
+        log::info!("network: default gateway {gw}");
+    }
+    if !done.dns.is_empty() {
+        log::info!("network: name servers {}", done.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" "));
+    }
+    Ok(done.addresses)
+}

@@ -39,12 +39,17 @@ fn main() {
     step::run(&opts, "reaper", installer::exec::start_reaper);
     let loaded = step::run(&opts, "modules", || bringup::modules(&opts));
     step::run(&opts, "devices", || bringup::wait_for_devices(&opts));
+    let network = match opts.network() {
+        Some(cfg) => step::run(&opts, "network", || bringup::network(&cfg)),
+        None => Vec::new(),
+    };
     emit(Event::Ready {
         uptime_ms: (logger::uptime() * 1000.0) as u64,
         kernel,
         mode: format!("{:?}", opts.mode).to_lowercase(),
         modules_loaded: loaded,
         block_devices: bringup::block_devices(),
+        network,
     });
     match opts.mode {
         Mode::Rescue => rescue::run(),

@@ -170,6 +170,9 @@ fn disks(_: &[&str]) -> anyhow::Result<()> {
 
 fn net(_: &[&str]) -> anyhow::Result<()> {
     let links = installer::net::links(Path::new("/sys"))?;
+    let mut nl = installer::net::Netlink::open()?;
+    let indexes = nl.links()?;
+    let addresses = nl.addresses()?;
     for l in links {
         println!(
             "{:<10} {:<18} {:<8} mtu {:<5} {}",
@@ -179,6 +182,19 @@ fn net(_: &[&str]) -> anyhow::Result<()> {
             l.mtu,
             l.driver.as_deref().unwrap_or("")
         );
+        let index = indexes.iter().find(|i| i.1 == l.name).map(|i| i.0);
+        for a in addresses.iter().filter(|a| Some(a.index) == index) {
+            println!("           inet {}/{}", a.address, a.prefix);
+        }
+    }
+    for r in nl.routes()? {
+        let dst = r.destination.map(|(d, p)| format!("{d}/{p}")).unwrap_or_else(|| "default".into());
+        let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+        let dev = r.oif.and_then(|o| indexes.iter().find(|i| i.0 == o)).map(|i| format!(" dev {}", i.1)).unwrap_or_default();
+        println!("route {dst}{via}{dev}");
+    }
+    if let Ok(resolv) = std::fs::read_to_string("/etc/resolv.conf") {
+        print!("{resolv}");
     }
     Ok(())
 }

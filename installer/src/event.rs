@@ -19,6 +19,9 @@ pub enum Event {
         mode: String,
         modules_loaded: usize,
         block_devices: Vec<String>,
+        /// Addresses configured, e.g. `eth0: 10.0.2.15/24 (DHCP from 10.0.2.2)`.
+        #[serde(default)]
+        network: Vec<String>,
     },
     PhaseStarted { phase: String },
     PhaseFinished { phase: String, ms: u64 },

@@ -113,3 +113,19 @@ pub fn add_partition(fd: impl AsFd, number: u32, start: u64, length: u64) -> io:
 pub fn delete_partition(fd: impl AsFd, number: u32) -> io::Result<()> {
     blkpg(fd, BLKPG_DEL_PARTITION, number, 0, 0)
 }
+
+/// Binds a socket to one network interface (SO_BINDTODEVICE), so broadcasts (DHCP) leave
+/// through it even before it has an address or a route.
+pub fn bind_to_device(fd: impl AsFd, ifname: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let name = std::ffi::CString::new(ifname).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL"))?;
+    let len = name.as_bytes_with_nul().len() as libc::socklen_t;
+    // SAFETY: setsockopt reads `len` bytes from the pointer, which points into `name`, a
+    // live NUL-terminated buffer of exactly that length; the fd is borrowed for the call.
+    let rc = unsafe { libc::setsockopt(fd.as_fd().as_raw_fd(), libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_ptr().cast(), len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

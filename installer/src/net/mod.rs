@@ -2,6 +2,13 @@
 
 use std::path::Path;
 
+mod configure;
+pub mod dhcp;
+mod netlink;
+
+pub use configure::{bring_up, parse_mac, Configured, Interface, Match, Method, NetConfig};
+pub use netlink::{format_mac, IfAddr, Netlink, Route};
+
 use anyhow::{Context, Result};
 use serde::Serialize;
 
