@@ -55,6 +55,7 @@ pub const OPTIONS: &[OptionDoc] = &[
     OptionDoc { name: "anemos.gw", values: "ADDRESS", default: "(none)", meaning: "the default gateway for anemos.ip" },
     OptionDoc { name: "anemos.dns", values: "ADDRESS[,ADDRESS…]", default: "(none)", meaning: "name servers for anemos.ip (DHCP supplies its own)" },
     OptionDoc { name: "anemos.iface", values: "NAME | MAC", default: "any Ethernet link with a carrier", meaning: "the interface anemos.net or anemos.ip applies to" },
+    OptionDoc { name: "anemos.status_port", values: "PORT", default: "7777", meaning: "TCP port of the event endpoint (it runs only when the payload carries a deploy token)" },
     OptionDoc { name: "anemos.fail", values: "STEP", default: "(none)", meaning: "testing aid: make the named step fail, to exercise the failure routine and the rescue console" },
 ];
 
@@ -74,6 +75,7 @@ pub struct Options {
     pub gw: Option<std::net::IpAddr>,
     pub dns: Vec<std::net::IpAddr>,
     pub iface: Option<String>,
+    pub status_port: u16,
     /// Devices named by `console=` options, in order (the last is /dev/console).
     pub consoles: Vec<String>,
     /// Problems found while parsing; logged once logging is up.
@@ -96,6 +98,7 @@ impl Default for Options {
             gw: None,
             dns: Vec::new(),
             iface: None,
+            status_port: 7777,
             consoles: Vec::new(),
             warnings: Vec::new(),
         }
@@ -197,6 +200,10 @@ pub fn parse(cmdline: &str) -> Options {
             "anemos.dns" => match list(value).iter().map(|d| d.parse()).collect::<Result<Vec<_>, _>>() {
                 Ok(d) => o.dns = d,
                 Err(_) => bad(&mut o, "IP addresses separated by commas"),
+            },
+            "anemos.status_port" => match value.parse() {
+                Ok(p) => o.status_port = p,
+                Err(_) => bad(&mut o, "a TCP port number"),
             },
             "anemos.iface" if !value.is_empty() => o.iface = Some(value.to_string()),
             _ => {

@@ -11,7 +11,9 @@ mod failure;
 mod kmsg;
 mod logger;
 mod rescue;
+mod retry;
 mod shutdown;
+mod status;
 mod step;
 
 use std::path::Path;
@@ -28,7 +30,11 @@ fn main() {
     let opts = cmdline::parse(&cmdline);
     logger::attach(&opts.consoles, opts.log);
     failure::set_action(opts.on_failure);
-    installer::event::add_sink(|ev| logger::console_line(&ev.to_line()));
+    installer::event::add_sink(|ev| {
+        if !matches!(ev, Event::Log { .. }) {
+            logger::console_line(&ev.to_line());
+        }
+    });
     quiet_kernel_console(&cmdline, &opts);
     let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
     log::info!("anemos init {} on Linux {kernel}", env!("CARGO_PKG_VERSION"));
@@ -43,6 +49,9 @@ fn main() {
         Some(cfg) => step::run(&opts, "network", || bringup::network(&cfg)),
         None => Vec::new(),
     };
+    if !network.is_empty() {
+        step::run(&opts, "status", || status::start(opts.status_port));
+    }
     emit(Event::Ready {
         uptime_ms: (logger::uptime() * 1000.0) as u64,
         kernel,

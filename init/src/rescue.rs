@@ -28,12 +28,14 @@ const COMMANDS: &[Command] = &[
     Command { name: "net", args: "", help: "list network interfaces", run: net },
     Command { name: "modules", args: "", help: "list loaded kernel modules", run: modules },
     Command { name: "options", args: "", help: "list the anemos.* kernel command-line options", run: options },
+    Command { name: "retry", args: "", help: "start the install over (after fixing what failed)", run: |_| crate::retry::restart() },
     Command { name: "reboot", args: "", help: "sync, unmount and reboot", run: |_| shutdown::shutdown(Action::Reboot) },
     Command { name: "poweroff", args: "", help: "sync, unmount and power off", run: |_| shutdown::shutdown(Action::Poweroff) },
 ];
 
 /// Runs the rescue console forever (until `reboot` or `poweroff`).
 pub fn run() -> ! {
+    crate::status::RESCUE_ACTIVE.store(true, std::sync::atomic::Ordering::SeqCst);
     emit(Event::Rescue);
     println!();
     println!("anemos rescue console: type `help` for the commands.");

@@ -27,7 +27,7 @@ pub fn shutdown(action: Action) -> ! {
     emit(Event::Shutdown { action: action.name().into() });
     stop_processes();
     rustix::fs::sync();
-    unmount_all();
+    unmount_targets();
     rustix::fs::sync();
     if let Err(e) = reboot(command) {
         log::error!("reboot({}) failed: {e}; halting here", action.name());
@@ -58,7 +58,7 @@ fn stop_processes() {
 }
 
 /// Unmounts every non-pseudo mount, newest first; a busy one is remounted read-only.
-fn unmount_all() {
+pub fn unmount_targets() {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
     let targets: Vec<String> = text.lines().filter_map(|l| l.split(' ').nth(4)).map(installer::mount::unescape).collect();
     for target in targets.iter().rev() {
