@@ -216,8 +216,9 @@ pub fn parse(cmdline: &str) -> Options {
 }
 
 impl Options {
-    /// The network the command line asks for, if any.
-    pub fn network(&self) -> Option<installer::net::NetConfig> {
+    /// The network the command line asks for: `Some(Some(cfg))` a configuration,
+    /// `Some(None)` explicitly off, `None` when the command line does not say.
+    pub fn network(&self) -> Option<Option<installer::net::NetConfig>> {
         use installer::net::{Interface, Match, Method, NetConfig};
         let matches = match &self.iface {
             Some(i) if i.contains(':') => Match::Mac(i.clone()),
@@ -226,12 +227,11 @@ impl Options {
         };
         let method = match (self.ip, self.net_dhcp) {
             (Some(ip), _) => Method::Static { addresses: vec![ip], gateway: self.gw },
-            (None, Some(false)) => return None,
+            (None, Some(false)) => return Some(None),
             (None, Some(true)) => Method::Dhcp,
-            (None, None) if self.mode == Mode::Install => Method::Dhcp,
             (None, None) => return None,
         };
-        Some(NetConfig { interfaces: vec![Interface { matches, method, routes: Vec::new() }], dns: self.dns.clone() })
+        Some(Some(NetConfig { interfaces: vec![Interface { matches, method, routes: Vec::new() }], dns: self.dns.clone() }))
     }
 }
 
@@ -263,12 +263,12 @@ mod tests {
     #[test]
     fn network_options() {
         let o = parse("anemos.mode=probe anemos.ip=10.0.2.15/24 anemos.gw=10.0.2.2 anemos.dns=10.0.2.3 anemos.iface=52:54:00:12:34:56");
-        let net = o.network().unwrap();
+        let net = o.network().unwrap().unwrap();
         assert_eq!(net.dns, ["10.0.2.3".parse::<std::net::IpAddr>().unwrap()]);
         assert!(matches!(net.interfaces[0].matches, installer::net::Match::Mac(_)));
         assert!(parse("anemos.mode=probe").network().is_none());
-        assert!(parse("anemos.mode=install anemos.net=off").network().is_none());
-        assert!(matches!(parse("").network().unwrap().interfaces[0].method, installer::net::Method::Dhcp));
+        assert_eq!(parse("anemos.mode=install anemos.net=off").network(), Some(None));
+        assert!(matches!(parse("anemos.net=dhcp").network().unwrap().unwrap().interfaces[0].method, installer::net::Method::Dhcp));
         assert_eq!(parse("anemos.ip=nonsense").warnings.len(), 1);
     }
 

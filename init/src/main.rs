@@ -45,7 +45,7 @@ fn main() {
     step::run(&opts, "reaper", installer::exec::start_reaper);
     let loaded = step::run(&opts, "modules", || bringup::modules(&opts));
     step::run(&opts, "devices", || bringup::wait_for_devices(&opts));
-    let network = match opts.network() {
+    let network = match bringup::network_config(&opts) {
         Some(cfg) => step::run(&opts, "network", || bringup::network(&cfg)),
         None => Vec::new(),
     };

@@ -129,3 +129,28 @@ pub fn bind_to_device(fd: impl AsFd, ifname: &str) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// `KEXEC_FILE_UNLOAD`: unload a previously loaded kernel.
+pub const KEXEC_FILE_UNLOAD: u32 = 1;
+/// `KEXEC_FILE_NO_INITRAMFS`
+pub const KEXEC_FILE_NO_INITRAMFS: u32 = 4;
+
+/// `kexec_file_load(2)`: loads `kernel` and `initrd` with `cmdline` for a later
+/// `reboot(LINUX_REBOOT_CMD_KEXEC)`. With `KEXEC_FILE_UNLOAD` in `flags` it unloads instead.
+pub fn kexec_file_load(kernel: Option<&std::fs::File>, initrd: Option<&std::fs::File>, cmdline: &str, flags: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let cmd = std::ffi::CString::new(cmdline).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "command line contains NUL"))?;
+    let kfd = kernel.map(|f| f.as_raw_fd()).unwrap_or(-1);
+    let ifd = initrd.map(|f| f.as_raw_fd()).unwrap_or(-1);
+    let len = if flags & KEXEC_FILE_UNLOAD != 0 { 0 } else { cmd.as_bytes_with_nul().len() };
+    let flags = flags | if initrd.is_none() { KEXEC_FILE_NO_INITRAMFS } else { 0 };
+    // SAFETY: kexec_file_load takes two fds (borrowed from live Files, or -1 when unused),
+    // the length of the command line including its NUL, a pointer to that NUL-terminated
+    // buffer (alive for the call), and flags. The kernel only reads these.
+    let rc = unsafe { libc::syscall(libc::SYS_kexec_file_load, kfd, ifd, len as libc::c_ulong, cmd.as_ptr(), flags as libc::c_ulong) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
