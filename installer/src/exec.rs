@@ -67,10 +67,14 @@ fn reap_forever() {
     }
 }
 
-/// Spawns `cmd` and waits for it, cooperating with the reaper if there is one.
-fn spawn_wait(cmd: &mut Command, capture: bool) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+/// Spawns `cmd` and waits for it, cooperating with the reaper if there is one. `input`,
+/// when given, is written to its stdin (then closed).
+fn spawn_wait(cmd: &mut Command, capture: bool, input: Option<&[u8]>) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
     if capture {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
     }
     let describe = format!("{cmd:?}");
     let describe = || describe.clone();
@@ -85,6 +89,13 @@ fn spawn_wait(cmd: &mut Command, capture: bool) -> Result<(ExitStatus, Vec<u8>, 
         }
         None => (cmd.spawn().with_context(|| format!("starting {}", describe()))?, None),
     };
+    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&data);
+        });
+    }
     let out_thread = child.stdout.take().map(|mut s| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -106,7 +117,7 @@ fn spawn_wait(cmd: &mut Command, capture: bool) -> Result<(ExitStatus, Vec<u8>, 
 
 /// Runs `cmd` with inherited stdio; a non-zero exit is an error naming the command.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let (status, _, _) = spawn_wait(cmd, false)?;
+    let (status, _, _) = spawn_wait(cmd, false, None)?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -115,7 +126,12 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs `cmd` and returns its exit status with stdout and stderr captured.
 pub fn output(cmd: &mut Command) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
-    spawn_wait(cmd, true)
+    spawn_wait(cmd, true, None)
+}
+
+/// Like [`output`], feeding `input` to the command's stdin.
+pub fn output_with_input(cmd: &mut Command, input: &[u8]) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    spawn_wait(cmd, true, Some(input))
 }
 
 /// Runs `cmd`, captures its output, and fails with its stderr if it exits non-zero.
