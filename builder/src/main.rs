@@ -19,6 +19,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Initramfs(args) => cmd::initramfs::run(args),
         cli::Command::Boot(args) => cmd::boot::run(args),
+        cli::Command::Check(args) => cmd::check::run(args),
+        cli::Command::Pack(args) => cmd::pack::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
 pub mod boot;
+pub mod check;
 pub mod initramfs;
+pub mod pack;

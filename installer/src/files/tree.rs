@@ -108,7 +108,7 @@ fn walk(base: &Path, rel: &str, tree: &mut Tree) -> Result<()> {
             continue;
         } else if ft.is_symlink() {
             if special {
-                bail!("{shown} is a symlink; a patch or template must be a regular file");
+                bail!("{shown}: is a symlink; a patch or template must be a regular file (links are not followed)");
             }
             let target = std::fs::read_link(&path).with_context(|| format!("reading link {shown}"))?;
             let target = target.into_os_string().into_string().map_err(|_| anyhow::anyhow!("{shown}: link target is not UTF-8"))?;
@@ -163,6 +163,7 @@ pub fn check_links(trees: &[Tree]) -> Result<()> {
 fn follow(map: &BTreeMap<String, (EntryKind, String)>, start: &str) -> std::result::Result<(), Vec<String>> {
     let mut parts: Vec<String> = start.split('/').map(String::from).collect();
     let mut chain = vec![format!("/{start}")];
+    let mut seen = std::collections::BTreeSet::from([start.to_string()]);
     let mut i = 0;
     let mut hops = 0;
     while i < parts.len() {
@@ -189,6 +190,10 @@ fn follow(map: &BTreeMap<String, (EntryKind, String)>, start: &str) -> std::resu
                 let rest: Vec<String> = parts[i + 1..].to_vec();
                 base.extend(rest);
                 parts = base;
+                // The same path again: a cycle, shown once round.
+                if !seen.insert(parts.join("/")) {
+                    return Err(chain);
+                }
                 i = 0;
                 if parts.is_empty() {
                     return Ok(());

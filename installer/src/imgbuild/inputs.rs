@@ -22,9 +22,23 @@ fn at(path: &str, line: Option<usize>, column: Option<usize>) -> Location {
     Location::File { path: path.to_string(), line, column }
 }
 
+/// An error whose message starts with `PATH: ` (as the tree scanner words them) is placed
+/// at PATH; otherwise at `fallback`.
+fn located_error(cx: &mut Ctx<'_>, fallback: &str, e: &anyhow::Error) {
+    let text = format!("{e:#}");
+    match text.split_once(": ") {
+        Some((path, msg)) if !path.contains(' ') => cx.diags.error(at(path, None, None), msg.to_string()),
+        _ => cx.diags.error(at(fallback, None, None), text),
+    }
+}
+
 pub fn check_inputs(project: &Path, opts: &CheckOptions, cx: &mut Ctx<'_>) -> Found {
     let mut scanned = Vec::new();
     for (i, src) in opts.inputs.iter().enumerate() {
+        if src.starts_with('/') || src.split('/').any(|c| c == "..") || src.trim_matches('/').is_empty() {
+            cx.diags.error(at(src, None, None), "an input directory must be a path inside the project (no leading /, no ..)");
+            continue;
+        }
         let dir = InputDir { path: project.join(src), label: src.trim_end_matches('/').to_string() };
         if !dir.path.exists() && !(i == 0 && src == "files" && opts.inputs.len() == 1) {
             cx.diags.error(at(&dir.label, None, None), format!("input directory {} does not exist", dir.path.display()));
@@ -33,11 +47,11 @@ pub fn check_inputs(project: &Path, opts: &CheckOptions, cx: &mut Ctx<'_>) -> Fo
         match scan(&dir) {
             Ok(t) if t.entries.is_empty() && !dir.path.exists() => {}
             Ok(t) => scanned.push(t),
-            Err(e) => cx.diags.error(at(&dir.label, None, None), format!("{e:#}")),
+            Err(e) => located_error(cx, &dir.label, &e),
         }
     }
     if let Err(e) = check_links(&scanned) {
-        cx.diags.error(at(&opts.inputs.join(", "), None, None), format!("{e:#}"));
+        located_error(cx, &opts.inputs.join(", "), &e);
     }
     // secret name → first place a template uses it
     let mut used_secrets: BTreeMap<String, Location> = BTreeMap::new();

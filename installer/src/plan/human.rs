@@ -185,7 +185,7 @@ fn render_inputs(o: &mut String, p: &Plan) -> fmt::Result {
     for t in &p.inputs {
         writeln!(
             o,
-            "  files         {}/: {} files, {} symlinks, {} patches, {} templates",
+            "  files         {}/: files {}, symlinks {}, patches {}, templates {}",
             t.source,
             t.files,
             t.symlinks,

@@ -65,7 +65,7 @@ pub fn reveal(project: &Path, refs: &[SecretRef], command: Option<&str>, identit
                 let ids = identities.as_ref().map(Vec::as_slice).unwrap_or(&[]);
                 decrypt(&project.join("secrets").join(format!("{}.age", r.name)), ids).with_context(|| format!("secret {:?}", r.name))?
             }
-            SecretSource::Command => run_command(command.unwrap_or_default(), &r.name)?,
+            SecretSource::Command => run_command(project, command.unwrap_or_default(), &r.name)?,
         };
         out.insert(r.name.clone(), value);
     }
@@ -101,11 +101,11 @@ fn decrypt(path: &Path, identities: &[Box<dyn age::Identity + Send + Sync>]) -> 
     Ok(plain)
 }
 
-/// Runs `secrets_command` for one name through `/bin/sh -c` (the name is restricted to
-/// letters, digits, `_`, `.` and `-`, so it needs no quoting).
-fn run_command(command: &str, name: &str) -> Result<Vec<u8>> {
+/// Runs `secrets_command` for one name through `/bin/sh -c` in the project directory (the
+/// name is restricted to letters, digits, `_`, `.` and `-`, so it needs no quoting).
+fn run_command(project: &Path, command: &str, name: &str) -> Result<Vec<u8>> {
     let cmd = command.replace("%s", name);
-    let out = Command::new("/bin/sh").arg("-c").arg(&cmd).stdin(std::process::Stdio::inherit()).output().with_context(|| format!("running secrets_command for {name:?}"))?;
+    let out = Command::new("/bin/sh").arg("-c").arg(&cmd).current_dir(project).stdin(std::process::Stdio::inherit()).output().with_context(|| format!("running secrets_command for {name:?}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let first = err.lines().next().unwrap_or("").trim();

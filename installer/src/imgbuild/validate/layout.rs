@@ -27,13 +27,14 @@ const FILESYSTEMS: &[&str] = &["ext4", "vfat", "swap", "none"];
 /// backup header at the end).
 const TABLE_OVERHEAD: u64 = 2 << 20;
 
-pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>) -> Option<Layout> {
+/// `explicit`: the format was given (IMGBUILD or `--format`), not makeimg's default.
+pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, explicit: bool) -> Option<Layout> {
     if cx.get("partitions").is_none() {
         if cx.get("table").is_some() {
             cx.warn("table", "table= only applies together with partitions=; the table comes from format");
         }
         let (args, origin) = match raw {
-            Some(r) if cx.get("format").is_some() || matches!(format, Some(Format::Raw { .. })) => (r, LayoutOrigin::Format),
+            Some(r) if explicit => (r, LayoutOrigin::Format),
             _ => (DEFAULT_RAW, LayoutOrigin::Default),
         };
         return Some(legacy(args, origin));
@@ -58,7 +59,10 @@ pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>) -
             }
         }
     }
-    if ok && check_layout(cx, table, &parts, format) {
+    // The rules across partitions are checked on the lines that parsed, so one bad line
+    // does not hide the other problems.
+    let consistent = check_layout(cx, table, &parts, format, explicit);
+    if ok && consistent {
         Some(Layout { table, partitions: parts.into_iter().map(|(_, p)| p).collect(), origin: LayoutOrigin::Partitions })
     } else {
         None
@@ -195,7 +199,7 @@ fn check_partition(name: &str, kind: &PartKind, fs: Filesystem, mp: Option<&str>
 }
 
 /// The rules across partitions. Reports every problem; true when there was none.
-fn check_layout(cx: &mut Ctx<'_>, table: TableType, parts: &[(usize, Partition)], format: Option<&Format>) -> bool {
+fn check_layout(cx: &mut Ctx<'_>, table: TableType, parts: &[(usize, Partition)], format: Option<&Format>, explicit: bool) -> bool {
     let before = cx.diags.errors().count();
     let mut names = BTreeSet::new();
     for (off, p) in parts {
@@ -219,17 +223,28 @@ fn check_layout(cx: &mut Ctx<'_>, table: TableType, parts: &[(usize, Partition)]
     if table == TableType::Msdos && parts.len() > 4 {
         cx.error("partitions", format!("partitions: an msdos table holds 4 primary partitions, this layout has {}; use table=gpt", parts.len()));
     }
-    if !parts.iter().any(|(_, p)| p.mountpoint.as_deref() == Some("/")) {
+    let roots = parts.iter().filter(|(_, p)| p.mountpoint.as_deref() == Some("/")).count();
+    if roots > 1 {
+        cx.error("partitions", "partitions: more than one partition is mounted at /");
+    }
+    if roots == 0 && !parts.is_empty() {
         cx.error("partitions", "partitions: no partition is mounted at / (add one, e.g. \"root rest root ext4 /\")");
     }
     if parts.is_empty() {
-        cx.error("partitions", "partitions: no partitions");
+        return false;
     }
     if let Some(Format::Raw { size }) = format {
         let fixed: u64 = parts.iter().map(|(_, p)| if let PartSize::Bytes(b) = p.size { b } else { 0 }).sum();
         let pct = size / 100 * percent as u64;
         if fixed + pct + TABLE_OVERHEAD > *size {
-            cx.error("partitions", format!("partitions: {} of fixed sizes and {percent} % do not fit a raw image of {}", crate::disk::human_size(fixed), crate::disk::human_size(*size)));
+            let msg = format!("partitions: {} of fixed sizes and {percent} % do not fit a raw image of {}", crate::disk::human_size(fixed), crate::disk::human_size(*size));
+            // With makeimg's default format the project is likely meant for real disks only:
+            // `anemos image` would fail, an install would not.
+            if explicit {
+                cx.error("format", msg);
+            } else {
+                cx.warn("partitions", msg + " (the default format; set format=\"raw SIZE\" to build images of this layout)");
+            }
         }
     }
     cx.diags.errors().count() == before

@@ -114,14 +114,18 @@ pub fn validate(cx: &mut Ctx<'_>, inputs: &Inputs<'_>, functions: &BTreeSet<Stri
     let target = simple::target(cx);
     let packages = simple::packages(cx);
     let fmt = format::format(cx, inputs.format_override);
-    let layout = layout::layout(cx, fmt.as_ref().map(|f| &f.0), fmt.as_ref().and_then(|f| f.2));
+    let explicit = fmt.as_ref().is_some_and(|f| f.1 != FormatOrigin::Default);
+    let layout = layout::layout(cx, fmt.as_ref().map(|f| &f.0), fmt.as_ref().and_then(|f| f.2), explicit);
     let disk = disks::disk(cx);
     let preserve = disks::preserve(cx, disk.as_ref());
     let mounts = disks::mounts(cx);
     if let Some(l) = &layout {
         disks::unique_mountpoints(cx, l, &preserve, &mounts);
     }
-    let bootloader = layout.as_ref().and_then(|l| simple::bootloader(cx, l));
+    let bootloader = match (simple::bootloader_value(cx), &layout) {
+        (Ok(value), Some(l)) => simple::bootloader(cx, l, value),
+        _ => None,
+    };
     let kernel_cmdline = simple::kernel_cmdline(cx);
     let mirror = target.as_ref().and_then(|t| mirror::mirror(cx, t, inputs.host_root));
     let proxy = simple::proxy(cx);

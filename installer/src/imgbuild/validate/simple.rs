@@ -84,27 +84,31 @@ pub fn packages(cx: &mut Ctx<'_>) -> Vec<String> {
     out
 }
 
-/// `bootloader=`, default systemd-boot on a gpt table with an ESP, else grub.
-pub fn bootloader(cx: &mut Ctx<'_>, layout: &Layout) -> Option<Bootloader> {
-    let has_esp = layout.partitions.iter().any(|p| p.kind == PartKind::Esp);
-    let has_bios = layout.partitions.iter().any(|p| p.kind == PartKind::BiosBoot);
-    let gpt = layout.table == TableType::Gpt;
-    let chosen = match cx.get("bootloader").map(str::trim) {
-        None => {
-            if gpt && has_esp {
-                Bootloader::SystemdBoot
-            } else {
-                Bootloader::Grub
-            }
-        }
-        Some("systemd-boot") => Bootloader::SystemdBoot,
-        Some("grub") => Bootloader::Grub,
-        Some("none") => Bootloader::None,
+/// `bootloader=` as written: `Ok(None)` when unset, `Err(())` when wrong (reported).
+pub fn bootloader_value(cx: &mut Ctx<'_>) -> Result<Option<Bootloader>, ()> {
+    match cx.get("bootloader").map(str::trim) {
+        None => Ok(None),
+        Some("systemd-boot") => Ok(Some(Bootloader::SystemdBoot)),
+        Some("grub") => Ok(Some(Bootloader::Grub)),
+        Some("none") => Ok(Some(Bootloader::None)),
         Some(other) => {
             let msg = bad_value("bootloader", other, "not a bootloader", &["systemd-boot", "grub", "none"]);
             cx.error("bootloader", msg);
-            return None;
+            Err(())
         }
+    }
+}
+
+/// The bootloader for a layout: `bootloader=`, default systemd-boot on a gpt table with
+/// an ESP, else grub; checked against the layout.
+pub fn bootloader(cx: &mut Ctx<'_>, layout: &Layout, value: Option<Bootloader>) -> Option<Bootloader> {
+    let has_esp = layout.partitions.iter().any(|p| p.kind == PartKind::Esp);
+    let has_bios = layout.partitions.iter().any(|p| p.kind == PartKind::BiosBoot);
+    let gpt = layout.table == TableType::Gpt;
+    let chosen = match value {
+        Some(b) => b,
+        None if gpt && has_esp => Bootloader::SystemdBoot,
+        None => Bootloader::Grub,
     };
     if chosen == Bootloader::SystemdBoot && !(gpt && has_esp) {
         cx.error("bootloader", "bootloader=systemd-boot needs a gpt table with an esp partition (UEFI only); add one to partitions= or use grub");
