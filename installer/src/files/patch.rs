@@ -48,10 +48,37 @@ pub fn check(text: &[u8]) -> Result<usize, PatchError> {
     parse(text).map(|p| p.hunks().len())
 }
 
+/// How many `+++ ` file headers stand outside hunks (a hunk's own lines may start with
+/// `+++ ` too: an added line `++ x`). Hunk lengths come from the `@@ -a,b +c,d @@` header.
+fn file_headers(body: &[u8]) -> usize {
+    let (mut old, mut new, mut headers) = (0usize, 0usize, 0);
+    for line in body.split(|b| *b == b'\n') {
+        if old > 0 || new > 0 {
+            match line.first() {
+                Some(b' ') | None => {
+                    old = old.saturating_sub(1);
+                    new = new.saturating_sub(1);
+                }
+                Some(b'-') => old = old.saturating_sub(1),
+                Some(b'+') => new = new.saturating_sub(1),
+                _ => {}
+            }
+        } else if line.starts_with(b"+++ ") {
+            headers += 1;
+        } else if let Some(rest) = line.strip_prefix(b"@@ -") {
+            let text = String::from_utf8_lossy(rest);
+            let mut ranges = text.split(' ');
+            let len = |r: Option<&str>| r.map(|r| r.trim_start_matches('+')).map(|r| r.split_once(',').map_or(Ok(1), |(_, n)| n.parse::<usize>()).unwrap_or(0)).unwrap_or(0);
+            old = len(ranges.next());
+            new = len(ranges.next());
+        }
+    }
+    headers
+}
+
 fn parse(text: &[u8]) -> Result<Patch<'_, [u8]>, PatchError> {
     let body = body(text);
-    let headers = body.split(|b| *b == b'\n').filter(|l| l.starts_with(b"+++ ")).count();
-    if headers > 1 {
+    if file_headers(body) > 1 {
         return Err(plain("holds diffs of several files; one .makeimg.patch changes exactly one file"));
     }
     let patch = Patch::from_bytes(body).map_err(|e| plain(format!("is not a unified diff: {e}")))?;
@@ -98,6 +125,14 @@ mod tests {
         let e = apply(ORIG, p).unwrap_err();
         assert_eq!(e.hunk, Some(2));
         assert_eq!(e.to_string(), "hunk 2 (@@ -4,1 +4,1 @@) does not apply: its context or removed lines are not in the file");
+    }
+
+    #[test]
+    fn lines_that_look_like_headers_inside_hunks() {
+        let original = "-- a\nkeep\n";
+        let modified = "++ b\nkeep\n";
+        let p = diffy::create_patch(original, modified).to_string();
+        assert_eq!(apply(original.as_bytes(), p.as_bytes()).unwrap(), modified.as_bytes());
     }
 
     #[test]

@@ -14,4 +14,4 @@ pub use types::*;
 pub const PLAN_VERSION: u32 = 1;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
