@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::diag::{Diagnostics, Location};
 use super::prescan::Prescan;
@@ -42,7 +42,7 @@ pub struct Evaluated {
 /// warnings in `diags`; a syntax error, an `exit`, or a timeout is an error and `None`.
 pub fn evaluate(project: &Path, prescan: &Prescan, diags: &mut Diagnostics) -> Option<Evaluated> {
     let script = script(prescan);
-    let out = match run(project, &script) {
+    let out = match run(project, &script, TIMEOUT) {
         Ok(o) => o,
         Err(msg) => {
             diags.error(Location::Imgbuild { line: None }, msg);
@@ -68,10 +68,7 @@ pub fn evaluate(project: &Path, prescan: &Prescan, diags: &mut Diagnostics) -> O
     for (line, msg) in messages {
         diags.warn(Location::Imgbuild { line }, format!("shell: {msg}"));
     }
-    let mut env = match env {
-        Some(e) => e,
-        None => return None,
-    };
+    let mut env = env?;
     let functions = env.remove("__anemos_fns").unwrap_or_default().split_whitespace().map(str::to_string).collect();
     let variables = env
         .into_iter()
@@ -106,7 +103,7 @@ struct Output {
     stderr: String,
 }
 
-fn run(project: &Path, script: &str) -> Result<Output, String> {
+fn run(project: &Path, script: &str, timeout: Duration) -> Result<Output, String> {
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(script)
@@ -136,17 +133,21 @@ fn run(project: &Path, script: &str) -> Result<Output, String> {
         }
         String::from_utf8_lossy(&buf).into_owned()
     });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("sourcing the IMGBUILD took longer than {} s; does its top level wait for input or loop?", TIMEOUT.as_secs()));
+    // Wait in a thread so the exit is seen at once (no polling); past the timeout, kill the
+    // shell by its pid (it cannot have been reaped: the waiter has not returned).
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(timeout) {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => return Err(format!("waiting for /bin/sh: {e}")),
+        Err(_) => {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
-            Err(e) => return Err(format!("waiting for /bin/sh: {e}")),
+            return Err(format!("sourcing the IMGBUILD took longer than {} s; does its top level wait for input or loop?", timeout.as_secs_f32()));
         }
     };
     let stdout = out_reader.join().unwrap_or_default();
@@ -222,6 +223,16 @@ mod tests {
         assert!(e.is_none());
         let text = d.render();
         assert!(text.starts_with("IMGBUILD:2: shell: Syntax error"), "{text}");
+    }
+
+    #[test]
+    fn a_looping_imgbuild_is_stopped() {
+        let dir = std::env::temp_dir().join(format!("anemos-eval-loop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let start = std::time::Instant::now();
+        let e = run(&dir, "while :; do :; done", Duration::from_millis(300)).err().unwrap();
+        assert!(e.contains("took longer than 0.3 s"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub fn check_inputs(project: &Path, opts: &CheckOptions, cx: &mut Ctx<'_>) -> Fo
             continue;
         }
         let dir = InputDir { path: project.join(src), label: src.trim_end_matches('/').to_string() };
-        if !dir.path.exists() && !(i == 0 && src == "files" && opts.inputs.len() == 1) {
+        // The default files/ may be absent; a directory the user named must exist.
+        let default_dir = i == 0 && src == "files" && opts.inputs.len() == 1;
+        if !(dir.path.exists() || default_dir) {
             cx.diags.error(at(&dir.label, None, None), format!("input directory {} does not exist", dir.path.display()));
             continue;
         }

@@ -62,7 +62,7 @@ pub fn reveal(project: &Path, refs: &[SecretRef], command: Option<&str>, identit
                 if identities.is_none() {
                     identities = Some(load_identities(identity)?);
                 }
-                let ids = identities.as_ref().map(Vec::as_slice).unwrap_or(&[]);
+                let ids = identities.as_deref().unwrap_or(&[]);
                 decrypt(&project.join("secrets").join(format!("{}.age", r.name)), ids).with_context(|| format!("secret {:?}", r.name))?
             }
             SecretSource::Command => run_command(project, command.unwrap_or_default(), &r.name)?,

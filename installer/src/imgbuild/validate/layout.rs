@@ -108,10 +108,8 @@ fn partition(line: &str, table: TableType) -> Result<Partition, String> {
         },
     };
     let (kind, type_guid, mbr_type) = part_type(w[2])?;
-    if table == TableType::Msdos {
-        if matches!(kind, PartKind::BiosBoot | PartKind::Guid(_)) {
-            return Err(format!("type {}: only on a gpt table", w[2]));
-        }
+    if table == TableType::Msdos && matches!(kind, PartKind::BiosBoot | PartKind::Guid(_)) {
+        return Err(format!("type {}: only on a gpt table", w[2]));
     }
     let fs = match w.get(3).copied() {
         None => default_fs(&kind),
