@@ -281,3 +281,33 @@ fn the_init_loads_the_plan_in_qemu() {
     assert!(out.contains("WIPED         /dev/disk/by-id/ata-QEMU_HARDDISK_QM00001"), "{out}");
     assert!(vm.wait_exit(Duration::from_secs(30)).unwrap().success());
 }
+
+#[test]
+fn tracked_plain_secrets_warn_and_secrets_command_reveals() {
+    let dir = arch_mail("imgbuild-git", false);
+    let key = dir.join("age.key");
+    sh(&format!("cd {} && git init -q && git add -f IMGBUILD secrets/relay_password", dir.display())).unwrap();
+    let (ok, _, err) = run(&["check", dir.to_str().unwrap(), "--identity", key.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(err.contains("secrets/relay_password: warning: this plaintext secret is tracked by git"), "{err}");
+
+    // A secret from secrets_command, run in the project directory.
+    let base = scratch("imgbuild-command");
+    let dir = base.join("p");
+    sh(&format!("cp -a {} {}", corpus("bad/unknown-secret").display(), dir.display())).unwrap();
+    sh(&format!("printf 'secrets_command=\"printf from-%%s\"\\n' >> {}/IMGBUILD", dir.display())).unwrap();
+    let out = anemos(&["check", dir.to_str().unwrap()]).unwrap();
+    assert!(out.contains("secrets       db_password (secrets_command)"), "{out}");
+    let payload = base.join("p.payload");
+    anemos(&["pack", dir.to_str().unwrap(), "-o", payload.to_str().unwrap()]).unwrap();
+    let root = base.join("unpacked");
+    unpack(&payload, &root);
+    assert_eq!(std::fs::read(root.join("anemos/payload/secrets/db_password")).unwrap(), b"from-db_password");
+
+    // A failing command: pack stops, names the secret, writes nothing.
+    sh(&format!("printf 'secrets_command=\"exit 4; %%s\"\\n' >> {}/IMGBUILD", dir.display())).unwrap();
+    let failed = base.join("failed.payload");
+    let (ok, _, err) = run(&["pack", dir.to_str().unwrap(), "-o", failed.to_str().unwrap()]);
+    assert!(!ok && err.contains("failed for secret \"db_password\""), "{err}");
+    assert!(!failed.exists());
+}
