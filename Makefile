@@ -5,6 +5,7 @@
 #   make test    unit tests, integration tests on image files, QEMU boot tests
 #   make bench   sizes and timings beside the baseline tools, measured in the same run
 #   make build   the static init, then the anemos binary that embeds it
+#   make fuzz-smoke  run each cargo-fuzz target briefly (FUZZ_SECONDS each, default 20)
 
 CARGO  ?= cargo
 TARGET := x86_64-unknown-linux-musl
@@ -13,9 +14,9 @@ ANEMOS := $(REL)/anemos
 KERNEL_CACHE ?= $(HOME)/.cache/anemos/kernel
 
 APT_PACKAGES := qemu-system-x86 ovmf musl-tools e2fsprogs dosfstools fdisk gdisk mtools \
-	dpkg-dev cpio kmod xz-utils zstd file mmdebstrap debootstrap
+	dpkg-dev cpio kmod xz-utils zstd file mmdebstrap debootstrap age
 
-.PHONY: help setup build init anemos kernel test unit-test demo bench clean
+.PHONY: help setup build init anemos kernel test unit-test demo bench clean fuzz-smoke
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -52,6 +53,17 @@ demo: setup build kernel
 
 bench: build kernel
 	$(CARGO) run --release -p anemos-bench
+
+# cargo-fuzz on stable Rust: RUSTC_BOOTSTRAP=1 lets stable rustc take the -Z sanitizer
+# flags cargo-fuzz passes. The fuzz crate builds for the host's gnu target on its own.
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := template patch
+
+fuzz-smoke:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --target x86_64-unknown-linux-gnu
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

@@ -22,6 +22,10 @@ pub enum Command {
     Boot(BootArgs),
     /// List this host's disks: identity, size, partitions, signatures, mounts.
     Disks(DisksArgs),
+    /// Check an IMGBUILD project and print the plan it describes.
+    Check(CheckArgs),
+    /// Check an IMGBUILD project, reveal the secrets its templates use, and write the payload.
+    Pack(PackArgs),
 }
 
 #[derive(Args)]
@@ -29,6 +33,41 @@ pub struct DisksArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `check` and `pack` share.
+#[derive(Args)]
+pub struct ProjectArgs {
+    /// The project directory (the one holding the IMGBUILD).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Replace the IMGBUILD's format, e.g. "raw 4G gpt" or "dir" (makeimg's override).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// An input directory, relative to the project; repeatable, later ones win [default: files].
+    #[arg(long = "input", value_name = "DIR")]
+    pub inputs: Vec<String>,
+    /// The age identity file for secrets/NAME.age [default: $ANEMOS_AGE_IDENTITY, else ~/.config/anemos/age.key].
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Print the plan and all diagnostics as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct PackArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Where to write the payload (written mode 0600: it holds revealed secrets).
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -20,6 +20,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Initramfs(args) => cmd::initramfs::run(args),
         cli::Command::Boot(args) => cmd::boot::run(args),
         cli::Command::Disks(args) => cmd::disks::run(args),
+        cli::Command::Check(args) => cmd::check::run(args),
+        cli::Command::Pack(args) => cmd::pack::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

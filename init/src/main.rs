@@ -70,14 +70,30 @@ fn main() {
             shutdown::shutdown(opts.done.unwrap_or(Action::Poweroff))
         }
         Mode::Install => {
-            step::run(&opts, "payload", || -> anyhow::Result<()> {
-                anyhow::bail!(
-                    "this initramfs carries no payload (/anemos/payload/plan.json is missing): build one with `anemos initramfs --payload FILE`, or boot with anemos.mode=rescue"
-                )
+            let payload = step::run(&opts, "payload", load_payload);
+            emit(Event::PlanLoaded {
+                imgname: payload.plan.imgname.clone(),
+                target: payload.plan.target.name().to_string(),
+                packages: payload.plan.packages.len(),
+                partitions: payload.plan.layout.partitions.len(),
             });
             shutdown::shutdown(opts.done.unwrap_or(Action::Reboot))
         }
     }
+}
+
+/// Loads and validates the payload the kernel unpacked at `/anemos/payload`, and logs the
+/// plan a person would read before the install starts.
+fn load_payload() -> anyhow::Result<installer::payload::Payload> {
+    let Some(payload) = installer::payload::Payload::load(Path::new("/"))? else {
+        anyhow::bail!(
+            "this initramfs carries no payload (/anemos/payload/plan.json is missing): build one with `anemos pack DIR -o FILE` and `anemos initramfs --payload FILE`, or boot with anemos.mode=rescue"
+        )
+    };
+    for line in installer::payload::summary(&payload.plan) {
+        log::info!("{line}");
+    }
+    Ok(payload)
 }
 
 /// Our log lines already reach the console directly; keep the kernel from echoing the

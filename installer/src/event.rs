@@ -31,6 +31,8 @@ pub enum Event {
     Progress { phase: String, done: u64, total: u64, unit: String },
     /// A step failed; `action` is what the init does about it (rescue, reboot, poweroff).
     Failed { phase: String, error: String, action: String },
+    /// The init found and validated the payload's plan.
+    PlanLoaded { imgname: String, target: String, packages: usize, partitions: usize },
     /// The rescue console is waiting for commands.
     Rescue,
     /// The init is about to reboot, power off or kexec.

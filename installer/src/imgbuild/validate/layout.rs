@@ -1,0 +1,280 @@
+//! The declarative disk layout: `table=` and `partitions=` (one partition per line,
+//! `NAME SIZE TYPE [FS [MOUNTPOINT [OPTIONS]]]`), or makeimg's `format raw SIZE TABLE FS`
+//! mapped onto the same model as one root partition spanning the disk.
+//!
+//! Type GUIDs are those of the UAPI Discoverable Partitions Specification (root is the
+//! x86-64 root type) and the UEFI specification (ESP); BIOS boot is GRUB's `bios_grub`.
+
+use std::collections::BTreeSet;
+
+use super::format::{parse_size, RawArgs, DEFAULT_RAW};
+use super::Ctx;
+use crate::imgbuild::diag::{bad_part, not_allowed};
+use crate::plan::*;
+
+pub const ESP_GUID: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+pub const BIOS_BOOT_GUID: &str = "21686148-6449-6E6F-744E-656564454649";
+pub const ROOT_X86_64_GUID: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+pub const SWAP_GUID: &str = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F";
+pub const LINUX_DATA_GUID: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+pub const HOME_GUID: &str = "933AC7E1-2EB4-4F13-B844-0E14E2AEF915";
+pub const SRV_GUID: &str = "3B8F8425-20E0-4F3B-907F-1A25A76F98E8";
+
+const TYPES: &[&str] = &["esp", "bios-boot", "root", "swap", "linux", "home", "srv"];
+const FILESYSTEMS: &[&str] = &["ext4", "vfat", "swap", "none"];
+
+/// Room a table and 1 MiB alignment take from a raw image (gpt: 1 MiB at the start, the
+/// backup header at the end).
+const TABLE_OVERHEAD: u64 = 2 << 20;
+
+/// `explicit`: the format was given (IMGBUILD or `--format`), not makeimg's default.
+pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, explicit: bool) -> Option<Layout> {
+    if cx.get("partitions").is_none() {
+        if cx.get("table").is_some() {
+            cx.warn("table", "table= only applies together with partitions=; the table comes from format");
+        }
+        let (args, origin) = match raw {
+            Some(r) if explicit => (r, LayoutOrigin::Format),
+            _ => (DEFAULT_RAW, LayoutOrigin::Default),
+        };
+        return Some(legacy(args, origin));
+    }
+    let table = match cx.get("table").map(str::trim) {
+        None | Some("gpt") => TableType::Gpt,
+        Some("msdos") => TableType::Msdos,
+        Some(t) => {
+            let msg = bad_part("table", t, t, "not a partition table type", &["gpt", "msdos"]);
+            cx.error("table", msg);
+            return None;
+        }
+    };
+    let mut parts = Vec::new();
+    let mut ok = true;
+    for (offset, line) in cx.lines("partitions") {
+        match partition(&line, table) {
+            Ok(p) => parts.push((offset, p)),
+            Err(msg) => {
+                cx.error_within("partitions", offset, format!("partitions: {line:?}: {msg}"));
+                ok = false;
+            }
+        }
+    }
+    // The rules across partitions are checked on the lines that parsed, so one bad line
+    // does not hide the other problems.
+    let consistent = check_layout(cx, table, &parts, format, explicit);
+    if ok && consistent {
+        Some(Layout { table, partitions: parts.into_iter().map(|(_, p)| p).collect(), origin: LayoutOrigin::Partitions })
+    } else {
+        None
+    }
+}
+
+/// makeimg's single partition: the whole disk, root, bootable on msdos.
+fn legacy(args: RawArgs, origin: LayoutOrigin) -> Layout {
+    let root = Partition {
+        name: "root".into(),
+        size: PartSize::Rest,
+        kind: PartKind::Root,
+        type_guid: ROOT_X86_64_GUID.into(),
+        mbr_type: 0x83,
+        bootable: args.table == TableType::Msdos,
+        fs: args.fs,
+        mountpoint: Some("/".into()),
+        options: "defaults".into(),
+    };
+    Layout { table: args.table, partitions: vec![root], origin }
+}
+
+/// One line of `partitions=`.
+fn partition(line: &str, table: TableType) -> Result<Partition, String> {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    if w.len() < 3 || w.len() > 6 {
+        return Err("expected NAME SIZE TYPE [FS [MOUNTPOINT [OPTIONS]]]".into());
+    }
+    let name = w[0];
+    if name.len() > 36 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        return Err(format!("name {name:?}: use at most 36 letters, digits, '_', '.', '-' (it is the GPT name and the file system label)"));
+    }
+    let size = match w[1] {
+        "rest" => PartSize::Rest,
+        s if s.ends_with('%') => match s[..s.len() - 1].parse::<u8>() {
+            Ok(p) if (1..=100).contains(&p) => PartSize::Percent(p),
+            _ => return Err(format!("size {s:?}: a percentage must be 1% to 100%")),
+        },
+        s => match parse_size(s, false) {
+            Ok(0) => return Err("size 0: a partition needs a size".into()),
+            Ok(b) => PartSize::Bytes(b),
+            Err(e) => return Err(format!("size {s:?}: {e} (or N%, or rest)")),
+        },
+    };
+    let (kind, type_guid, mbr_type) = part_type(w[2])?;
+    if table == TableType::Msdos && matches!(kind, PartKind::BiosBoot | PartKind::Guid(_)) {
+        return Err(format!("type {}: only on a gpt table", w[2]));
+    }
+    let fs = match w.get(3).copied() {
+        None => default_fs(&kind),
+        Some("ext4") => Filesystem::Ext4,
+        Some("vfat") => Filesystem::Vfat,
+        Some("swap") => Filesystem::Swap,
+        Some("none") => Filesystem::None,
+        Some(f) => return Err(not_allowed(f, &format!("file system {f:?} is not one anemos makes"), FILESYSTEMS)),
+    };
+    let mountpoint = match w.get(4).copied() {
+        Some("-") => None,
+        Some(m) if m.starts_with('/') => Some(m.trim_end_matches('/').to_string()).map(|m| if m.is_empty() { "/".into() } else { m }),
+        Some(m) => return Err(format!("mount point {m:?} is not an absolute path (or - for none)")),
+        None => default_mountpoint(&kind).map(str::to_string),
+    };
+    let options = w.get(5).map(|s| s.to_string()).unwrap_or_else(|| "defaults".into());
+    check_partition(name, &kind, fs, mountpoint.as_deref())?;
+    let bootable = table == TableType::Msdos && mountpoint.as_deref() == Some("/");
+    Ok(Partition { name: name.into(), size, kind, type_guid, mbr_type, bootable, fs, mountpoint, options })
+}
+
+fn part_type(t: &str) -> Result<(PartKind, String, u8), String> {
+    Ok(match t {
+        "esp" => (PartKind::Esp, ESP_GUID.into(), 0xef),
+        "bios-boot" => (PartKind::BiosBoot, BIOS_BOOT_GUID.into(), 0),
+        "root" => (PartKind::Root, ROOT_X86_64_GUID.into(), 0x83),
+        "swap" => (PartKind::Swap, SWAP_GUID.into(), 0x82),
+        "linux" => (PartKind::Linux, LINUX_DATA_GUID.into(), 0x83),
+        "home" => (PartKind::Home, HOME_GUID.into(), 0x83),
+        "srv" => (PartKind::Srv, SRV_GUID.into(), 0x83),
+        g if is_guid(g) => (PartKind::Guid(g.to_ascii_uppercase()), g.to_ascii_uppercase(), 0x83),
+        other => {
+            let mut allowed = TYPES.to_vec();
+            allowed.push("a GPT type GUID");
+            return Err(not_allowed(other, &format!("type {other:?} is not a partition type"), &allowed));
+        }
+    })
+}
+
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]) && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn default_fs(kind: &PartKind) -> Filesystem {
+    match kind {
+        PartKind::Esp => Filesystem::Vfat,
+        PartKind::Swap => Filesystem::Swap,
+        PartKind::BiosBoot | PartKind::Guid(_) => Filesystem::None,
+        PartKind::Root | PartKind::Linux | PartKind::Home | PartKind::Srv => Filesystem::Ext4,
+    }
+}
+
+fn default_mountpoint(kind: &PartKind) -> Option<&'static str> {
+    match kind {
+        PartKind::Esp => Some("/boot/efi"),
+        PartKind::Root => Some("/"),
+        PartKind::Home => Some("/home"),
+        PartKind::Srv => Some("/srv"),
+        PartKind::Swap | PartKind::BiosBoot | PartKind::Linux | PartKind::Guid(_) => None,
+    }
+}
+
+/// The rules within one partition: types and file systems that belong together.
+fn check_partition(name: &str, kind: &PartKind, fs: Filesystem, mp: Option<&str>) -> Result<(), String> {
+    match (kind, fs) {
+        (PartKind::Esp, f) if f != Filesystem::Vfat => return Err(format!("an esp must be vfat, not {}", f.name())),
+        (PartKind::Swap, f) if f != Filesystem::Swap => return Err(format!("a swap partition must have file system swap, not {}", f.name())),
+        (k, Filesystem::Swap) if *k != PartKind::Swap => return Err("file system swap belongs on a partition of type swap".into()),
+        (PartKind::BiosBoot, f) if f != Filesystem::None => return Err("a bios-boot partition holds no file system (use none)".into()),
+        _ => {}
+    }
+    if mp.is_some() && matches!(fs, Filesystem::None | Filesystem::Swap) {
+        return Err(format!("a partition with file system {} cannot be mounted; use - as the mount point", fs.name()));
+    }
+    let label_max = match fs {
+        Filesystem::Vfat => 11,
+        Filesystem::Ext4 => 16,
+        _ => 36,
+    };
+    if name.len() > label_max {
+        return Err(format!("name {name:?} is longer than a {} label ({label_max} characters)", fs.name()));
+    }
+    Ok(())
+}
+
+/// The rules across partitions. Reports every problem; true when there was none.
+fn check_layout(cx: &mut Ctx<'_>, table: TableType, parts: &[(usize, Partition)], format: Option<&Format>, explicit: bool) -> bool {
+    let before = cx.diags.errors().count();
+    let mut names = BTreeSet::new();
+    for (off, p) in parts {
+        if !names.insert(p.name.as_str()) {
+            cx.error_within("partitions", *off, format!("partitions: the name {:?} is used twice", p.name));
+        }
+    }
+    let rests: Vec<&usize> = parts.iter().filter(|(_, p)| p.size == PartSize::Rest).map(|(o, _)| o).collect();
+    if rests.len() > 1 {
+        cx.error_within("partitions", *rests[1], "partitions: only one partition can take the rest of the disk");
+    }
+    let percent: u32 = parts.iter().map(|(_, p)| if let PartSize::Percent(n) = p.size { n as u32 } else { 0 }).sum();
+    if percent > 100 {
+        cx.error("partitions", format!("partitions: the percentages add up to {percent} %, more than the disk"));
+    }
+    for kind in [PartKind::Esp, PartKind::BiosBoot] {
+        if parts.iter().filter(|(_, p)| p.kind == kind).count() > 1 {
+            cx.error("partitions", format!("partitions: more than one {kind} partition"));
+        }
+    }
+    if table == TableType::Msdos && parts.len() > 4 {
+        cx.error("partitions", format!("partitions: an msdos table holds 4 primary partitions, this layout has {}; use table=gpt", parts.len()));
+    }
+    let roots = parts.iter().filter(|(_, p)| p.mountpoint.as_deref() == Some("/")).count();
+    if roots > 1 {
+        cx.error("partitions", "partitions: more than one partition is mounted at /");
+    }
+    if roots == 0 && !parts.is_empty() {
+        cx.error("partitions", "partitions: no partition is mounted at / (add one, e.g. \"root rest root ext4 /\")");
+    }
+    if parts.is_empty() {
+        return false;
+    }
+    if let Some(Format::Raw { size }) = format {
+        let fixed: u64 = parts.iter().map(|(_, p)| if let PartSize::Bytes(b) = p.size { b } else { 0 }).sum();
+        let pct = size / 100 * percent as u64;
+        if fixed + pct + TABLE_OVERHEAD > *size {
+            let msg = format!("partitions: {} of fixed sizes and {percent} % do not fit a raw image of {}", crate::disk::human_size(fixed), crate::disk::human_size(*size));
+            // With makeimg's default format the project is likely meant for real disks only:
+            // `anemos image` would fail, an install would not.
+            if explicit {
+                cx.error("format", msg);
+            } else {
+                cx.warn("partitions", msg + " (the default format; set format=\"raw SIZE\" to build images of this layout)");
+            }
+        }
+    }
+    cx.diags.errors().count() == before
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_parses_with_defaults() {
+        let p = partition("efi 512M esp", TableType::Gpt).unwrap();
+        assert_eq!((p.fs, p.mountpoint.as_deref(), p.type_guid.as_str()), (Filesystem::Vfat, Some("/boot/efi"), ESP_GUID));
+        let p = partition("root rest root ext4 / noatime", TableType::Msdos).unwrap();
+        assert_eq!((p.size, p.bootable, p.mbr_type, p.options.as_str()), (PartSize::Rest, true, 0x83, "noatime"));
+        let p = partition("data 10% 0fc63daf-8483-4772-8e79-3d69d8477de4 ext4 /data", TableType::Gpt).unwrap();
+        assert_eq!(p.kind, PartKind::Guid(LINUX_DATA_GUID.into()));
+    }
+
+    #[test]
+    fn wrong_lines_say_why() {
+        let e = |l: &str, t| partition(l, t).unwrap_err();
+        assert!(e("efi 512M esp ext4", TableType::Gpt).contains("esp must be vfat"));
+        assert!(e("sw 1G swap ext4", TableType::Gpt).contains("must have file system swap"));
+        assert!(e("bb 1M bios-boot vfat", TableType::Gpt).contains("no file system"));
+        assert!(e("bb 1M bios-boot", TableType::Msdos).contains("only on a gpt table"));
+        assert!(e("r 0M root", TableType::Gpt).contains("needs a size"));
+        assert!(e("r 512 root", TableType::Gpt).contains("add a unit"));
+        assert!(e("r 101% root", TableType::Gpt).contains("1% to 100%"));
+        assert!(e("r rest rot", TableType::Gpt).contains("did you mean \"root\""));
+        assert!(e("r rest root ext4 boot", TableType::Gpt).contains("absolute"));
+        assert!(e("r rest root xfs", TableType::Gpt).contains("allowed: ext4, vfat, swap, none"));
+        assert!(e("averyveryverylongname rest root", TableType::Gpt).contains("ext4 label"));
+    }
+}

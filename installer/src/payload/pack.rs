@@ -1,0 +1,132 @@
+//! Writing the payload on the workstation. The archive is [`Archive`]'s reproducible newc
+//! (sorted, root-owned, mtime 0) compressed with ruzstd, which has no threads and no
+//! clock, so identical inputs give identical bytes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::{DIR, IMGBUILD_FILE, PLAN_FILE, PROJECT_DIR, SECRETS_DIR};
+use crate::files::{scan, EntryKind, InputDir};
+use crate::initramfs::Archive;
+use crate::plan::Plan;
+
+/// The payload archive for a checked plan and its revealed secrets.
+pub fn archive(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>) -> Result<Archive> {
+    let mut a = Archive::new();
+    let mut json = serde_json::to_vec_pretty(plan).context("serialising the plan")?;
+    json.push(b'\n');
+    a.file(&format!("{DIR}/{PLAN_FILE}"), 0o644, json)?;
+    let imgbuild = std::fs::read(project.join("IMGBUILD")).with_context(|| format!("reading {}/IMGBUILD", project.display()))?;
+    a.file(&format!("{DIR}/{IMGBUILD_FILE}"), 0o644, imgbuild)?;
+    for input in &plan.inputs {
+        let tree = scan(&InputDir { path: project.join(&input.source), label: input.source.clone() })?;
+        let base = format!("{DIR}/{}", input.payload_dir);
+        a.dir(&base, 0o755)?;
+        for e in &tree.entries {
+            let path = format!("{base}/{}", e.rel);
+            match &e.kind {
+                EntryKind::Dir => a.dir(&path, e.mode)?,
+                EntryKind::Symlink { target } => a.symlink(&path, target)?,
+                EntryKind::File | EntryKind::Patch | EntryKind::Template => {
+                    let data = std::fs::read(tree.source(e)).with_context(|| format!("reading {}/{}", input.source, e.rel))?;
+                    a.file(&path, e.mode, data)?;
+                }
+            }
+        }
+    }
+    if !plan.secrets.is_empty() {
+        a.dir(&format!("{DIR}/{SECRETS_DIR}"), 0o700)?;
+    }
+    for s in &plan.secrets {
+        let value = secrets.get(&s.name).with_context(|| format!("secret {:?} was not revealed", s.name))?;
+        a.file(&format!("{DIR}/{SECRETS_DIR}/{}", s.name), 0o600, value.clone())?;
+    }
+    for rel in &plan.project_files {
+        let data = std::fs::read(project.join(rel)).with_context(|| format!("reading {}/{rel}", project.display()))?;
+        a.file(&format!("{DIR}/{PROJECT_DIR}/{rel}"), 0o644, data)?;
+    }
+    Ok(a)
+}
+
+/// The payload bytes: the archive, zstd-compressed.
+pub fn pack(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>> {
+    let cpio = archive(project, plan, secrets)?.to_bytes()?;
+    Ok(ruzstd::encoding::compress_to_vec(&cpio[..], ruzstd::encoding::CompressionLevel::Fastest))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use crate::plan::{InputTree, SecretRef, SecretSource};
+
+    /// One member of a generated tree: a file (contents, mode) or a symlink (target).
+    #[derive(Debug, Clone)]
+    enum Member {
+        File(Vec<u8>, u32),
+        Link(String),
+    }
+
+    fn member() -> impl Strategy<Value = Member> {
+        prop_oneof![
+            (proptest::collection::vec(any::<u8>(), 0..64), prop::sample::select(vec![0o644u32, 0o600, 0o755, 0o4755, 0o640])).prop_map(|(d, m)| Member::File(d, m)),
+            "[a-z/.]{1,12}".prop_map(Member::Link),
+        ]
+    }
+
+    fn write_project(dir: &Path, members: &[(String, Member)], mtime_shift: i64) {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir.join("files")).unwrap();
+        std::fs::write(dir.join("IMGBUILD"), "imgname=x\ntarget=debian\n").unwrap();
+        for (rel, m) in members {
+            let p = dir.join("files").join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            match m {
+                Member::File(data, mode) => {
+                    std::fs::write(&p, data).unwrap();
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+                    let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs((1_000_000 + mtime_shift) as u64);
+                    std::fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+                }
+                Member::Link(target) => std::os::unix::fs::symlink(target, &p).unwrap(),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        /// The same project, written in another order at other times, packs to the same bytes.
+        #[test]
+        fn pack_is_deterministic(
+            members in proptest::collection::btree_map((0u8..3, 0u8..4), member(), 0..10),
+            secret in proptest::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let members: Vec<(String, Member)> = members.into_iter().map(|((d, f), m)| (format!("d{d}/f{f}"), m)).collect();
+            let base = std::env::temp_dir().join(format!("anemos-pack-prop-{}", std::process::id()));
+            let (a, b) = (base.join("a"), base.join("b"));
+            write_project(&a, &members, 0);
+            let reversed: Vec<_> = members.iter().rev().cloned().collect();
+            write_project(&b, &reversed, 86_400);
+            let mut plan = crate::plan::tests::sample();
+            plan.inputs = vec![InputTree { source: "files".into(), payload_dir: "inputs/0".into(), files: 0, symlinks: 0, patches: vec![], templates: vec![] }];
+            plan.secrets = vec![SecretRef { name: "db".into(), source: SecretSource::Plain }];
+            let secrets: BTreeMap<String, Vec<u8>> = [("db".to_string(), secret)].into();
+            let pa = super::pack(&a, &plan, &secrets).unwrap();
+            let pb = super::pack(&b, &plan, &secrets).unwrap();
+            prop_assert_eq!(&pa, &pb);
+            prop_assert_eq!(&pa, &super::pack(&a, &plan, &secrets).unwrap());
+            // And the archive inside is what ruzstd's own decoder gives back.
+            let mut dec = ruzstd::decoding::StreamingDecoder::new(&pa[..]).unwrap();
+            let mut cpio = Vec::new();
+            std::io::Read::read_to_end(&mut dec, &mut cpio).unwrap();
+            prop_assert_eq!(cpio, super::archive(&a, &plan, &secrets).unwrap().to_bytes().unwrap());
+        }
+    }
+}

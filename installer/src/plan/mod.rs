@@ -1,0 +1,17 @@
+//! The plan: the typed, validated form of an IMGBUILD project. `anemos check` prints it,
+//! `anemos pack` puts it into the payload as `plan.json`, and the init installs from it.
+//! Everything the install needs to decide is here; the IMGBUILD itself only travels along for
+//! its `provision()` function. Meanings are documented in `docs/IMGBUILD.5.md`.
+
+mod human;
+mod types;
+
+pub use human::render as render_human;
+pub use types::*;
+
+/// The version of the `plan.json` schema. Bump it on any change a reader must know about;
+/// the init refuses a plan whose version it does not know.
+pub const PLAN_VERSION: u32 = 1;
+
+#[cfg(test)]
+pub(crate) mod tests;

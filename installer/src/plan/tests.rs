@@ -1,0 +1,76 @@
+use super::*;
+use crate::payload::parse_plan;
+
+pub(crate) fn sample() -> Plan {
+    Plan {
+        version: PLAN_VERSION,
+        imgname: "mx".into(),
+        hostname: "mx".into(),
+        target: Target::Debian { suite: "stable".into() },
+        packages: vec!["openssh-server".into()],
+        format: Format::Raw { size: 8 << 30 },
+        format_origin: FormatOrigin::Default,
+        disk: Some(DiskSelector::Serial("ABC".into())),
+        layout: Layout {
+            table: TableType::Gpt,
+            partitions: vec![Partition {
+                name: "root".into(),
+                size: PartSize::Rest,
+                kind: PartKind::Root,
+                type_guid: "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709".into(),
+                mbr_type: 0x83,
+                bootable: false,
+                fs: Filesystem::Ext4,
+                mountpoint: Some("/".into()),
+                options: "defaults".into(),
+            }],
+            origin: LayoutOrigin::Partitions,
+        },
+        preserve: vec![Preserve { what: PreserveTarget::Disk { disk: DiskSelector::Size(1 << 40) }, mountpoint: Some("/home".into()), fstype: "ext4".into(), options: "defaults".into() }],
+        mounts: vec![],
+        bootloader: Bootloader::Grub,
+        kernel_cmdline: KernelCmdline { args: "quiet".into(), inherit_console: true },
+        mirror: Mirror { url: "http://mirror.test/debian".into(), security_url: None, origin: MirrorOrigin::Host { file: "/etc/apt/sources.list".into() } },
+        proxy: None,
+        network: Network::Static {
+            interfaces: vec![StaticInterface { iface: IfaceSelector::Name("eth0".into()), address: "192.0.2.2".parse().unwrap(), prefix: 24, gateway: None, dns: vec![] }],
+        },
+        on_success: OnSuccess::Reboot,
+        on_failure: OnFailure::Rescue,
+        status_port: 7777,
+        hostconf: vec![],
+        functions: Functions { provision: true },
+        inputs: vec![],
+        secrets: vec![SecretRef { name: "db".into(), source: SecretSource::Age }],
+        project_files: vec![],
+        variables: [("imgname".to_string(), "mx".to_string())].into(),
+    }
+}
+
+#[test]
+fn json_round_trip_reads_like_the_imgbuild() {
+    let p = sample();
+    let json = serde_json::to_string_pretty(&p).unwrap();
+    assert!(json.contains("\"distro\": \"debian\""), "{json}");
+    assert!(json.contains("\"bootloader\": \"grub\""));
+    assert!(json.contains("\"by\": \"serial\""));
+    assert_eq!(parse_plan(&json).unwrap(), p);
+}
+
+#[test]
+fn unknown_versions_are_refused() {
+    let json = serde_json::to_string(&sample()).unwrap().replace("\"version\":1", "\"version\":99");
+    let e = parse_plan(&json).unwrap_err().to_string();
+    assert!(e.contains("version 99") && e.contains("reads version 1"), "{e}");
+    assert!(parse_plan("{}").unwrap_err().to_string().contains("no version"));
+}
+
+#[test]
+fn human_plan_names_the_destruction_first() {
+    let text = render_human(&sample());
+    let wiped = text.find("WIPED").unwrap();
+    assert!(wiped < text.find("packages").unwrap());
+    assert!(text.contains("serial:ABC"), "{text}");
+    assert!(text.contains("preserved     disk size:1 TiB (±1 %): never written, mounted at /home"), "{text}");
+    assert!(text.contains("db (age)"));
+}

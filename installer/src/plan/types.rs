@@ -1,0 +1,417 @@
+//! The plan's types. They serialise to `plan.json` with serde; enum values use the spelling
+//! of the IMGBUILD (`systemd-boot`, `bios-boot`, `gz`), so the JSON reads like the input.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A validated IMGBUILD project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Schema version, [`crate::plan::PLAN_VERSION`] when written.
+    pub version: u32,
+    pub imgname: String,
+    /// The new system's host name (`hostname=`, default `imgname`).
+    pub hostname: String,
+    pub target: Target,
+    /// Packages to install, in IMGBUILD order, duplicates removed.
+    pub packages: Vec<String>,
+    /// The output format for `anemos image` (after any `--format` override).
+    pub format: Format,
+    /// Where `format` came from.
+    pub format_origin: FormatOrigin,
+    /// The disk an install on real hardware wipes; `None` means "the only non-removable
+    /// disk", which the install must check at run time (and fail if there are several).
+    pub disk: Option<DiskSelector>,
+    /// The partition table written to that disk (or into a raw image).
+    pub layout: Layout,
+    /// Disks and partitions that are never written.
+    pub preserve: Vec<Preserve>,
+    /// Extra fstab lines, verbatim.
+    pub mounts: Vec<FstabEntry>,
+    pub bootloader: Bootloader,
+    pub kernel_cmdline: KernelCmdline,
+    pub mirror: Mirror,
+    pub proxy: Option<String>,
+    /// The initramfs's network during an install.
+    pub network: Network,
+    pub on_success: OnSuccess,
+    pub on_failure: OnFailure,
+    /// The init's HTTP event endpoint port.
+    pub status_port: u16,
+    /// Items copied from the building host (`hostconf`).
+    pub hostconf: Vec<HostConf>,
+    /// Which IMGBUILD functions exist. Only `provision` is ever run.
+    pub functions: Functions,
+    /// The input trees, in order (later ones win).
+    pub inputs: Vec<InputTree>,
+    /// Secrets the templates use, names only, with where each comes from.
+    pub secrets: Vec<SecretRef>,
+    /// Project files beside the IMGBUILD the install uses (`pacman.conf`, `repositories`,
+    /// `keys/…`), as paths relative to the project and to the payload's `project/`.
+    pub project_files: Vec<String>,
+    /// Every variable the IMGBUILD set, as strings: templates may use any of them.
+    pub variables: BTreeMap<String, String>,
+}
+
+/// The distribution to install.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "distro", rename_all = "lowercase")]
+pub enum Target {
+    Debian { suite: String },
+    Arch,
+    Alpine,
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Debian { .. } => "debian",
+            Target::Arch => "arch",
+            Target::Alpine => "alpine",
+        }
+    }
+}
+
+/// makeimg's `format`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Format {
+    /// A disk image file of `size` bytes holding `layout`.
+    Raw { size: u64 },
+    /// A tar archive of the root file system.
+    Tar { compression: TarCompression },
+    /// A plain directory.
+    Dir,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TarCompression {
+    Gz,
+    Xz,
+    Zst,
+}
+
+impl TarCompression {
+    /// The file name suffix, as makeimg writes it: `IMGNAME.tar.gz`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            TarCompression::Gz => "gz",
+            TarCompression::Xz => "xz",
+            TarCompression::Zst => "zst",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "from")]
+pub enum FormatOrigin {
+    /// `format=` on this IMGBUILD line.
+    Imgbuild { line: Option<usize> },
+    /// `--format` on the command line.
+    CommandLine,
+    /// Not set: makeimg's default, `raw 8G msdos ext4`.
+    Default,
+}
+
+/// How a disk is chosen on the machine being installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "by", content = "value")]
+pub enum DiskSelector {
+    /// A device path such as `/dev/vda` (as the installer's kernel names it).
+    Path(String),
+    /// A name under `/dev/disk/by-id/`.
+    ById(String),
+    Serial(String),
+    /// A World Wide Name, lower case, with its `0x` prefix.
+    Wwn(String),
+    /// Any disk whose size is within 1 % of this many bytes.
+    Size(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableType {
+    Gpt,
+    Msdos,
+}
+
+/// The partition table to write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub table: TableType,
+    /// In disk order.
+    pub partitions: Vec<Partition>,
+    /// Whether it came from `partitions=` or from makeimg's `format raw …` arguments.
+    pub origin: LayoutOrigin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayoutOrigin {
+    /// `partitions=` (and `table=`).
+    Partitions,
+    /// makeimg's `format raw SIZE TABLE FS`: one root partition spanning the disk.
+    Format,
+    /// Nothing said: makeimg's default `raw 8G msdos ext4`, one root partition.
+    Default,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    /// GPT partition name (PARTLABEL) and file system label.
+    pub name: String,
+    pub size: PartSize,
+    pub kind: PartKind,
+    /// The GPT type GUID (upper case, hyphenated); for msdos tables, derived from `mbr_type`.
+    pub type_guid: String,
+    /// The MBR partition type byte used on msdos tables.
+    pub mbr_type: u8,
+    /// The MBR active flag (msdos tables: set on the root partition).
+    pub bootable: bool,
+    pub fs: Filesystem,
+    /// Absolute mount point, or `None` (not mounted; swap is activated, not mounted).
+    pub mountpoint: Option<String>,
+    /// fstab options.
+    pub options: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "unit", content = "value")]
+pub enum PartSize {
+    Bytes(u64),
+    /// Percent of the whole disk, 1..=100.
+    Percent(u8),
+    /// What is left after every other partition (at most one per layout).
+    Rest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartKind {
+    Esp,
+    BiosBoot,
+    /// Linux root (x86-64), per the Discoverable Partitions Specification.
+    Root,
+    Swap,
+    /// Generic Linux data.
+    Linux,
+    Home,
+    Srv,
+    /// An explicit GPT type GUID.
+    Guid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Filesystem {
+    Ext4,
+    Vfat,
+    Swap,
+    None,
+}
+
+impl Filesystem {
+    pub fn name(self) -> &'static str {
+        match self {
+            Filesystem::Ext4 => "ext4",
+            Filesystem::Vfat => "vfat",
+            Filesystem::Swap => "swap",
+            Filesystem::None => "none",
+        }
+    }
+}
+
+/// Something never written by the install.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preserve {
+    pub what: PreserveTarget,
+    /// Mounted there in the new system's fstab, when given.
+    pub mountpoint: Option<String>,
+    /// fstab file system type (default `auto`).
+    pub fstype: String,
+    /// fstab options (default `defaults`).
+    pub options: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum PreserveTarget {
+    /// A whole disk.
+    Disk { disk: DiskSelector },
+    /// Partition `number` (1-based) of a disk.
+    Partition { disk: DiskSelector, number: u32 },
+    PartLabel { label: String },
+    Uuid { uuid: String },
+}
+
+/// One fstab line (fs_spec fs_file fs_vfstype fs_mntops [fs_freq [fs_passno]]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FstabEntry {
+    pub spec: String,
+    pub file: String,
+    pub vfstype: String,
+    pub options: String,
+    pub freq: u32,
+    pub passno: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bootloader {
+    SystemdBoot,
+    Grub,
+    None,
+}
+
+impl Bootloader {
+    pub fn name(self) -> &'static str {
+        match self {
+            Bootloader::SystemdBoot => "systemd-boot",
+            Bootloader::Grub => "grub",
+            Bootloader::None => "none",
+        }
+    }
+}
+
+/// The installed kernel's command line (the bootloader step adds `root=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelCmdline {
+    /// The arguments (`kernel_cmdline=`, default `quiet`).
+    pub args: String,
+    /// Append the `console=` options the installer itself was booted with, so a serial
+    /// console that showed the install also shows the new system. True unless `args` names
+    /// a `console=` itself.
+    pub inherit_console: bool,
+}
+
+/// The package mirror for the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mirror {
+    /// Debian: the archive root (`…/debian`); Arch: a `Server =` URL with `$repo`/`$arch`;
+    /// Alpine: the root that holds `vX.Y/main` (`…/alpine`).
+    pub url: String,
+    /// Debian's security archive, when known.
+    pub security_url: Option<String>,
+    pub origin: MirrorOrigin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "from")]
+pub enum MirrorOrigin {
+    /// `mirror=` on this IMGBUILD line.
+    Imgbuild { line: Option<usize> },
+    /// The building host's package-manager configuration, in this file.
+    Host { file: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Network {
+    Dhcp,
+    /// The static configuration `anemos kexec` captured from the running server.
+    Captured,
+    Static { interfaces: Vec<StaticInterface> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticInterface {
+    pub iface: IfaceSelector,
+    pub address: IpAddr,
+    pub prefix: u8,
+    pub gateway: Option<IpAddr>,
+    pub dns: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "by", content = "value")]
+pub enum IfaceSelector {
+    Name(String),
+    /// Lower case, colon separated.
+    Mac(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSuccess {
+    Reboot,
+    Kexec,
+    Poweroff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    Rescue,
+    Reboot,
+    Poweroff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostConf {
+    /// The host's pacman keyring (arch) or apk keys (alpine).
+    Keyring,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Functions {
+    pub provision: bool,
+}
+
+/// One input directory of the project, as carried in the payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputTree {
+    /// The directory relative to the project (`files`).
+    pub source: String,
+    /// The directory inside the payload (`inputs/0`).
+    pub payload_dir: String,
+    pub files: usize,
+    pub symlinks: usize,
+    /// Paths (relative to the tree) of `*.makeimg.patch` files.
+    pub patches: Vec<String>,
+    pub templates: Vec<TemplateRef>,
+}
+
+/// A template and the names it uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    /// Path relative to the tree, with its `.makeimg.template` suffix.
+    pub path: String,
+    pub variables: Vec<String>,
+    pub secrets: Vec<String>,
+}
+
+/// A secret by name and origin; never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRef {
+    pub name: String,
+    pub source: SecretSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretSource {
+    /// `secrets/NAME.age`, decrypted with the user's age identity.
+    Age,
+    /// `secrets/NAME`, a plain file git ignores.
+    Plain,
+    /// The output of `secrets_command`.
+    Command,
+}
+
+impl Plan {
+    /// Every mount point the new system's fstab will have, in order.
+    pub fn mountpoints(&self) -> impl Iterator<Item = &str> {
+        let parts = self.layout.partitions.iter().filter_map(|p| p.mountpoint.as_deref());
+        let kept = self.preserve.iter().filter_map(|p| p.mountpoint.as_deref());
+        parts.chain(kept).chain(self.mounts.iter().map(|m| m.file.as_str()))
+    }
+
+    /// The payload directories of the input trees, in order.
+    pub fn input_dirs(&self) -> impl Iterator<Item = &str> {
+        self.inputs.iter().map(|i| i.payload_dir.as_str())
+    }
+}

@@ -1,0 +1,313 @@
+//! IMGBUILD projects end to end: `anemos check` and `anemos pack` on the example corpus in
+//! tests/imgbuild/ (through the binary and the library), every bad-input case with its
+//! message, the payload judged by zstd and GNU cpio, the files/patches/templates steps
+//! applied from an unpacked payload into a target root with planted links, and the init
+//! loading the plan in QEMU.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anemos_qemu::{choose_accel, Config, Console, Vm};
+use anemos_tests::{anemos, anemos_bin, scratch, sh, test_kernel, vm_lock, workspace};
+use installer::event::Event;
+use installer::files::{apply_all, apply_patches, InputDir};
+use installer::imgbuild::{check, CheckOptions};
+use installer::payload::Payload;
+use installer::plan::{Bootloader, DiskSelector, LayoutOrigin, PartKind, Plan, PreserveTarget, SecretSource, TableType, Target};
+
+fn corpus(name: &str) -> PathBuf {
+    workspace().join("tests/imgbuild").join(name)
+}
+
+/// Runs anemos; (success, stdout, stderr).
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(anemos_bin()).args(args).output().expect("running anemos");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A scratch copy of the arch-mail example with its secrets made by the real age tools.
+fn arch_mail(name: &str, wrong_key: bool) -> PathBuf {
+    let dir = scratch(name).join("arch-mail");
+    sh(&format!("cp -a {} {}", corpus("arch-mail").display(), dir.display())).unwrap();
+    let script = workspace().join("tests/fixtures/imgbuild-secrets.sh");
+    sh(&format!("{} {} {}", script.display(), dir.display(), if wrong_key { "wrong-key" } else { "" })).unwrap();
+    dir
+}
+
+#[test]
+fn examples_check_clean_and_print_the_plan() {
+    let out = anemos(&["check", corpus("debian-minimal").to_str().unwrap()]).unwrap();
+    assert!(out.contains("plan for debian-minimal (target debian bookworm"), "{out}");
+    assert!(out.contains("a new msdos table with:") && out.contains("root            rest  root      ext4  / (bootable)"), "{out}");
+    assert!(out.contains("bootloader    grub; kernel command line: quiet + the installer's console="), "{out}");
+
+    let (ok, out, err) = run(&["check", corpus("preserved-home").to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("WIPED         /dev/disk/by-id/ata-QEMU_HARDDISK_QM00001"), "{out}");
+    assert!(out.contains("preserved     disk /dev/disk/by-id/ata-QEMU_HARDDISK_QM00002: never written, mounted at /home (ext4 defaults,noatime)"), "{out}");
+    // Its partitions are larger than makeimg's default 8G image: a warning, not an error.
+    assert!(err.contains("IMGBUILD:8: warning: partitions: 20.0 GiB of fixed sizes"), "{err}");
+
+    let dir = arch_mail("imgbuild-check-arch", false);
+    let key = dir.join("age.key");
+    let out = anemos(&["check", dir.to_str().unwrap(), "--identity", key.to_str().unwrap()]).unwrap();
+    assert!(out.contains("secrets       dkim_key (age), relay_password (plain file)"), "{out}");
+    assert!(out.contains("files/: files 2, symlinks 1, patches 1, templates 3"), "{out}");
+    assert!(!out.contains("relay-s3cret") && !out.contains("TEST-DKIM"), "a secret value was printed:\n{out}");
+}
+
+#[test]
+fn json_carries_the_typed_plan() {
+    let dir = arch_mail("imgbuild-json", false);
+    let key = dir.join("age.key");
+    let out = anemos(&["check", "--json", dir.to_str().unwrap(), "--identity", key.to_str().unwrap(), "--format", "raw 16G gpt"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    let plan: Plan = serde_json::from_value(v["plan"].clone()).unwrap();
+    assert_eq!(plan.target, Target::Arch);
+    assert_eq!(plan.format, installer::plan::Format::Raw { size: 16 << 30 });
+    assert_eq!(plan.format_origin, installer::plan::FormatOrigin::CommandLine);
+    assert_eq!(plan.disk, Some(DiskSelector::Serial("QM00001".into())));
+    assert_eq!(plan.layout.table, TableType::Gpt);
+    let kinds: Vec<&PartKind> = plan.layout.partitions.iter().map(|p| &p.kind).collect();
+    assert_eq!(kinds, [&PartKind::Esp, &PartKind::Swap, &PartKind::Root]);
+    assert_eq!(plan.bootloader, Bootloader::SystemdBoot);
+    assert!(matches!(&plan.preserve[0].what, PreserveTarget::Disk { disk: DiskSelector::Serial(s) } if s == "QM00002"));
+    assert_eq!(plan.mirror.url, "https://mirror.example.org/archlinux/$repo/os/$arch");
+    assert_eq!(plan.secrets.iter().map(|s| (s.name.as_str(), s.source)).collect::<Vec<_>>(), [("dkim_key", SecretSource::Age), ("relay_password", SecretSource::Plain)]);
+    assert_eq!(plan.project_files, ["pacman.conf"]);
+    assert!(!out.contains("relay-s3cret"));
+}
+
+#[test]
+fn the_library_gives_the_same_plan_and_legacy_formats_map_onto_the_layout() {
+    let opts = CheckOptions { host_root: scratch("imgbuild-no-host"), ..CheckOptions::default() };
+    let checked = check(&corpus("preserved-home"), &opts);
+    let plan = checked.plan.unwrap_or_else(|| panic!("{}", checked.diagnostics.render()));
+    assert_eq!(plan.layout.origin, LayoutOrigin::Partitions);
+    assert!(matches!(&plan.preserve[1].what, PreserveTarget::PartLabel { label } if label == "backup"));
+    let checked = check(&corpus("debian-minimal"), &opts);
+    // No apt sources under the empty host root and no mirror= in the IMGBUILD.
+    assert!(checked.plan.is_none());
+    assert!(checked.diagnostics.render().contains("IMGBUILD: no package mirror for debian: this host has no apt sources"), "{}", checked.diagnostics.render());
+}
+
+/// (directory under tests/imgbuild/bad, a line stderr must contain)
+const BAD: &[(&str, &str)] = &[
+    ("syntax-error", "IMGBUILD:5: shell: Syntax error: Unterminated quoted string"),
+    ("missing-target", "IMGBUILD: target is not set; say which distribution to install (allowed: debian, arch, alpine)"),
+    ("misspelt-target", "IMGBUILD:3: target=\"debain\": not a target; did you mean \"debian\"? (allowed: debian, arch, alpine)"),
+    ("bad-format", "IMGBUILD:4: format=\"raw 8G gtp ext4\": \"gtp\" is not a partition table type; did you mean \"gpt\"? (allowed: msdos, gpt)"),
+    ("custom-format", "IMGBUILD:4: format=\"custom\": format custom is not supported"),
+    ("unknown-template-variable", "files/etc/hosts.makeimg.template:2:11: {{ hostnmae }}: the IMGBUILD sets no variable \"hostnmae\"; did you mean \"hostname\"?"),
+    ("unknown-secret", "files/etc/app.conf.makeimg.template:1:10: {{ secret:db_password }}: no secret \"db_password\""),
+    ("path-escape", "files/etc/shadow.makeimg.template: is a symlink; a patch or template must be a regular file"),
+    ("symlink-loop", "files/etc/app/a: symlink loop (/etc/app/a -> ../app/b -> /etc/app/a)"),
+];
+
+#[test]
+fn every_bad_input_has_a_clear_message_and_pack_writes_nothing() {
+    let out_dir = scratch("imgbuild-bad");
+    for (name, expected) in BAD {
+        let dir = corpus(&format!("bad/{name}"));
+        let (ok, _, err) = run(&["check", dir.to_str().unwrap()]);
+        assert!(!ok, "{name}: check passed");
+        assert!(err.contains(expected), "{name}: expected\n  {expected}\ngot:\n{err}");
+        let payload = out_dir.join(format!("{name}.payload"));
+        let (ok, _, err) = run(&["pack", dir.to_str().unwrap(), "-o", payload.to_str().unwrap()]);
+        assert!(!ok && err.contains(expected), "{name}: pack: {err}");
+        assert!(!payload.exists(), "{name}: pack left {}", payload.display());
+    }
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn all_problems_are_reported_in_one_run() {
+    let (ok, _, err) = run(&["check", corpus("bad/many-errors").to_str().unwrap()]);
+    assert!(!ok);
+    for line in [
+        "IMGBUILD:8: partitions: \"esp   512M  esp   ext4  /boot\": an esp must be vfat, not ext4",
+        "IMGBUILD:10: partitions: only one partition can take the rest of the disk",
+        "IMGBUILD:6: bootloader=\"lilo\": not a bootloader (allowed: systemd-boot, grub, none)",
+        "IMGBUILD:12: status_port=\"99999\": not a TCP port (1 to 65535)",
+        "IMGBUILD:13: network: \"eth0 192.0.2.7\": \"192.0.2.7\" needs a /PREFIX",
+        "IMGBUILD:4: warning: unknown variable \"pakages\"; did you mean \"packages\"?",
+        "has 6 errors",
+    ] {
+        assert!(err.contains(line), "missing {line:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn undecryptable_secret_and_escaping_input_dirs() {
+    let dir = arch_mail("imgbuild-wrong-key", true);
+    let key = dir.join("age.key");
+    let (ok, _, err) = run(&["check", dir.to_str().unwrap(), "--identity", key.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("secrets/dkim_key.age: secret \"dkim_key\": cannot decrypt"), "{err}");
+    assert!(!err.contains("TEST-DKIM"), "{err}");
+    let (ok, _, err) = run(&["check", corpus("debian-minimal").to_str().unwrap(), "--input", "../arch-mail/files"]);
+    assert!(!ok && err.contains("../arch-mail/files: an input directory must be a path inside the project"), "{err}");
+}
+
+/// Unpacks a payload with the judges: zstd, then GNU cpio. Returns the listing.
+fn unpack(payload: &Path, into: &Path) -> String {
+    std::fs::create_dir_all(into).unwrap();
+    let p = payload.display();
+    let listing = sh(&format!("zstd -dc {p} | cpio -itv --quiet")).unwrap();
+    sh(&format!("cd {} && zstd -dc {p} | cpio -idm --quiet --no-absolute-filenames", into.display())).unwrap();
+    listing
+}
+
+#[test]
+fn pack_writes_a_payload_that_zstd_and_cpio_read_back() {
+    let dir = arch_mail("imgbuild-pack", false);
+    let out = dir.parent().unwrap().join("mx.payload");
+    let key = dir.join("age.key");
+    let said = anemos(&["pack", dir.to_str().unwrap(), "-o", out.to_str().unwrap(), "--identity", key.to_str().unwrap()]).unwrap();
+    assert!(said.contains("for mx (1 input trees, 2 secrets)"), "{said}");
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    let root = dir.parent().unwrap().join("unpacked");
+    let listing = unpack(&out, &root);
+    let line = |name: &str| listing.lines().find(|l| l.ends_with(name) || l.contains(&format!("{name} -> "))).unwrap_or_else(|| panic!("{name} not in:\n{listing}")).to_string();
+    assert!(line("anemos/payload/secrets/relay_password").starts_with("-rw-------   1 root     root"), "{listing}");
+    assert!(line("anemos/payload/secrets").starts_with("drwx------"), "{listing}");
+    assert!(line("anemos/payload/plan.json").starts_with("-rw-r--r--"));
+    assert!(line("anemos/payload/inputs/0/etc/localtime").contains("-> /usr/share/zoneinfo/UTC"));
+    line("anemos/payload/inputs/0/etc/postfix/main.cf.makeimg.template");
+    line("anemos/payload/project/pacman.conf");
+    assert!(!listing.contains("tls_key"), "an unused secret was packed:\n{listing}");
+    let payload = Payload::load(&root).unwrap().expect("plan.json");
+    assert_eq!(payload.plan.imgname, "mx");
+    assert_eq!(payload.secrets().unwrap()["relay_password"], b"relay-s3cret\n");
+    let plan_text = std::fs::read_to_string(root.join("anemos/payload/plan.json")).unwrap();
+    assert!(!plan_text.contains("relay-s3cret") && !plan_text.contains("TEST-DKIM"));
+}
+
+#[test]
+fn pack_is_byte_identical_for_identical_inputs() {
+    let dir = arch_mail("imgbuild-repro", false);
+    let key = dir.join("age.key");
+    let a = dir.parent().unwrap().join("a.payload");
+    let b = dir.parent().unwrap().join("b.payload");
+    anemos(&["pack", dir.to_str().unwrap(), "-o", a.to_str().unwrap(), "--identity", key.to_str().unwrap()]).unwrap();
+    // New mtimes, and the age files re-encrypted (different ciphertext, same secret).
+    sh(&format!("touch {}/IMGBUILD {}/files/etc/motd-new && rm {}/files/etc/motd-new", dir.display(), dir.display(), dir.display())).unwrap();
+    sh(&format!("cd {} && age -d -i age.key secrets/dkim_key.age | age -r $(age-keygen -y age.key) -o secrets/dkim_key.age.new && mv secrets/dkim_key.age.new secrets/dkim_key.age", dir.display())).unwrap();
+    anemos(&["pack", dir.to_str().unwrap(), "-o", b.to_str().unwrap(), "--identity", key.to_str().unwrap()]).unwrap();
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+/// A target root as packages would leave it, with links planted to lead writes astray.
+fn target_root(base: &Path) -> (PathBuf, PathBuf) {
+    let root = base.join("target");
+    let outside = base.join("outside");
+    std::fs::create_dir_all(root.join("etc/dovecot")).unwrap();
+    std::fs::create_dir_all(root.join("usr/share/zoneinfo")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(root.join("etc/dovecot/dovecot.conf"), "# Dovecot configuration\n#protocols = imap pop3 lmtp submission\n!include conf.d/*.conf\n").unwrap();
+    // An absolute link to a host directory: inside the target it means ROOT/…/outside.
+    std::os::unix::fs::symlink(&outside, root.join("etc/postfix")).unwrap();
+    std::fs::create_dir_all(root.join(outside.strip_prefix("/").unwrap())).unwrap();
+    (root, outside)
+}
+
+#[test]
+fn files_patches_and_templates_from_the_payload_land_inside_the_root() {
+    let dir = arch_mail("imgbuild-apply", false);
+    let base = dir.parent().unwrap().to_path_buf();
+    let out = base.join("mx.payload");
+    let key = dir.join("age.key");
+    anemos(&["pack", dir.to_str().unwrap(), "-o", out.to_str().unwrap(), "--identity", key.to_str().unwrap()]).unwrap();
+    let initramfs = base.join("initramfs-root");
+    unpack(&out, &initramfs);
+    let payload = Payload::load(&initramfs).unwrap().unwrap();
+    let (root, outside) = target_root(&base);
+    let done = apply_all(&root, &payload.inputs(), &payload.plan.variables, &payload.secrets().unwrap()).unwrap();
+    assert_eq!((done.files, done.symlinks, done.patches, done.templates), (2, 1, 1, 3));
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "something was written outside the root");
+    let inside = root.join(outside.strip_prefix("/").unwrap());
+    let main_cf = std::fs::read_to_string(inside.join("main.cf")).unwrap();
+    assert!(main_cf.contains("myhostname = mx.example.org\nmydomain = example.org\n"), "{main_cf}");
+    assert!(main_cf.contains("myorigin = $mydomain"));
+    let sasl = inside.join("sasl_passwd");
+    assert_eq!(std::fs::read_to_string(&sasl).unwrap(), "[smtp.example.net]:587 mx@example.org:relay-s3cret\n");
+    assert_eq!(std::fs::metadata(&sasl).unwrap().permissions().mode() & 0o7777, 0o600);
+    assert_eq!(std::fs::metadata(&sasl).unwrap().uid(), 0);
+    let dkim = std::fs::read_to_string(root.join("etc/opendkim/keys/mail.private")).unwrap();
+    assert_eq!(dkim, "-----BEGIN PRIVATE KEY-----\nTEST-DKIM-KEY-NOT-A-REAL-KEY\n-----END PRIVATE KEY-----\n");
+    assert_eq!(std::fs::read_link(root.join("etc/localtime")).unwrap(), Path::new("/usr/share/zoneinfo/UTC"));
+    let dovecot = std::fs::read_to_string(root.join("etc/dovecot/dovecot.conf")).unwrap();
+    assert_eq!(dovecot, "# Dovecot configuration\nprotocols = imap lmtp\n!include conf.d/*.conf\n");
+    assert!(!root.join("etc/postfix/main.cf.makeimg.template").exists() && !inside.join("main.cf.makeimg.template").exists());
+}
+
+#[test]
+fn a_patch_that_does_not_apply_names_file_and_hunk_and_changes_nothing() {
+    let base = scratch("imgbuild-patch");
+    let root = base.join("target");
+    std::fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    let original = "Include /etc/ssh/sshd_config.d/*.conf\n#PermitRootLogin prohibit-password\n#PubkeyAuthentication yes\n#PasswordAuthentication no\n";
+    std::fs::write(root.join("etc/ssh/sshd_config"), original).unwrap();
+    let inputs = [InputDir { path: corpus("bad/patch-does-not-apply/files"), label: "files".into() }];
+    let err = format!("{:#}", apply_patches(&root, &inputs).unwrap_err());
+    assert!(
+        err.contains("files/etc/ssh/sshd_config.makeimg.patch: hunk 2 (@@ -10,2 +10,2 @@) does not apply: its context or removed lines are not in the file /etc/ssh/sshd_config"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(root.join("etc/ssh/sshd_config")).unwrap(), original);
+}
+
+#[test]
+fn the_init_loads_the_plan_in_qemu() {
+    let _lock = vm_lock();
+    let base = scratch("imgbuild-boot");
+    let payload = base.join("payload");
+    anemos(&["pack", corpus("preserved-home").to_str().unwrap(), "-o", payload.to_str().unwrap()]).unwrap();
+    let initrd = base.join("initramfs.img");
+    anemos(&["initramfs", "-o", initrd.to_str().unwrap(), "--no-modules", "--payload", payload.to_str().unwrap()]).unwrap();
+    let kernel = test_kernel();
+    let mut config = Config::direct(&kernel.vmlinuz, &initrd);
+    config.accel = choose_accel(&kernel.vmlinuz, &initrd);
+    config.append = "anemos.done=poweroff".into();
+    let mut vm = Vm::start(&config, Console::Capture(base.join("console.log"))).unwrap();
+    let ev = vm.expect_event(Duration::from_secs(120), |e| matches!(e, Event::PlanLoaded { .. })).unwrap();
+    assert_eq!(ev, Event::PlanLoaded { imgname: "files".into(), target: "debian".into(), packages: 3, partitions: 3 });
+    vm.expect_event(Duration::from_secs(60), |e| matches!(e, Event::Shutdown { action } if action == "poweroff")).unwrap();
+    let out = vm.output_text();
+    assert!(out.contains("WIPED         /dev/disk/by-id/ata-QEMU_HARDDISK_QM00001"), "{out}");
+    assert!(vm.wait_exit(Duration::from_secs(30)).unwrap().success());
+}
+
+#[test]
+fn tracked_plain_secrets_warn_and_secrets_command_reveals() {
+    let dir = arch_mail("imgbuild-git", false);
+    let key = dir.join("age.key");
+    sh(&format!("cd {} && git init -q && git add -f IMGBUILD secrets/relay_password", dir.display())).unwrap();
+    let (ok, _, err) = run(&["check", dir.to_str().unwrap(), "--identity", key.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(err.contains("secrets/relay_password: warning: this plaintext secret is tracked by git"), "{err}");
+
+    // A secret from secrets_command, run in the project directory.
+    let base = scratch("imgbuild-command");
+    let dir = base.join("p");
+    sh(&format!("cp -a {} {}", corpus("bad/unknown-secret").display(), dir.display())).unwrap();
+    sh(&format!("printf 'secrets_command=\"printf from-%%s\"\\n' >> {}/IMGBUILD", dir.display())).unwrap();
+    let out = anemos(&["check", dir.to_str().unwrap()]).unwrap();
+    assert!(out.contains("secrets       db_password (secrets_command)"), "{out}");
+    let payload = base.join("p.payload");
+    anemos(&["pack", dir.to_str().unwrap(), "-o", payload.to_str().unwrap()]).unwrap();
+    let root = base.join("unpacked");
+    unpack(&payload, &root);
+    assert_eq!(std::fs::read(root.join("anemos/payload/secrets/db_password")).unwrap(), b"from-db_password");
+
+    // A failing command: pack stops, names the secret, writes nothing.
+    sh(&format!("printf 'secrets_command=\"exit 4; %%s\"\\n' >> {}/IMGBUILD", dir.display())).unwrap();
+    let failed = base.join("failed.payload");
+    let (ok, _, err) = run(&["pack", dir.to_str().unwrap(), "-o", failed.to_str().unwrap()]);
+    assert!(!ok && err.contains("failed for secret \"db_password\""), "{err}");
+    assert!(!failed.exists());
+}
