@@ -4,6 +4,7 @@
 pub mod disk;
 pub mod event;
 pub mod exec;
+pub mod fs;
 pub mod initramfs;
 pub mod kmod;
 pub mod net;
