@@ -93,3 +93,85 @@ fn missing_disk_fails_listing_what_was_seen() {
     assert_eq!(action, "poweroff");
     assert!(vm.wait_exit(Duration::from_secs(60)).unwrap().success());
 }
+
+#[test]
+fn dhcp_in_the_initramfs_configures_address_route_and_dns() {
+    let _lock = vm_lock();
+    let dir = scratch("boot-dhcp");
+    let mut vm = vm(&dir, "anemos.mode=rescue anemos.net=dhcp");
+    let ready = vm.expect_event(BOOT, |e| matches!(e, Event::Ready { .. })).unwrap();
+    let Event::Ready { network, .. } = ready else { unreachable!() };
+    assert!(network.iter().any(|a| a.contains("10.0.2.15/24") && a.contains("DHCP from 10.0.2.2")), "{network:?}");
+    vm.expect("anemos-rescue> ", BOOT).unwrap();
+    vm.send("net\n").unwrap();
+    let net = vm.expect("anemos-rescue> ", BOOT).unwrap();
+    for want in ["inet 10.0.2.15/24", "route default via 10.0.2.2", "nameserver 10.0.2.3", "inet 127.0.0.1/8"] {
+        assert!(net.contains(want), "{want} missing:\n{net}");
+    }
+    vm.send("poweroff\n").unwrap();
+    assert!(vm.wait_exit(Duration::from_secs(60)).unwrap().success());
+}
+
+#[test]
+fn static_address_from_the_command_line() {
+    let _lock = vm_lock();
+    let dir = scratch("boot-static-net");
+    let mut vm = vm(&dir, "anemos.mode=probe anemos.ip=10.0.2.99/24 anemos.gw=10.0.2.2 anemos.dns=10.0.2.3");
+    let ready = vm.expect_event(BOOT, |e| matches!(e, Event::Ready { .. })).unwrap();
+    let Event::Ready { network, .. } = ready else { unreachable!() };
+    assert!(network.iter().any(|a| a.ends_with("10.0.2.99/24 (static)")), "{network:?}");
+    assert!(!vm.output_text().contains("DHCP"), "DHCP was used although a static address was given");
+    assert!(vm.wait_exit(Duration::from_secs(60)).unwrap().success());
+}
+
+/// A payload archive that holds only a deploy token (made by GNU cpio, the reference).
+fn token_payload(dir: &Path, token: &str) -> PathBuf {
+    sh(&format!(
+        "cd {} && mkdir -p tp/anemos/payload && printf '{token}\\n' > tp/anemos/payload/token && cd tp && printf 'anemos\\nanemos/payload\\nanemos/payload/token\\n' | cpio -o -H newc --quiet > ../token.cpio",
+        dir.display()
+    ))
+    .unwrap();
+    dir.join("token.cpio")
+}
+
+#[test]
+fn event_endpoint_needs_the_token_streams_events_and_takes_control() {
+    let _lock = vm_lock();
+    let dir = scratch("boot-status");
+    let kernel = test_kernel();
+    let base = initramfs(&dir);
+    let initrd = dir.join("with-token.img");
+    let payload = token_payload(&dir, "s3cret-token");
+    let mut bytes = std::fs::read(&base).unwrap();
+    while bytes.len() % 4 != 0 {
+        bytes.push(0);
+    }
+    bytes.extend(std::fs::read(&payload).unwrap());
+    std::fs::write(&initrd, bytes).unwrap();
+    let port = anemos_tests::free_port();
+    let mut config = Config::direct(&kernel.vmlinuz, &initrd);
+    config.accel = choose_accel(&kernel.vmlinuz, &initrd);
+    config.append = "anemos.net=dhcp anemos.fail=payload".into();
+    config.net = Some(anemos_qemu::Net { forwards: vec![(port, 7777)], ..Default::default() });
+    let mut vm = Vm::start(&config, Console::Capture(dir.join("console.log"))).unwrap();
+    vm.expect_event(BOOT, |e| matches!(e, Event::Rescue)).unwrap();
+    let wait = Duration::from_secs(30);
+    assert_eq!(anemos_tests::http(port, "GET", "/events", None, wait).unwrap().0, 401);
+    assert_eq!(anemos_tests::http(port, "GET", "/events", Some("wrong"), wait).unwrap().0, 401);
+    let (code, body) = anemos_tests::http(port, "GET", "/events?after=0", Some("s3cret-token"), wait).unwrap();
+    assert_eq!(code, 200);
+    assert!(body.lines().any(|l| l.contains("\"event\":\"ready\"")), "{body}");
+    assert!(body.lines().any(|l| l.contains("\"event\":\"failed\"") && l.contains("anemos.fail=payload")), "{body}");
+    assert!(body.lines().any(|l| l.contains("\"event\":\"log\"")), "log lines are not events: {body}");
+    let (_, log) = anemos_tests::http(port, "GET", "/log", Some("s3cret-token"), wait).unwrap();
+    assert!(log.contains("step payload failed"), "{log}");
+    assert!(!vm.output_text().contains("s3cret-token"), "the token leaked onto the console");
+    // Retry re-executes the init, which fails the same way again and comes back.
+    let before = vm.events().iter().filter(|e| matches!(e, Event::Ready { .. })).count();
+    assert_eq!(anemos_tests::http(port, "POST", "/control/retry", Some("s3cret-token"), wait).unwrap().0, 202);
+    vm.expect_event(BOOT, |e| matches!(e, Event::Ready { .. })).unwrap();
+    vm.expect_event(BOOT, |e| matches!(e, Event::Rescue)).unwrap();
+    assert_eq!(vm.events().iter().filter(|e| matches!(e, Event::Ready { .. })).count(), before + 1);
+    assert_eq!(anemos_tests::http(port, "POST", "/control/poweroff", Some("s3cret-token"), wait).unwrap().0, 202);
+    assert!(vm.wait_exit(Duration::from_secs(60)).unwrap().success());
+}

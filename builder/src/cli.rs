@@ -20,6 +20,15 @@ pub enum Command {
     Initramfs(InitramfsArgs),
     /// Boot a kernel and initramfs in QEMU with the console on this terminal.
     Boot(BootArgs),
+    /// List this host's disks: identity, size, partitions, signatures, mounts.
+    Disks(DisksArgs),
+}
+
+#[derive(Args)]
+pub struct DisksArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -71,3 +71,39 @@ pub fn block_devices() -> Vec<String> {
     names.sort();
     names
 }
+
+/// Brings up the network and returns the configured addresses for the ready event.
+pub fn network(cfg: &installer::net::NetConfig) -> Result<Vec<String>> {
+    let done = installer::net::bring_up(cfg, Path::new("/sys"), Path::new("/etc/resolv.conf"))?;
+    for a in &done.addresses {
+        log::info!("network: {a}");
+    }
+    if let Some(gw) = done.gateway {
+        log::info!("network: default gateway {gw}");
+    }
+    if !done.dns.is_empty() {
+        log::info!("network: name servers {}", done.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" "));
+    }
+    Ok(done.addresses)
+}
+
+/// Where the captured configuration of a kexec'd server travels (`anemos kexec`).
+pub const NET_JSON: &str = "/anemos/net.json";
+
+/// The network to bring up: the command line wins, then the captured configuration of the
+/// server we were kexec'd from, then DHCP in install mode; rescue and probe stay offline
+/// unless told.
+pub fn network_config(opts: &Options) -> Option<installer::net::NetConfig> {
+    if let Some(explicit) = opts.network() {
+        return explicit;
+    }
+    match std::fs::read(NET_JSON) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(cfg) => return Some(cfg),
+            Err(e) => log::warn!("ignoring {NET_JSON}: {e}"),
+        },
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => log::warn!("reading {NET_JSON}: {e}"),
+        Err(_) => {}
+    }
+    (opts.mode == crate::cmdline::Mode::Install).then(installer::net::NetConfig::dhcp)
+}

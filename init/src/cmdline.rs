@@ -50,6 +50,12 @@ pub const OPTIONS: &[OptionDoc] = &[
     OptionDoc { name: "anemos.modules", values: "NAME[,NAME…]", default: "(none)", meaning: "modules (or aliases) to load by name before coldplug" },
     OptionDoc { name: "anemos.wait", values: "NAME[,NAME…]", default: "(none)", meaning: "block devices (as in /sys/class/block) that must appear before the init goes on" },
     OptionDoc { name: "anemos.wait_timeout", values: "SECONDS", default: "20", meaning: "how long to wait for anemos.wait devices before failing with the list of devices seen" },
+    OptionDoc { name: "anemos.net", values: "dhcp | off", default: "dhcp in install mode, off otherwise", meaning: "whether and how to bring up the network when the payload does not say (static settings: anemos.ip)" },
+    OptionDoc { name: "anemos.ip", values: "ADDRESS/PREFIX", default: "(none)", meaning: "a static address instead of DHCP (with anemos.gw, anemos.dns, anemos.iface)" },
+    OptionDoc { name: "anemos.gw", values: "ADDRESS", default: "(none)", meaning: "the default gateway for anemos.ip" },
+    OptionDoc { name: "anemos.dns", values: "ADDRESS[,ADDRESS…]", default: "(none)", meaning: "name servers for anemos.ip (DHCP supplies its own)" },
+    OptionDoc { name: "anemos.iface", values: "NAME | MAC", default: "any Ethernet link with a carrier", meaning: "the interface anemos.net or anemos.ip applies to" },
+    OptionDoc { name: "anemos.status_port", values: "PORT", default: "7777", meaning: "TCP port of the event endpoint (it runs only when the payload carries a deploy token)" },
     OptionDoc { name: "anemos.fail", values: "STEP", default: "(none)", meaning: "testing aid: make the named step fail, to exercise the failure routine and the rescue console" },
 ];
 
@@ -63,6 +69,13 @@ pub struct Options {
     pub wait: Vec<String>,
     pub wait_timeout: Duration,
     pub fail: Option<String>,
+    /// `anemos.net`: Some(true) dhcp, Some(false) off, None unspecified.
+    pub net_dhcp: Option<bool>,
+    pub ip: Option<(std::net::IpAddr, u8)>,
+    pub gw: Option<std::net::IpAddr>,
+    pub dns: Vec<std::net::IpAddr>,
+    pub iface: Option<String>,
+    pub status_port: u16,
     /// Devices named by `console=` options, in order (the last is /dev/console).
     pub consoles: Vec<String>,
     /// Problems found while parsing; logged once logging is up.
@@ -80,6 +93,12 @@ impl Default for Options {
             wait: Vec::new(),
             wait_timeout: Duration::from_secs(20),
             fail: None,
+            net_dhcp: None,
+            ip: None,
+            gw: None,
+            dns: Vec::new(),
+            iface: None,
+            status_port: 7777,
             consoles: Vec::new(),
             warnings: Vec::new(),
         }
@@ -165,6 +184,28 @@ pub fn parse(cmdline: &str) -> Options {
                 Err(_) => bad(&mut o, "a number of seconds"),
             },
             "anemos.fail" if !value.is_empty() => o.fail = Some(value.to_string()),
+            "anemos.net" => match value {
+                "dhcp" => o.net_dhcp = Some(true),
+                "off" => o.net_dhcp = Some(false),
+                _ => bad(&mut o, "dhcp or off"),
+            },
+            "anemos.ip" => match value.split_once('/').and_then(|(a, p)| Some((a.parse().ok()?, p.parse().ok()?))) {
+                Some(ip) => o.ip = Some(ip),
+                None => bad(&mut o, "ADDRESS/PREFIX, e.g. 192.0.2.10/24"),
+            },
+            "anemos.gw" => match value.parse() {
+                Ok(gw) => o.gw = Some(gw),
+                Err(_) => bad(&mut o, "an IP address"),
+            },
+            "anemos.dns" => match list(value).iter().map(|d| d.parse()).collect::<Result<Vec<_>, _>>() {
+                Ok(d) => o.dns = d,
+                Err(_) => bad(&mut o, "IP addresses separated by commas"),
+            },
+            "anemos.status_port" => match value.parse() {
+                Ok(p) => o.status_port = p,
+                Err(_) => bad(&mut o, "a TCP port number"),
+            },
+            "anemos.iface" if !value.is_empty() => o.iface = Some(value.to_string()),
             _ => {
                 let known: Vec<&str> = OPTIONS.iter().map(|d| d.name).collect();
                 o.warnings.push(format!("ignoring unknown option {word:?} (known: {})", known.join(", ")));
@@ -172,6 +213,26 @@ pub fn parse(cmdline: &str) -> Options {
         }
     }
     o
+}
+
+impl Options {
+    /// The network the command line asks for: `Some(Some(cfg))` a configuration,
+    /// `Some(None)` explicitly off, `None` when the command line does not say.
+    pub fn network(&self) -> Option<Option<installer::net::NetConfig>> {
+        use installer::net::{Interface, Match, Method, NetConfig};
+        let matches = match &self.iface {
+            Some(i) if i.contains(':') => Match::Mac(i.clone()),
+            Some(i) => Match::Name(i.clone()),
+            None => Match::Any,
+        };
+        let method = match (self.ip, self.net_dhcp) {
+            (Some(ip), _) => Method::Static { addresses: vec![ip], gateway: self.gw },
+            (None, Some(false)) => return Some(None),
+            (None, Some(true)) => Method::Dhcp,
+            (None, None) => return None,
+        };
+        Some(Some(NetConfig { interfaces: vec![Interface { matches, method, routes: Vec::new() }], dns: self.dns.clone() }))
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +258,18 @@ mod tests {
         assert_eq!(o.on_failure, Action::Rescue);
         assert_eq!(o.warnings.len(), 3);
         assert!(o.warnings[2].contains("anemos.colour"));
+    }
+
+    #[test]
+    fn network_options() {
+        let o = parse("anemos.mode=probe anemos.ip=10.0.2.15/24 anemos.gw=10.0.2.2 anemos.dns=10.0.2.3 anemos.iface=52:54:00:12:34:56");
+        let net = o.network().unwrap().unwrap();
+        assert_eq!(net.dns, ["10.0.2.3".parse::<std::net::IpAddr>().unwrap()]);
+        assert!(matches!(net.interfaces[0].matches, installer::net::Match::Mac(_)));
+        assert!(parse("anemos.mode=probe").network().is_none());
+        assert_eq!(parse("anemos.mode=install anemos.net=off").network(), Some(None));
+        assert!(matches!(parse("anemos.net=dhcp").network().unwrap().unwrap().interfaces[0].method, installer::net::Method::Dhcp));
+        assert_eq!(parse("anemos.ip=nonsense").warnings.len(), 1);
     }
 
     #[test]

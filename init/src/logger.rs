@@ -119,6 +119,9 @@ impl Log for Logger {
                 m.push(b'\n');
             }
         }
+        if record.level() <= Level::Info {
+            installer::event::emit(installer::event::Event::Log { level: record.level().to_string(), message: msg.clone() });
+        }
         let console_level = self.console_level.lock().map(|l| *l).unwrap_or(LevelFilter::Info);
         if record.level() <= console_level {
             console_line(&line);

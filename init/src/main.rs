@@ -11,7 +11,9 @@ mod failure;
 mod kmsg;
 mod logger;
 mod rescue;
+mod retry;
 mod shutdown;
+mod status;
 mod step;
 
 use std::path::Path;
@@ -28,7 +30,11 @@ fn main() {
     let opts = cmdline::parse(&cmdline);
     logger::attach(&opts.consoles, opts.log);
     failure::set_action(opts.on_failure);
-    installer::event::add_sink(|ev| logger::console_line(&ev.to_line()));
+    installer::event::add_sink(|ev| {
+        if !matches!(ev, Event::Log { .. }) {
+            logger::console_line(&ev.to_line());
+        }
+    });
     quiet_kernel_console(&cmdline, &opts);
     let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
     log::info!("anemos init {} on Linux {kernel}", env!("CARGO_PKG_VERSION"));
@@ -39,17 +45,26 @@ fn main() {
     step::run(&opts, "reaper", installer::exec::start_reaper);
     let loaded = step::run(&opts, "modules", || bringup::modules(&opts));
     step::run(&opts, "devices", || bringup::wait_for_devices(&opts));
+    let network = match bringup::network_config(&opts) {
+        Some(cfg) => step::run(&opts, "network", || bringup::network(&cfg)),
+        None => Vec::new(),
+    };
+    if !network.is_empty() {
+        step::run(&opts, "status", || status::start(opts.status_port));
+    }
     emit(Event::Ready {
         uptime_ms: (logger::uptime() * 1000.0) as u64,
         kernel,
         mode: format!("{:?}", opts.mode).to_lowercase(),
         modules_loaded: loaded,
         block_devices: bringup::block_devices(),
+        network,
     });
     match opts.mode {
         Mode::Rescue => rescue::run(),
         Mode::Probe => {
-            for d in installer::disk::inventory(Path::new("/sys")).unwrap_or_default() {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            for d in installer::disk::inventory(Path::new("/sys"), &mountinfo).unwrap_or_default() {
                 log::info!("disk {}", installer::disk::describe(&d));
             }
             shutdown::shutdown(opts.done.unwrap_or(Action::Poweroff))

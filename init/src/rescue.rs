@@ -28,12 +28,14 @@ const COMMANDS: &[Command] = &[
     Command { name: "net", args: "", help: "list network interfaces", run: net },
     Command { name: "modules", args: "", help: "list loaded kernel modules", run: modules },
     Command { name: "options", args: "", help: "list the anemos.* kernel command-line options", run: options },
+    Command { name: "retry", args: "", help: "start the install over (after fixing what failed)", run: |_| crate::retry::restart() },
     Command { name: "reboot", args: "", help: "sync, unmount and reboot", run: |_| shutdown::shutdown(Action::Reboot) },
     Command { name: "poweroff", args: "", help: "sync, unmount and power off", run: |_| shutdown::shutdown(Action::Poweroff) },
 ];
 
 /// Runs the rescue console forever (until `reboot` or `poweroff`).
 pub fn run() -> ! {
+    crate::status::RESCUE_ACTIVE.store(true, std::sync::atomic::Ordering::SeqCst);
     emit(Event::Rescue);
     println!();
     println!("anemos rescue console: type `help` for the commands.");
@@ -151,13 +153,14 @@ fn mounts(_: &[&str]) -> anyhow::Result<()> {
         let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
         let (target, opts) = (fields.get(4).copied().unwrap_or("?"), fields.get(5).copied().unwrap_or(""));
         let (fstype, source) = (fields.get(sep + 1).copied().unwrap_or("?"), fields.get(sep + 2).copied().unwrap_or("?"));
-        println!("{source} on {} type {fstype} ({opts})", shutdown::unescape(target));
+        println!("{source} on {} type {fstype} ({opts})", installer::mount::unescape(target));
     }
     Ok(())
 }
 
 fn disks(_: &[&str]) -> anyhow::Result<()> {
-    let disks = installer::disk::inventory(Path::new("/sys"))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let disks = installer::disk::inventory(Path::new("/sys"), &mountinfo)?;
     if disks.is_empty() {
         println!("no disks");
     }
@@ -169,6 +172,9 @@ fn disks(_: &[&str]) -> anyhow::Result<()> {
 
 fn net(_: &[&str]) -> anyhow::Result<()> {
     let links = installer::net::links(Path::new("/sys"))?;
+    let mut nl = installer::net::Netlink::open()?;
+    let indexes = nl.links()?;
+    let addresses = nl.addresses()?;
     for l in links {
         println!(
             "{:<10} {:<18} {:<8} mtu {:<5} {}",
@@ -178,6 +184,19 @@ fn net(_: &[&str]) -> anyhow::Result<()> {
             l.mtu,
             l.driver.as_deref().unwrap_or("")
         );
+        let index = indexes.iter().find(|i| i.1 == l.name).map(|i| i.0);
+        for a in addresses.iter().filter(|a| Some(a.index) == index) {
+            println!("           inet {}/{}", a.address, a.prefix);
+        }
+    }
+    for r in nl.routes()? {
+        let dst = r.destination.map(|(d, p)| format!("{d}/{p}")).unwrap_or_else(|| "default".into());
+        let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+        let dev = r.oif.and_then(|o| indexes.iter().find(|i| i.0 == o)).map(|i| format!(" dev {}", i.1)).unwrap_or_default();
+        println!("route {dst}{via}{dev}");
+    }
+    if let Ok(resolv) = std::fs::read_to_string("/etc/resolv.conf") {
+        print!("{resolv}");
     }
     Ok(())
 }

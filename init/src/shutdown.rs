@@ -27,7 +27,7 @@ pub fn shutdown(action: Action) -> ! {
     emit(Event::Shutdown { action: action.name().into() });
     stop_processes();
     rustix::fs::sync();
-    unmount_all();
+    unmount_targets();
     rustix::fs::sync();
     if let Err(e) = reboot(command) {
         log::error!("reboot({}) failed: {e}; halting here", action.name());
@@ -58,9 +58,9 @@ fn stop_processes() {
 }
 
 /// Unmounts every non-pseudo mount, newest first; a busy one is remounted read-only.
-fn unmount_all() {
+pub fn unmount_targets() {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
-    let targets: Vec<String> = text.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape).collect();
+    let targets: Vec<String> = text.lines().filter_map(|l| l.split(' ').nth(4)).map(installer::mount::unescape).collect();
     for target in targets.iter().rev() {
         if PSEUDO.contains(&target.as_str()) {
             continue;
@@ -74,31 +74,5 @@ fn unmount_all() {
                 }
             }
         }
-    }
-}
-
-/// Undoes the octal escapes (`\040` for a space) of /proc/self/mountinfo.
-pub fn unescape(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(super::unescape("/mnt/a\\040b"), "/mnt/a b");
-        assert_eq!(super::unescape("/plain"), "/plain");
     }
 }

@@ -2,7 +2,9 @@
 //! prints each as one line `ANEMOS-EVENT {json}` on the console (and later serves them over
 //! HTTP); the host side (QEMU harness, `anemos deploy`) parses those lines back.
 
-use std::sync::{Mutex, OnceLock};
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,9 @@ pub enum Event {
         mode: String,
         modules_loaded: usize,
         block_devices: Vec<String>,
+        /// Addresses configured, e.g. `eth0: 10.0.2.15/24 (DHCP from 10.0.2.2)`.
+        #[serde(default)]
+        network: Vec<String>,
     },
     PhaseStarted { phase: String },
     PhaseFinished { phase: String, ms: u64 },
@@ -32,6 +37,8 @@ pub enum Event {
     Shutdown { action: String },
     /// The install completed.
     Done { ms: u64 },
+    /// A log line (info and above), for remote viewers; not printed on the console again.
+    Log { level: String, message: String },
 }
 
 impl Event {
@@ -64,12 +71,56 @@ pub fn add_sink(sink: impl Fn(&Event) + Send + Sync + 'static) {
     }
 }
 
-/// Hands `event` to every sink (and to the debug log).
+/// The events emitted so far, numbered from 1, for remote viewers that poll.
+struct History {
+    events: Mutex<VecDeque<(u64, Event)>>,
+    next: Mutex<u64>,
+    changed: Condvar,
+}
+
+/// At most this many events are kept; older ones are dropped (log lines dominate).
+const HISTORY_LIMIT: usize = 20_000;
+
+fn history() -> &'static History {
+    static HISTORY: OnceLock<History> = OnceLock::new();
+    HISTORY.get_or_init(|| History { events: Mutex::new(VecDeque::new()), next: Mutex::new(1), changed: Condvar::new() })
+}
+
+/// Hands `event` to every sink and records it in the history.
 pub fn emit(event: Event) {
-    log::debug!("event: {event:?}");
+    if !matches!(event, Event::Log { .. }) {
+        log::debug!("event: {event:?}");
+    }
     if let Ok(s) = sinks().lock() {
         for sink in s.iter() {
             sink(&event);
+        }
+    }
+    let h = history();
+    if let (Ok(mut events), Ok(mut next)) = (h.events.lock(), h.next.lock()) {
+        events.push_back((*next, event));
+        *next += 1;
+        while events.len() > HISTORY_LIMIT {
+            events.pop_front();
+        }
+    }
+    h.changed.notify_all();
+}
+
+/// The recorded events numbered above `after`, waiting up to `wait` for one to arrive.
+pub fn since(after: u64, wait: Duration) -> Vec<(u64, Event)> {
+    let h = history();
+    let deadline = std::time::Instant::now() + wait;
+    let Ok(mut events) = h.events.lock() else { return Vec::new() };
+    loop {
+        let found: Vec<(u64, Event)> = events.iter().filter(|(n, _)| *n > after).cloned().collect();
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !found.is_empty() || left.is_zero() {
+            return found;
+        }
+        match h.changed.wait_timeout(events, left) {
+            Ok((guard, _)) => events = guard,
+            Err(_) => return Vec::new(),
         }
     }
 }
@@ -77,6 +128,22 @@ pub fn emit(event: Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_is_numbered_and_waits() {
+        emit(Event::PhaseStarted { phase: "test-history".into() });
+        let all = since(0, Duration::ZERO);
+        let (n, _) = all.iter().find(|(_, e)| matches!(e, Event::PhaseStarted { phase } if phase == "test-history")).unwrap();
+        assert!(since(*n, Duration::from_millis(10)).iter().all(|(m, _)| m > n));
+        let t = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            emit(Event::Rescue);
+        });
+        let last = since(0, Duration::ZERO).last().unwrap().0;
+        let got = since(last, Duration::from_secs(5));
+        t.join().unwrap();
+        assert!(got.iter().any(|(_, e)| *e == Event::Rescue));
+    }
 
     #[test]
     fn lines_round_trip() {

@@ -5,8 +5,10 @@ pub mod disk;
 pub mod event;
 pub mod exec;
 pub mod fs;
+pub mod fstab;
 pub mod initramfs;
 pub mod kmod;
+pub mod mount;
 pub mod net;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -3,10 +3,6 @@
 //! `io::Result`; each `unsafe` block says why it is sound.
 
 use std::io;
-use std::os::fd::AsFd;
-
-use linux_raw_sys::ioctl::{BLKDISCARD, BLKGETSIZE64, BLKZEROOUT};
-use rustix::ioctl::{ioctl, Getter, Opcode, Setter};
 
 /// Sends `signal` to every process except PID 1 and the caller (`kill(-1, sig)`), which
 /// is how an init terminates everything before it shuts down.
@@ -27,34 +23,144 @@ pub fn signal_all(signal: rustix::process::Signal) -> io::Result<()> {
     }
 }
 
-// Block-device ioctls the filesystem formatters need (include/uapi/linux/fs.h). rustix wraps
-// BLKSSZGET itself; these three it does not, so they are issued through its generic ioctl
-// with the request numbers from linux-raw-sys.
+use std::os::fd::AsFd;
 
-/// The size in bytes of the block device `fd` (`BLKGETSIZE64`).
-pub fn blk_size64<Fd: AsFd>(fd: Fd) -> io::Result<u64> {
-    // SAFETY: BLKGETSIZE64 writes exactly one u64 through its pointer argument, which is
-    // what `Getter<_, u64>` provides; the kernel checks that `fd` is a block device.
-    let size = unsafe { ioctl(fd, Getter::<{ BLKGETSIZE64 as Opcode }, u64>::new()) }?;
-    Ok(size)
+use linux_raw_sys::ioctl::{BLKDISCARD, BLKGETSIZE64, BLKPBSZGET, BLKPG, BLKRRPART, BLKSSZGET, BLKZEROOUT};
+use rustix::ioctl::{ioctl, Getter, NoArg, Setter};
+
+/// The size of a block device in bytes.
+pub fn block_size_bytes(fd: impl AsFd) -> io::Result<u64> {
+    // SAFETY: BLKGETSIZE64 writes one u64 (the kernel's `u64 *` argument) into the Getter's
+    // buffer and nothing else.
+    let ioctl_op = unsafe { Getter::<{ BLKGETSIZE64 }, u64>::new() };
+    // SAFETY: the opcode and the argument type match (see above); the fd is borrowed.
+    Ok(unsafe { ioctl(fd, ioctl_op) }?)
 }
 
-/// Makes bytes `start..start+len` of the block device `fd` read back as zeros
-/// (`BLKZEROOUT`). The kernel uses the device's write-zeroes or unmap command when it
-/// has one and writes zero pages otherwise; either way the result is guaranteed. Both
-/// values must be multiples of the logical sector size.
-pub fn blk_zeroout<Fd: AsFd>(fd: Fd, start: u64, len: u64) -> io::Result<()> {
-    // SAFETY: BLKZEROOUT reads a `u64[2]` {start, length} through its pointer argument,
-    // which is what `Setter<_, [u64; 2]>` passes; nothing is written back.
-    unsafe { ioctl(fd, Setter::<{ BLKZEROOUT as Opcode }, [u64; 2]>::new([start, len])) }?;
-    Ok(())
+/// Logical and physical sector sizes of a block device.
+pub fn sector_sizes(fd: impl AsFd) -> io::Result<(u32, u32)> {
+    // SAFETY: BLKSSZGET and BLKPBSZGET each write one `int`/`unsigned int` into the buffer.
+    let (logical, physical) = unsafe { (Getter::<{ BLKSSZGET }, u32>::new(), Getter::<{ BLKPBSZGET }, u32>::new()) };
+    let fd = fd.as_fd();
+    // SAFETY: opcodes and argument types match (see above).
+    Ok(unsafe { (ioctl(fd, logical)?, ioctl(fd, physical)?) })
 }
 
-/// Tells the block device `fd` that bytes `start..start+len` are unused (`BLKDISCARD`).
-/// What they read back as afterwards is up to the device: callers must not rely on zeros.
-pub fn blk_discard<Fd: AsFd>(fd: Fd, start: u64, len: u64) -> io::Result<()> {
-    // SAFETY: BLKDISCARD reads a `u64[2]` {start, length} through its pointer argument,
-    // which is what `Setter<_, [u64; 2]>` passes; nothing is written back.
-    unsafe { ioctl(fd, Setter::<{ BLKDISCARD as Opcode }, [u64; 2]>::new([start, len])) }?;
-    Ok(())
+/// Asks the kernel to re-read the partition table (fails with EBUSY if a partition is in use).
+pub fn reread_partitions(fd: impl AsFd) -> io::Result<()> {
+    // SAFETY: BLKRRPART takes no argument.
+    let op = unsafe { NoArg::<{ BLKRRPART }>::new() };
+    // SAFETY: the opcode takes no argument; the fd is borrowed.
+    Ok(unsafe { ioctl(fd, op) }?)
+}
+
+/// Zeroes `len` bytes at `offset` of a block device, letting the device do it cheaply
+/// (write-zeroes or unmap) where it can.
+pub fn zero_out(fd: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: BLKZEROOUT reads a `uint64_t[2]` (start, length) through the pointer the
+    // Setter passes; the array lives in the Setter for the duration of the call.
+    let op = unsafe { Setter::<{ BLKZEROOUT }, [u64; 2]>::new([offset, len]) };
+    // SAFETY: opcode and argument type match (see above).
+    Ok(unsafe { ioctl(fd, op) }?)
+}
+
+/// Tells a block device that `len` bytes at `offset` are unused (BLKDISCARD). What they
+/// read back as afterwards is up to the device: callers must not rely on zeros.
+pub fn discard(fd: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: BLKDISCARD reads a `uint64_t[2]` (start, length) through the pointer the
+    // Setter passes; the array lives in the Setter for the duration of the call.
+    let op = unsafe { Setter::<{ BLKDISCARD }, [u64; 2]>::new([offset, len]) };
+    // SAFETY: opcode and argument type match (see above).
+    Ok(unsafe { ioctl(fd, op) }?)
+}
+
+/// `struct blkpg_partition` from <linux/blkpg.h>.
+#[repr(C)]
+struct BlkpgPartition {
+    start: i64,
+    length: i64,
+    pno: i32,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+/// `struct blkpg_ioctl_arg` from <linux/blkpg.h>.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: i32,
+    flags: i32,
+    datalen: i32,
+    data: *mut BlkpgPartition,
+}
+
+const BLKPG_ADD_PARTITION: i32 = 1;
+const BLKPG_DEL_PARTITION: i32 = 2;
+
+fn blkpg(fd: impl AsFd, op: i32, number: u32, start: u64, length: u64) -> io::Result<()> {
+    let invalid = |what| io::Error::new(io::ErrorKind::InvalidInput, what);
+    let mut part = BlkpgPartition {
+        start: i64::try_from(start).map_err(|_| invalid("partition start out of range"))?,
+        length: i64::try_from(length).map_err(|_| invalid("partition length out of range"))?,
+        pno: i32::try_from(number).map_err(|_| invalid("partition number out of range"))?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = BlkpgIoctlArg { op, flags: 0, datalen: std::mem::size_of::<BlkpgPartition>() as i32, data: &mut part };
+    // SAFETY: BLKPG reads a `struct blkpg_ioctl_arg` whose `data` points to a
+    // `struct blkpg_partition` of `datalen` bytes; both are repr(C) copies of the kernel's
+    // definitions and `part` outlives the call.
+    let op = unsafe { Setter::<{ BLKPG }, BlkpgIoctlArg>::new(arg) };
+    // SAFETY: opcode and argument type match (see above).
+    Ok(unsafe { ioctl(fd, op) }?)
+}
+
+/// Tells the kernel about one partition (BLKPG_ADD_PARTITION), in bytes.
+pub fn add_partition(fd: impl AsFd, number: u32, start: u64, length: u64) -> io::Result<()> {
+    blkpg(fd, BLKPG_ADD_PARTITION, number, start, length)
+}
+
+/// Makes the kernel forget one partition (BLKPG_DEL_PARTITION).
+pub fn delete_partition(fd: impl AsFd, number: u32) -> io::Result<()> {
+    blkpg(fd, BLKPG_DEL_PARTITION, number, 0, 0)
+}
+
+/// Binds a socket to one network interface (SO_BINDTODEVICE), so broadcasts (DHCP) leave
+/// through it even before it has an address or a route.
+pub fn bind_to_device(fd: impl AsFd, ifname: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let name = std::ffi::CString::new(ifname).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL"))?;
+    let len = name.as_bytes_with_nul().len() as libc::socklen_t;
+    // SAFETY: setsockopt reads `len` bytes from the pointer, which points into `name`, a
+    // live NUL-terminated buffer of exactly that length; the fd is borrowed for the call.
+    let rc = unsafe { libc::setsockopt(fd.as_fd().as_raw_fd(), libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_ptr().cast(), len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `KEXEC_FILE_UNLOAD`: unload a previously loaded kernel.
+pub const KEXEC_FILE_UNLOAD: u32 = 1;
+/// `KEXEC_FILE_NO_INITRAMFS`
+pub const KEXEC_FILE_NO_INITRAMFS: u32 = 4;
+
+/// `kexec_file_load(2)`: loads `kernel` and `initrd` with `cmdline` for a later
+/// `reboot(LINUX_REBOOT_CMD_KEXEC)`. With `KEXEC_FILE_UNLOAD` in `flags` it unloads instead.
+pub fn kexec_file_load(kernel: Option<&std::fs::File>, initrd: Option<&std::fs::File>, cmdline: &str, flags: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let cmd = std::ffi::CString::new(cmdline).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "command line contains NUL"))?;
+    let kfd = kernel.map(|f| f.as_raw_fd()).unwrap_or(-1);
+    let ifd = initrd.map(|f| f.as_raw_fd()).unwrap_or(-1);
+    let len = if flags & KEXEC_FILE_UNLOAD != 0 { 0 } else { cmd.as_bytes_with_nul().len() };
+    let flags = flags | if initrd.is_none() { KEXEC_FILE_NO_INITRAMFS } else { 0 };
+    // SAFETY: kexec_file_load takes two fds (borrowed from live Files, or -1 when unused),
+    // the length of the command line including its NUL, a pointer to that NUL-terminated
+    // buffer (alive for the call), and flags. The kernel only reads these.
+    let rc = unsafe { libc::syscall(libc::SYS_kexec_file_load, kfd, ifd, len as libc::c_ulong, cmd.as_ptr(), flags as libc::c_ulong) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

@@ -130,3 +130,36 @@ pub fn random_file(path: &Path, len: u64, seed: u64) -> Result<()> {
     }
     f.flush().with_context(|| format!("writing {}", path.display()))
 }
+
+/// A free TCP port on 127.0.0.1 (for QEMU port forwards).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A minimal HTTP/1.1 request to 127.0.0.1:`port`; returns (status, body). Retries the
+/// connection for up to `wait` (a guest's port forward answers only once QEMU runs).
+pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, wait: std::time::Duration) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let attempt = (|| -> Result<(u16, String)> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(std::time::Duration::from_secs(40)))?;
+            let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+            write!(s, "{method} {path} HTTP/1.1\r\nHost: guest\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no HTTP status in the reply")?;
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+            Ok((status, body))
+        })();
+        match attempt {
+            Ok(r) => return Ok(r),
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

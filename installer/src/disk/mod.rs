@@ -1,8 +1,14 @@
 //! Disks: what is there (inventory), and later which one to use and how to lay it out.
 
 mod inventory;
+pub mod layout;
+pub mod partition;
+pub mod select;
+pub mod signature;
 
 pub use inventory::{inventory, Disk, Partition};
+pub use select::{select, Allow, Selector};
+pub use signature::Signature;
 
 /// Renders a byte count the way people read disk sizes: `8.0 GiB`, `512 MiB`, `4 KiB`.
 pub fn human_size(bytes: u64) -> String {
@@ -32,7 +38,7 @@ mod tests {
     }
 }
 
-/// One human-readable paragraph about a disk: identity, size, flags and partitions.
+/// One human-readable paragraph about a disk: identity, size, flags, what is on it.
 pub fn describe(d: &Disk) -> String {
     let mut s = format!("{} {}", d.path.display(), human_size(d.size));
     if d.logical_sector != 512 || d.physical_sector != 512 {
@@ -43,14 +49,34 @@ pub fn describe(d: &Disk) -> String {
             s += &format!(" {label}={v:?}");
         }
     }
-    if d.removable {
-        s += " removable";
+    for (flag, on) in [("removable", d.removable), ("read-only", d.read_only)] {
+        if on {
+            s += &format!(" {flag}");
+        }
     }
-    if d.read_only {
-        s += " read-only";
+    if let Some(t) = &d.table {
+        s += &format!(" table={t}");
+    }
+    let names = |v: &[Signature]| v.iter().map(|x| x.name()).collect::<Vec<_>>().join(",");
+    let tables = [Signature::Mbr, Signature::GptPrimary, Signature::GptBackup];
+    let whole: Vec<Signature> = d.signatures.iter().copied().filter(|x| !tables.contains(x)).collect();
+    if !whole.is_empty() {
+        s += &format!(" contains={}", names(&whole));
+    }
+    if !d.mounted.is_empty() {
+        s += &format!(" mounted={}", d.mounted.join(","));
+    }
+    for id in &d.by_id {
+        s += &format!("\n    by-id {id}");
     }
     for p in &d.partitions {
         s += &format!("\n  {} #{} at {} size {}", p.path.display(), p.number, human_size(p.start), human_size(p.size));
+        if !p.signatures.is_empty() {
+            s += &format!(" contains={}", names(&p.signatures));
+        }
+        if !p.mounted.is_empty() {
+            s += &format!(" mounted={}", p.mounted.join(","));
+        }
     }
     s
 }

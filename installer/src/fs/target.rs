@@ -62,7 +62,7 @@ impl Target {
         let meta = file.metadata().with_context(|| format!("looking at {name}"))?;
         let block_device = meta.file_type().is_block_device();
         let (len, sector) = if block_device {
-            let len = sys::blk_size64(&file).with_context(|| format!("reading the size of {name} (BLKGETSIZE64)"))?;
+            let len = sys::block_size_bytes(&file).with_context(|| format!("reading the size of {name} (BLKGETSIZE64)"))?;
             let sector = rustix::fs::ioctl_blksszget(&file).with_context(|| format!("reading the sector size of {name}"))?;
             (len, u64::from(sector))
         } else {
@@ -160,7 +160,7 @@ impl Target {
             let start = (self.base + off).div_ceil(self.sector) * self.sector;
             let end = (self.base + off + len) / self.sector * self.sector;
             if end > start {
-                match sys::blk_zeroout(&*self.file, start, end - start) {
+                match sys::zero_out(&*self.file, start, end - start) {
                     Ok(()) => {
                         self.write_zeros(off, start - self.base - off)?;
                         return self.write_zeros(end - self.base, self.base + off + len - end);
@@ -222,7 +222,7 @@ impl Target {
         let start = self.base.div_ceil(self.sector) * self.sector;
         let end = (self.base + self.len) / self.sector * self.sector;
         if end > start {
-            if let Err(e) = sys::blk_discard(&*self.file, start, end - start) {
+            if let Err(e) = sys::discard(&*self.file, start, end - start) {
                 log::debug!("discard of {} not done: {e}", self.name);
             }
         }

@@ -1,6 +1,8 @@
-//! Random identifiers for new filesystems: UUIDs (version 4, RFC 9562) and random bytes
-//! from the kernel (`getrandom(2)`, which waits until the kernel's generator is seeded:
-//! early in boot that is how identifiers stay unique across machines).
+//! Random identifiers for new filesystems: UUIDs (version 4, RFC 9562) from random bytes
+//! of the kernel (`getrandom(2)`, which waits until the kernel's generator is seeded:
+//! early in boot that is how identifiers stay unique across machines). The bytes are read
+//! here rather than by `Uuid::new_v4`, which panics when the generator fails; the `uuid`
+//! crate sets the version bits and formats.
 
 use anyhow::{Context, Result};
 use rustix::io::Errno;
@@ -23,15 +25,12 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
 pub fn random_uuid() -> Result<[u8; 16]> {
     let mut u = [0u8; 16];
     random_bytes(&mut u)?;
-    u[6] = (u[6] & 0x0F) | 0x40;
-    u[8] = (u[8] & 0x3F) | 0x80;
-    Ok(u)
+    Ok(uuid::Builder::from_random_bytes(u).into_uuid().into_bytes())
 }
 
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lower case, as blkid and fstab show it.
 pub fn format_uuid(u: &[u8; 16]) -> String {
-    let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    uuid::Uuid::from_bytes(*u).hyphenated().to_string()
 }
 
 #[cfg(test)]

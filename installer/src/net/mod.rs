@@ -2,6 +2,15 @@
 
 use std::path::Path;
 
+mod capture;
+mod configure;
+pub mod dhcp;
+mod netlink;
+
+pub use capture::{capture, name_servers};
+pub use configure::{bring_up, parse_mac, Configured, Interface, Match, Method, NetConfig};
+pub use netlink::{format_mac, IfAddr, Netlink, Route};
+
 use anyhow::{Context, Result};
 use serde::Serialize;
 
