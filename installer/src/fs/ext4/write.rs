@@ -67,9 +67,18 @@ impl Ctx<'_> {
         &self.layout.geo
     }
 
+    /// Sets bits `from..to`, whole bytes at a time where it can.
     fn set_bits(bitmap: &mut [u8], from: u64, to: u64) {
-        for bit in from..to {
-            bitmap[(bit / 8) as usize] |= 1 << (bit % 8);
+        let mut bit = from;
+        while bit < to {
+            if bit % 8 == 0 && to - bit >= 8 {
+                let bytes = (to - bit) / 8;
+                bitmap[(bit / 8) as usize..(bit / 8 + bytes) as usize].fill(0xFF);
+                bit += bytes * 8;
+            } else {
+                bitmap[(bit / 8) as usize] |= 1 << (bit % 8);
+                bit += 1;
+            }
         }
     }
 
@@ -267,5 +276,21 @@ impl Ctx<'_> {
             first += n;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ctx;
+
+    #[test]
+    fn bit_ranges_are_set_exactly() {
+        for (from, to) in [(0, 0), (3, 5), (0, 16), (5, 30), (8, 9), (7, 64)] {
+            let mut bm = [0u8; 8];
+            Ctx::set_bits(&mut bm, from, to);
+            for bit in 0..64 {
+                assert_eq!(bm[bit / 8] >> (bit % 8) & 1 == 1, (from..to).contains(&(bit as u64)), "{from}..{to} bit {bit}");
+            }
+        }
     }
 }
