@@ -199,17 +199,14 @@ impl Ctx<'_> {
         let geo = self.geo();
         let backups = backup_groups(geo.groups);
         let mut dind_block = vec![0u8; BS as usize];
-        let mut rsv_blocks = vec![0u8; (geo.rsv_gdt * BS) as usize];
+        let mut block = vec![0u8; BS as usize];
         for k in 0..geo.rsv_gdt {
             let primary = 1 + geo.desc_blocks + k;
             put32(&mut dind_block, (((geo.desc_blocks + k) % (BS / 4)) * 4) as usize, primary as u32);
-            let block = &mut rsv_blocks[(k * BS) as usize..((k + 1) * BS) as usize];
             for (i, grp) in backups.iter().enumerate() {
-                put32(block, i * 4, (geo.group_start(*grp) + primary) as u32);
+                put32(&mut block, i * 4, (geo.group_start(*grp) + primary) as u32);
             }
-        }
-        if geo.rsv_gdt > 0 {
-            out.put(1 + geo.desc_blocks, &rsv_blocks)?;
+            out.put(primary, &block)?;
         }
         out.put(dind, &dind_block)
     }
