@@ -11,6 +11,7 @@ pub mod exec;
 pub mod files;
 #[cfg(feature = "host")]
 pub mod imgbuild;
+pub mod fs;
 pub mod fstab;
 pub mod initramfs;
 pub mod kmod;

@@ -25,7 +25,7 @@ pub fn signal_all(signal: rustix::process::Signal) -> io::Result<()> {
 
 use std::os::fd::AsFd;
 
-use linux_raw_sys::ioctl::{BLKGETSIZE64, BLKPBSZGET, BLKPG, BLKRRPART, BLKSSZGET, BLKZEROOUT};
+use linux_raw_sys::ioctl::{BLKDISCARD, BLKGETSIZE64, BLKPBSZGET, BLKPG, BLKRRPART, BLKSSZGET, BLKZEROOUT};
 use rustix::ioctl::{ioctl, Getter, NoArg, Setter};
 
 /// The size of a block device in bytes.
@@ -60,6 +60,16 @@ pub fn zero_out(fd: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
     // SAFETY: BLKZEROOUT reads a `uint64_t[2]` (start, length) through the pointer the
     // Setter passes; the array lives in the Setter for the duration of the call.
     let op = unsafe { Setter::<{ BLKZEROOUT }, [u64; 2]>::new([offset, len]) };
+    // SAFETY: opcode and argument type match (see above).
+    Ok(unsafe { ioctl(fd, op) }?)
+}
+
+/// Tells a block device that `len` bytes at `offset` are unused (BLKDISCARD). What they
+/// read back as afterwards is up to the device: callers must not rely on zeros.
+pub fn discard(fd: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: BLKDISCARD reads a `uint64_t[2]` (start, length) through the pointer the
+    // Setter passes; the array lives in the Setter for the duration of the call.
+    let op = unsafe { Setter::<{ BLKDISCARD }, [u64; 2]>::new([offset, len]) };
     // SAFETY: opcode and argument type match (see above).
     Ok(unsafe { ioctl(fd, op) }?)
 }

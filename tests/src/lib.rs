@@ -58,6 +58,79 @@ pub fn sh(cmd: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A loop device attached to an image file by `losetup --find --show`; detached when
+/// dropped, also when a test fails.
+pub struct Loop {
+    pub dev: PathBuf,
+}
+
+impl Loop {
+    pub fn attach(image: &Path) -> Result<Loop> {
+        let dev = sh(&format!("losetup --find --show {}", image.display()))?;
+        Ok(Loop { dev: PathBuf::from(dev.trim()) })
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+/// A filesystem mounted on a directory; unmounted when dropped.
+pub struct Mount {
+    pub dir: PathBuf,
+}
+
+impl Mount {
+    pub fn new(dev: &Path, dir: &Path, fstype: &str) -> Result<Mount> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        sh(&format!("mount -t {fstype} {} {}", dev.display(), dir.display()))?;
+        Ok(Mount { dir: dir.to_path_buf() })
+    }
+
+    /// Unmounts now, reporting failure (dropping only tries).
+    pub fn unmount(self) -> Result<()> {
+        let r = sh(&format!("umount {}", self.dir.display())).map(|_| ());
+        std::mem::forget(self);
+        r
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+/// Creates a sparse file of `len` bytes.
+pub fn sparse_file(path: &Path, len: u64) -> Result<()> {
+    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.set_len(len).with_context(|| format!("sizing {}", path.display()))
+}
+
+/// Fills `path` with `len` pseudo-random bytes (xorshift from `seed`): a disk full of
+/// old data that must not be mistaken for metadata.
+pub fn random_file(path: &Path, len: u64, seed: u64) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let mut x = seed | 1;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n]).with_context(|| format!("writing {}", path.display()))?;
+        left -= n as u64;
+    }
+    f.flush().with_context(|| format!("writing {}", path.display()))
+}
+
 /// A free TCP port on 127.0.0.1 (for QEMU port forwards).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
