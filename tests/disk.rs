@@ -4,18 +4,33 @@
 use std::path::{Path, PathBuf};
 
 use anemos_tests::{scratch, sh};
-use installer::disk::layout::{plan, LayoutRequest, PartKind, PartRequest, PlannedLayout, Size, TableKind};
+use installer::disk::layout::{plan, PlannedLayout};
 use installer::disk::partition::apply;
+use installer::plan::{Filesystem, Layout, LayoutOrigin, PartKind, PartSize as Size, Partition, TableType as TableKind};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
-fn request(table: TableKind, parts: &[(&str, Size, PartKind)], seed: Option<&str>) -> LayoutRequest {
-    LayoutRequest {
-        table,
-        parts: parts.iter().map(|(n, s, k)| PartRequest { name: n.to_string(), size: *s, kind: *k }).collect(),
-        seed: seed.map(String::from),
-    }
+/// A layout as the plan's validation makes it; the seed makes GUIDs reproducible.
+fn request(table: TableKind, parts: &[(&str, Size, PartKind)], seed: Option<&str>) -> (Layout, Option<String>) {
+    let partitions = parts
+        .iter()
+        .map(|(n, s, k)| {
+            let (guid, mbr) = k.type_ids();
+            Partition {
+                name: n.to_string(),
+                size: *s,
+                type_guid: guid.to_string(),
+                mbr_type: mbr,
+                bootable: table == TableKind::Msdos && *k == PartKind::Root,
+                fs: Filesystem::None,
+                mountpoint: None,
+                options: "defaults".into(),
+                kind: k.clone(),
+            }
+        })
+        .collect();
+    (Layout { table, partitions, origin: LayoutOrigin::Partitions }, seed.map(String::from))
 }
 
 fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
@@ -24,9 +39,9 @@ fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
     p
 }
 
-fn partition(img: &Path, req: &LayoutRequest) -> PlannedLayout {
+fn partition(img: &Path, req: &(Layout, Option<String>)) -> PlannedLayout {
     let size = std::fs::metadata(img).unwrap().len();
-    let layout = plan(req, size, 512).unwrap();
+    let layout = plan(&req.0, size, 512, req.1.as_deref()).unwrap();
     assert!(apply(img, &layout).unwrap().is_empty());
     layout
 }
@@ -89,7 +104,7 @@ fn gpt_type_guids_are_the_ones_sfdisk_knows() {
         (PartKind::Home, "linux home"),
         (PartKind::Srv, "linux server data"),
     ] {
-        let line = format!("{}  {name}", kind.gpt_type());
+        let line = format!("{}  {name}", kind.type_ids().0.to_lowercase());
         assert!(known.lines().any(|l| l.trim() == line), "{line} not in sfdisk's list");
     }
 }
@@ -107,7 +122,7 @@ fn gpt_bios_boot_for_grub() {
 fn msdos_single_bootable_root_like_makeimg_raw() {
     let dir = scratch("disk-msdos");
     let img = image(&dir, "a.img", 4 * GIB);
-    partition(&img, &request(TableKind::Mbr, &[("root", Size::Rest, PartKind::Root)], None));
+    partition(&img, &request(TableKind::Msdos, &[("root", Size::Rest, PartKind::Root)], None));
     sh(&format!("sfdisk --verify {}", img.display())).unwrap();
     let dump = sh(&format!("sfdisk -d {}", img.display())).unwrap();
     assert!(dump.contains("label: dos"), "{dump}");
@@ -119,7 +134,7 @@ fn msdos_single_bootable_root_like_makeimg_raw() {
 fn msdos_esp_and_root() {
     let dir = scratch("disk-msdos-esp");
     let img = image(&dir, "a.img", 4 * GIB);
-    partition(&img, &request(TableKind::Mbr, &[("esp", Size::Bytes(256 * MIB), PartKind::Esp), ("root", Size::Percent(50), PartKind::Root)], None));
+    partition(&img, &request(TableKind::Msdos, &[("esp", Size::Bytes(256 * MIB), PartKind::Esp), ("root", Size::Percent(50), PartKind::Root)], None));
     sh(&format!("sfdisk --verify {}", img.display())).unwrap();
     let dump = sh(&format!("sfdisk -d {}", img.display())).unwrap();
     assert!(dump.contains("type=ef") && dump.contains("type=83"), "{dump}");
@@ -147,7 +162,7 @@ fn old_signatures_are_gone() {
     sh(&format!("sgdisk -n 1:2048:+100M -t 1:8300 {} >/dev/null", img.display())).unwrap();
     sh(&format!("mke2fs -q -t ext4 -E offset={} {} 64M", MIB, img.display())).unwrap();
     assert!(sh(&format!("blkid -p -O {MIB} {}", img.display())).unwrap().contains("ext4"));
-    partition(&img, &request(TableKind::Mbr, &[("root", Size::Rest, PartKind::Root)], None));
+    partition(&img, &request(TableKind::Msdos, &[("root", Size::Rest, PartKind::Root)], None));
     let left = sh(&format!("wipefs --no-act --noheadings --output TYPE {}", img.display())).unwrap();
     assert_eq!(left.trim(), "dos", "signatures left on the disk: {left}");
     let probe = std::process::Command::new("blkid").args(["-p", "-O", &MIB.to_string()]).arg(&img).output().unwrap();
@@ -160,7 +175,7 @@ fn old_signatures_are_gone() {
 fn a_layout_planned_for_another_size_is_refused() {
     let dir = scratch("disk-size-mismatch");
     let img = image(&dir, "a.img", GIB);
-    let layout = plan(&request(TableKind::Gpt, &[("root", Size::Rest, PartKind::Root)], None), 2 * GIB, 512).unwrap();
+    let layout = plan(&request(TableKind::Gpt, &[("root", Size::Rest, PartKind::Root)], None).0, 2 * GIB, 512, None).unwrap();
     let before = std::fs::read(&img).unwrap();
     let err = apply(&img, &layout).unwrap_err().to_string();
     assert!(err.contains("nothing was written"), "{err}");

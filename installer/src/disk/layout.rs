@@ -1,6 +1,6 @@
-//! Partition layouts: what the plan asks for (sizes in bytes, percent or "rest"; kinds of
-//! partition) turned into exact, aligned, validated positions for one disk — computed and
-//! shown before anything is written.
+//! Partition layouts: the plan's layout (sizes in bytes, percent of the disk or "rest";
+//! type GUIDs and MBR types) turned into exact, aligned, validated positions for one disk —
+//! computed and shown before anything is written.
 
 use std::fmt;
 
@@ -8,104 +8,10 @@ use anyhow::{bail, Result};
 use uuid::Uuid;
 
 use super::human_size;
+use crate::plan::{Layout, PartKind, PartSize, Partition, TableType};
 
 /// Every partition starts on a 1 MiB boundary, like every modern partitioner.
 pub const ALIGN: u64 = 1 << 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TableKind {
-    Gpt,
-    #[serde(alias = "msdos")]
-    Mbr,
-}
-
-/// A requested size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Size {
-    Bytes(u64),
-    /// Percent of the disk's usable space.
-    Percent(u32),
-    /// What is left after every other partition (at most one).
-    Rest,
-}
-
-/// What a partition is for; decides its GPT type GUID and MBR type byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PartKind {
-    Esp,
-    BiosBoot,
-    /// Linux root (x86-64), per the Discoverable Partitions Specification.
-    Root,
-    Swap,
-    /// Generic Linux data.
-    Linux,
-    Home,
-    Srv,
-    /// An explicit GPT type GUID.
-    Guid(Uuid),
-}
-
-impl PartKind {
-    pub fn gpt_type(&self) -> Uuid {
-        let s = match self {
-            PartKind::Esp => "c12a7328-f81f-11d2-ba4b-00a0c93ec93b",
-            PartKind::BiosBoot => "21686148-6449-6e6f-744e-656564454649",
-            PartKind::Root => "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
-            PartKind::Swap => "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f",
-            PartKind::Linux => "0fc63daf-8483-4772-8e79-3d69d8477de4",
-            PartKind::Home => "933ac7e1-2eb4-4f13-b844-0e14e2aef915",
-            PartKind::Srv => "3b8f8425-20e0-4f3b-907f-1a25a76f98e8",
-            PartKind::Guid(g) => return *g,
-        };
-        Uuid::parse_str(s).unwrap_or_default()
-    }
-
-    /// The MBR system id, or `None` where MBR has no such partition.
-    pub fn mbr_type(&self) -> Option<u8> {
-        match self {
-            PartKind::Esp => Some(0xef),
-            PartKind::Swap => Some(0x82),
-            PartKind::Root | PartKind::Linux | PartKind::Home | PartKind::Srv => Some(0x83),
-            PartKind::BiosBoot | PartKind::Guid(_) => None,
-        }
-    }
-}
-
-impl fmt::Display for PartKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PartKind::Esp => write!(f, "esp"),
-            PartKind::BiosBoot => write!(f, "bios-boot"),
-            PartKind::Root => write!(f, "root"),
-            PartKind::Swap => write!(f, "swap"),
-            PartKind::Linux => write!(f, "linux"),
-            PartKind::Home => write!(f, "home"),
-            PartKind::Srv => write!(f, "srv"),
-            PartKind::Guid(g) => write!(f, "{g}"),
-        }
-    }
-}
-
-/// One requested partition.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PartRequest {
-    /// GPT partition name (and usually the filesystem label).
-    pub name: String,
-    pub size: Size,
-    pub kind: PartKind,
-}
-
-/// A requested layout.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LayoutRequest {
-    pub table: TableKind,
-    pub parts: Vec<PartRequest>,
-    /// Makes every GUID (and the MBR signature) reproducible.
-    pub seed: Option<String>,
-}
 
 /// A partition at its final place.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -119,12 +25,14 @@ pub struct PlannedPart {
     pub size: u64,
     pub type_guid: Uuid,
     pub part_guid: Uuid,
+    pub mbr_type: u8,
+    pub bootable: bool,
 }
 
 /// A layout computed for one disk.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PlannedLayout {
-    pub table: TableKind,
+    pub table: TableType,
     pub disk_size: u64,
     pub sector_size: u64,
     pub disk_guid: Uuid,
@@ -139,14 +47,15 @@ fn gpt_tail(sector: u64) -> u64 {
 
 const MBR_LIMIT_SECTORS: u64 = u32::MAX as u64;
 
-/// Computes exact positions for `req` on a disk of `disk_size` bytes. Every problem is
-/// reported at once.
-pub fn plan(req: &LayoutRequest, disk_size: u64, sector: u64) -> Result<PlannedLayout> {
-    let mut problems = check_request(req);
+/// Computes exact positions for `layout` on a disk of `disk_size` bytes. `seed` makes every
+/// GUID reproducible. Every problem is reported at once.
+pub fn plan(layout: &Layout, disk_size: u64, sector: u64, seed: Option<&str>) -> Result<PlannedLayout> {
+    let parts = &layout.partitions;
+    let mut problems = check_request(layout);
     let first = ALIGN;
-    let end = match req.table {
-        TableKind::Gpt => disk_size.saturating_sub(gpt_tail(sector)),
-        TableKind::Mbr => disk_size.min(MBR_LIMIT_SECTORS * sector),
+    let end = match layout.table {
+        TableType::Gpt => disk_size.saturating_sub(gpt_tail(sector)),
+        TableType::Msdos => disk_size.min(MBR_LIMIT_SECTORS * sector),
     };
     let end = end / sector * sector;
     if end <= first {
@@ -154,17 +63,17 @@ pub fn plan(req: &LayoutRequest, disk_size: u64, sector: u64) -> Result<PlannedL
     }
     let usable = end.saturating_sub(first);
     // Fixed and percent sizes first; "rest" gets what remains.
-    let mut sizes: Vec<Option<u64>> = req
-        .parts
+    let mut sizes: Vec<Option<u64>> = parts
         .iter()
         .map(|p| match p.size {
-            Size::Bytes(b) => Some(b / sector * sector),
-            Size::Percent(pc) => Some((usable as u128 * pc as u128 / 100) as u64 / ALIGN * ALIGN),
-            Size::Rest => None,
+            PartSize::Bytes(b) => Some(b / sector * sector),
+            // Percent of the whole disk, as the IMGBUILD documents it.
+            PartSize::Percent(pc) => Some((disk_size as u128 * pc as u128 / 100) as u64 / ALIGN * ALIGN),
+            PartSize::Rest => None,
         })
         .collect();
     let fixed: u64 = sizes.iter().flatten().map(|s| align_up(*s)).sum();
-    if fixed > usable && !req.parts.is_empty() {
+    if fixed > usable && !parts.is_empty() {
         problems.push(format!(
             "the partitions need {} but the disk has {} usable ({} in all): shrink a partition or choose a bigger disk",
             human_size(fixed),
@@ -172,63 +81,72 @@ pub fn plan(req: &LayoutRequest, disk_size: u64, sector: u64) -> Result<PlannedL
             human_size(disk_size)
         ));
     }
-    if let Some(i) = req.parts.iter().position(|p| p.size == Size::Rest) {
+    if let Some(i) = parts.iter().position(|p| p.size == PartSize::Rest) {
         let rest = usable.saturating_sub(fixed) / ALIGN * ALIGN;
         if rest == 0 && fixed <= usable {
-            problems.push(format!("partition {:?} (size rest) would be empty: the others take the whole disk", req.parts[i].name));
+            problems.push(format!("partition {:?} (size rest) would be empty: the others take the whole disk", parts[i].name));
         }
         sizes[i] = Some(rest);
     }
     if !problems.is_empty() {
         bail!("the partition layout does not fit:\n  - {}", problems.join("\n  - "));
     }
-    let mut parts = Vec::new();
+    let mut planned = Vec::new();
     let mut at = first;
-    for (i, (p, size)) in req.parts.iter().zip(sizes).enumerate() {
+    for (i, (p, size)) in parts.iter().zip(sizes).enumerate() {
         let size = size.unwrap_or(0);
         let number = i as u32 + 1;
-        parts.push(PlannedPart {
+        planned.push(PlannedPart {
             number,
             name: p.name.clone(),
-            kind: p.kind,
+            kind: p.kind.clone(),
             start: at,
             size,
-            type_guid: p.kind.gpt_type(),
-            part_guid: guid(req.seed.as_deref(), &format!("partition {number} {}", p.name)),
+            type_guid: type_guid(p)?,
+            part_guid: guid(seed, &format!("partition {number} {}", p.name)),
+            mbr_type: p.mbr_type,
+            bootable: p.bootable,
         });
         at = align_up(at + size);
     }
-    let disk_guid = guid(req.seed.as_deref(), "disk");
+    let disk_guid = guid(seed, "disk");
     let mbr_signature = u32::from_le_bytes(disk_guid.as_bytes()[..4].try_into().unwrap_or([1, 2, 3, 4]));
-    Ok(PlannedLayout { table: req.table, disk_size, sector_size: sector, disk_guid, mbr_signature, parts })
+    Ok(PlannedLayout { table: layout.table, disk_size, sector_size: sector, disk_guid, mbr_signature, parts: planned })
 }
 
-fn check_request(req: &LayoutRequest) -> Vec<String> {
+fn type_guid(p: &Partition) -> Result<Uuid> {
+    Uuid::parse_str(&p.type_guid).map_err(|e| anyhow::anyhow!("partition {:?}: type GUID {:?}: {e}", p.name, p.type_guid))
+}
+
+/// The checks the plan's validation already made, repeated because a payload can be
+/// written by hand: a layout that breaks them never reaches a disk.
+fn check_request(layout: &Layout) -> Vec<String> {
+    let parts = &layout.partitions;
     let mut problems = Vec::new();
-    let rests: Vec<&str> = req.parts.iter().filter(|p| p.size == Size::Rest).map(|p| p.name.as_str()).collect();
+    let rests: Vec<&str> = parts.iter().filter(|p| p.size == PartSize::Rest).map(|p| p.name.as_str()).collect();
     if rests.len() > 1 {
         problems.push(format!("only one partition can take the rest of the disk; {} do", rests.join(" and ")));
     }
-    let percent: u32 = req.parts.iter().filter_map(|p| if let Size::Percent(x) = p.size { Some(x) } else { None }).sum();
+    let percent: u32 = parts.iter().filter_map(|p| if let PartSize::Percent(x) = p.size { Some(x as u32) } else { None }).sum();
     if percent > 100 {
         problems.push(format!("percentages add up to {percent} %"));
     }
-    for p in &req.parts {
+    for p in parts {
         match p.size {
-            Size::Bytes(0) | Size::Percent(0) => problems.push(format!("partition {:?} has size zero", p.name)),
+            PartSize::Bytes(0) | PartSize::Percent(0) => problems.push(format!("partition {:?} has size zero", p.name)),
             _ => {}
         }
-        if req.table == TableKind::Mbr && p.kind.mbr_type().is_none() {
+        if layout.table == TableType::Msdos && (p.mbr_type == 0 || matches!(p.kind, PartKind::BiosBoot | PartKind::Guid(_))) {
             problems.push(format!("partition {:?} of type {} cannot be on an msdos table: use table=gpt", p.name, p.kind));
         }
-        if req.table == TableKind::Gpt && p.name.encode_utf16().count() > 36 {
+        if layout.table == TableType::Gpt && p.name.encode_utf16().count() > 36 {
             problems.push(format!("partition name {:?} is longer than GPT's 36 characters", p.name));
         }
     }
-    if req.table == TableKind::Mbr && req.parts.len() > 4 {
-        problems.push(format!("{} partitions do not fit an msdos table (4 primary at most): use table=gpt", req.parts.len()));
+    if layout.table == TableType::Msdos && parts.len() > 4 {
+        problems.push(format!("{} partitions do not fit an msdos table (4 primary at most): use table=gpt", parts.len()));
     }
-    if req.parts.is_empty() {
+    if parts.is_empty() {
         problems.push("the layout has no partitions".into());
     }
     problems
@@ -252,8 +170,8 @@ fn guid(seed: Option<&str>, what: &str) -> Uuid {
 impl fmt::Display for PlannedLayout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let table = match self.table {
-            TableKind::Gpt => "GPT",
-            TableKind::Mbr => "msdos (MBR)",
+            TableType::Gpt => "GPT",
+            TableType::Msdos => "msdos (MBR)",
         };
         writeln!(f, "{table} partition table on {} (disk {}):", human_size(self.disk_size), self.disk_guid)?;
         for p in &self.parts {
@@ -274,25 +192,38 @@ impl fmt::Display for PlannedLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Filesystem;
 
     const GIB: u64 = 1 << 30;
     const MIB: u64 = 1 << 20;
 
-    fn req(table: TableKind, parts: &[(&str, Size, PartKind)]) -> LayoutRequest {
-        LayoutRequest {
-            table,
-            parts: parts.iter().map(|(n, s, k)| PartRequest { name: n.to_string(), size: *s, kind: *k }).collect(),
-            seed: Some("test".into()),
+    /// A partition as the plan's validation makes it (type GUIDs from the same table).
+    pub(crate) fn part(name: &str, size: PartSize, kind: PartKind) -> Partition {
+        let (guid, mbr) = kind.type_ids();
+        Partition {
+            name: name.into(),
+            size,
+            type_guid: guid.to_string(),
+            mbr_type: mbr,
+            bootable: false,
+            fs: Filesystem::None,
+            mountpoint: None,
+            options: "defaults".into(),
+            kind,
         }
+    }
+
+    fn layout(table: TableType, parts: Vec<Partition>) -> Layout {
+        Layout { table, partitions: parts, origin: crate::plan::LayoutOrigin::Partitions }
     }
 
     #[test]
     fn esp_swap_root_on_gpt() {
-        let r = req(
-            TableKind::Gpt,
-            &[("esp", Size::Bytes(512 * MIB), PartKind::Esp), ("swap", Size::Bytes(GIB), PartKind::Swap), ("root", Size::Rest, PartKind::Root)],
+        let r = layout(
+            TableType::Gpt,
+            vec![part("esp", PartSize::Bytes(512 * MIB), PartKind::Esp), part("swap", PartSize::Bytes(GIB), PartKind::Swap), part("root", PartSize::Rest, PartKind::Root)],
         );
-        let l = plan(&r, 8 * GIB, 512).unwrap();
+        let l = plan(&r, 8 * GIB, 512, Some("t")).unwrap();
         let starts: Vec<u64> = l.parts.iter().map(|p| p.start / MIB).collect();
         assert_eq!(starts, [1, 513, 1537]);
         let root = &l.parts[2];
@@ -305,39 +236,33 @@ mod tests {
 
     #[test]
     fn seeds_make_guids_reproducible() {
-        let r = req(TableKind::Gpt, &[("root", Size::Rest, PartKind::Root)]);
-        let a = plan(&r, GIB, 512).unwrap();
-        let b = plan(&r, GIB, 512).unwrap();
-        assert_eq!(a, b);
-        let mut other = r.clone();
-        other.seed = Some("other".into());
-        assert_ne!(plan(&other, GIB, 512).unwrap().disk_guid, a.disk_guid);
-        let mut random = r;
-        random.seed = None;
-        assert_ne!(plan(&random, GIB, 512).unwrap().disk_guid, plan(&random, GIB, 512).unwrap().disk_guid);
+        let r = layout(TableType::Gpt, vec![part("root", PartSize::Rest, PartKind::Root)]);
+        let a = plan(&r, GIB, 512, Some("test")).unwrap();
+        assert_eq!(a, plan(&r, GIB, 512, Some("test")).unwrap());
+        assert_ne!(plan(&r, GIB, 512, Some("other")).unwrap().disk_guid, a.disk_guid);
+        assert_ne!(plan(&r, GIB, 512, None).unwrap().disk_guid, plan(&r, GIB, 512, None).unwrap().disk_guid);
     }
 
     #[test]
-    fn percent_of_usable_space() {
-        let r = req(TableKind::Gpt, &[("a", Size::Percent(50), PartKind::Linux), ("b", Size::Rest, PartKind::Linux)]);
-        let l = plan(&r, 10 * GIB, 512).unwrap();
-        let diff = l.parts[0].size as i64 - l.parts[1].size as i64;
-        assert!(diff.abs() <= ALIGN as i64, "{l:?}");
+    fn percent_of_the_disk() {
+        let r = layout(TableType::Gpt, vec![part("a", PartSize::Percent(25), PartKind::Linux), part("b", PartSize::Rest, PartKind::Linux)]);
+        let l = plan(&r, 8 * GIB, 512, None).unwrap();
+        assert_eq!(l.parts[0].size, 2 * GIB);
     }
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let r = req(
-            TableKind::Gpt,
-            &[
-                ("a", Size::Rest, PartKind::Linux),
-                ("b", Size::Rest, PartKind::Linux),
-                ("c", Size::Bytes(0), PartKind::Linux),
-                ("d", Size::Percent(70), PartKind::Linux),
-                ("e", Size::Percent(40), PartKind::Linux),
+        let r = layout(
+            TableType::Gpt,
+            vec![
+                part("a", PartSize::Rest, PartKind::Linux),
+                part("b", PartSize::Rest, PartKind::Linux),
+                part("c", PartSize::Bytes(0), PartKind::Linux),
+                part("d", PartSize::Percent(70), PartKind::Linux),
+                part("e", PartSize::Percent(40), PartKind::Linux),
             ],
         );
-        let err = plan(&r, 4 * GIB, 512).unwrap_err().to_string();
+        let err = plan(&r, 4 * GIB, 512, None).unwrap_err().to_string();
         assert!(err.contains("a and b"), "{err}");
         assert!(err.contains("\"c\" has size zero"), "{err}");
         assert!(err.contains("110 %"), "{err}");
@@ -345,19 +270,19 @@ mod tests {
 
     #[test]
     fn layout_larger_than_disk() {
-        let r = req(TableKind::Gpt, &[("big", Size::Bytes(20 * GIB), PartKind::Root)]);
-        let err = plan(&r, 8 * GIB, 512).unwrap_err().to_string();
+        let r = layout(TableType::Gpt, vec![part("big", PartSize::Bytes(20 * GIB), PartKind::Root)]);
+        let err = plan(&r, 8 * GIB, 512, None).unwrap_err().to_string();
         assert!(err.contains("need 20 GiB") && err.contains("8 GiB in all"), "{err}");
     }
 
     #[test]
     fn msdos_limits() {
-        let r = req(TableKind::Mbr, &[("bios", Size::Bytes(MIB), PartKind::BiosBoot), ("root", Size::Rest, PartKind::Root)]);
-        assert!(plan(&r, 8 * GIB, 512).unwrap_err().to_string().contains("cannot be on an msdos table"));
-        let five: Vec<(&str, Size, PartKind)> = (0..5).map(|_| ("p", Size::Bytes(MIB), PartKind::Linux)).collect();
-        assert!(plan(&req(TableKind::Mbr, &five), 8 * GIB, 512).unwrap_err().to_string().contains("4 primary"));
+        let r = layout(TableType::Msdos, vec![part("bios", PartSize::Bytes(MIB), PartKind::BiosBoot), part("root", PartSize::Rest, PartKind::Root)]);
+        assert!(plan(&r, 8 * GIB, 512, None).unwrap_err().to_string().contains("cannot be on an msdos table"));
+        let five = (0..5).map(|i| part(&format!("p{i}"), PartSize::Bytes(MIB), PartKind::Linux)).collect();
+        assert!(plan(&layout(TableType::Msdos, five), 8 * GIB, 512, None).unwrap_err().to_string().contains("4 primary"));
         // A 3 TiB disk: an msdos table stops at 2 TiB.
-        let l = plan(&req(TableKind::Mbr, &[("root", Size::Rest, PartKind::Root)]), 3 << 40, 512).unwrap();
+        let l = plan(&layout(TableType::Msdos, vec![part("root", PartSize::Rest, PartKind::Root)]), 3 << 40, 512, None).unwrap();
         assert!(l.parts[0].start + l.parts[0].size <= MBR_LIMIT_SECTORS * 512);
     }
 }

@@ -7,7 +7,7 @@ pub mod select;
 pub mod signature;
 
 pub use inventory::{inventory, Disk, Partition};
-pub use select::{select, Allow, Selector};
+pub use select::{matches, select, Allow};
 pub use signature::Signature;
 
 /// Renders a byte count the way people read disk sizes: `8.0 GiB`, `512 MiB`, `4 KiB`.

@@ -1,80 +1,33 @@
 //! Writing a planned layout to a disk (block device or image file): wipe what would
-//! confuse the kernel or the new system, write the table, make the kernel see it.
+//! confuse the kernel or the new system (old signatures at both ends of the disk — the
+//! primary and backup GPT, md superblocks — and at both ends of each new partition), write
+//! the table, make the kernel see it.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::layout::{PlannedLayout, TableKind, ALIGN};
+use super::layout::PlannedLayout;
+use crate::fs::Target;
+use crate::plan::TableType;
 use crate::sys;
 
-/// Bytes cleared at each end of the disk and of each new partition: covers every signature
-/// in `signature.rs` (btrfs at 64 KiB, md 0.90 in the last 64–128 KiB, the GPT backup).
-const WIPE: u64 = ALIGN;
-
-/// Zeroes a byte range: BLKZEROOUT on block devices (cheap where the device can write
-/// zeroes or unmap), a punched hole (falling back to written zeros) in image files.
-pub fn zero(dev: &File, offset: u64, len: u64) -> Result<()> {
-    if len == 0 {
-        return Ok(());
-    }
-    let ctx = || format!("zeroing {len} bytes at offset {offset}");
-    if dev.metadata().with_context(ctx)?.file_type().is_block_device() {
-        return sys::zero_out(dev, offset, len).with_context(ctx);
-    }
-    let punched = rustix::fs::fallocate(dev, rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE, offset, len);
-    if punched.is_ok() {
-        return Ok(());
-    }
-    let chunk = vec![0u8; 1 << 20];
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(chunk.len() as u64) as usize;
-        dev.write_all_at(&chunk[..n], offset + done).with_context(ctx)?;
-        done += n as u64;
-    }
-    Ok(())
-}
-
-/// Clears the first and last MiB of the disk: old MBR/GPT (primary and backup), RAID, LVM
-/// and filesystem signatures on the whole disk.
-pub fn wipe_disk(dev: &File, size: u64) -> Result<()> {
-    zero(dev, 0, WIPE.min(size)).context("wiping the start of the disk")?;
-    if size > WIPE {
-        zero(dev, size - WIPE, WIPE).context("wiping the end of the disk")?;
-    }
-    Ok(())
-}
-
-/// Clears the first and last MiB of every new partition, so no old filesystem shows
-/// through before (or instead of) the new one.
-pub fn wipe_partitions(dev: &File, layout: &PlannedLayout) -> Result<()> {
-    for p in &layout.parts {
-        let n = WIPE.min(p.size);
-        zero(dev, p.start, n).with_context(|| format!("wiping the start of partition {}", p.number))?;
-        if p.size > 2 * WIPE {
-            zero(dev, p.start + p.size - WIPE, WIPE).with_context(|| format!("wiping the end of partition {}", p.number))?;
-        }
-    }
-    Ok(())
-}
-
 /// Writes the partition table of `layout` (GPT with protective MBR, or msdos).
-pub fn write_table(dev: &mut File, layout: &PlannedLayout) -> Result<()> {
+pub fn write_table(disk: &Target, layout: &PlannedLayout) -> Result<()> {
+    let mut dev = disk.io();
     match layout.table {
-        TableKind::Gpt => write_gpt(dev, layout),
-        TableKind::Mbr => write_mbr(dev, layout),
+        TableType::Gpt => write_gpt(&mut dev, layout),
+        TableType::Msdos => write_mbr(&mut dev, layout),
     }
     .context("writing the partition table")?;
     dev.flush().context("flushing the partition table")?;
-    dev.sync_all().context("syncing the partition table")
+    disk.sync().context("syncing the partition table")
 }
 
-fn write_gpt(dev: &mut File, layout: &PlannedLayout) -> Result<()> {
+fn write_gpt<D: std::io::Read + Write + Seek>(dev: &mut D, layout: &PlannedLayout) -> Result<()> {
     let ss = layout.sector_size;
     let mut gpt = gptman::GPT::new_from(dev, ss, layout.disk_guid.to_bytes_le()).context("creating a GPT header")?;
     for p in &layout.parts {
@@ -93,19 +46,18 @@ fn write_gpt(dev: &mut File, layout: &PlannedLayout) -> Result<()> {
     Ok(())
 }
 
-fn write_mbr(dev: &mut File, layout: &PlannedLayout) -> Result<()> {
+fn write_mbr<D: std::io::Read + Write + Seek>(dev: &mut D, layout: &PlannedLayout) -> Result<()> {
     let ss = layout.sector_size as u32;
     let mut mbr = mbrman::MBR::new_from(dev, ss, layout.mbr_signature.to_le_bytes()).context("creating an MBR")?;
     for (i, p) in layout.parts.iter().enumerate() {
-        let sys = p.kind.mbr_type().with_context(|| format!("partition {} has no msdos type", p.name))?;
+        if p.mbr_type == 0 {
+            bail!("partition {} has no msdos type", p.name);
+        }
+        let sys = p.mbr_type;
         let start = u32::try_from(p.start / ss as u64).context("partition start beyond msdos's 2 TiB")?;
         let sectors = u32::try_from(p.size / ss as u64).context("partition size beyond msdos's 2 TiB")?;
-        // The root (or only) partition is marked active: some BIOSes boot nothing otherwise.
-        let boot = if p.kind == super::layout::PartKind::Root || layout.parts.len() == 1 {
-            mbrman::BOOT_ACTIVE
-        } else {
-            mbrman::BOOT_INACTIVE
-        };
+        // The plan marks the root partition active: some BIOSes boot nothing otherwise.
+        let boot = if p.bootable { mbrman::BOOT_ACTIVE } else { mbrman::BOOT_INACTIVE };
         mbr[i + 1] = mbrman::MBRPartitionEntry {
             boot,
             first_chs: mbrman::CHS::empty(),
@@ -184,31 +136,25 @@ mod tests {
 /// or another user is refused by the kernel itself. Returns the partition device nodes
 /// (empty for an image file).
 pub fn apply(path: &Path, layout: &PlannedLayout) -> Result<Vec<PathBuf>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let is_block = std::fs::metadata(path)
-        .with_context(|| format!("looking at {}", path.display()))?
-        .file_type()
-        .is_block_device();
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true);
-    if is_block {
-        options.custom_flags(rustix::fs::OFlags::EXCL.bits() as i32);
-    }
-    let mut dev = options
-        .open(path)
-        .with_context(|| format!("opening {} for writing (exclusively: it must not be mounted or in use)", path.display()))?;
-    let size = dev.seek(SeekFrom::End(0)).with_context(|| format!("finding the size of {}", path.display()))?;
-    if size != layout.disk_size {
-        bail!("{} is {} bytes, but the layout was planned for {} bytes; nothing was written", path.display(), size, layout.disk_size);
+    let disk = Target::open(path)?;
+    if disk.len() != layout.disk_size {
+        bail!("{} is {} bytes, but the layout was planned for {} bytes; nothing was written", path.display(), disk.len(), layout.disk_size);
     }
     log::info!("writing to {}:\n{layout}", path.display());
-    wipe_disk(&dev, size).with_context(|| format!("wiping old signatures on {}", path.display()))?;
-    write_table(&mut dev, layout).with_context(|| format!("partitioning {}", path.display()))?;
-    wipe_partitions(&dev, layout).with_context(|| format!("wiping old signatures in the new partitions of {}", path.display()))?;
-    dev.sync_all().with_context(|| format!("syncing {}", path.display()))?;
-    if is_block {
-        reread(&dev, path, layout)
-    } else {
-        Ok(Vec::new())
+    disk.wipe_signatures().with_context(|| format!("wiping old signatures on {}", path.display()))?;
+    write_table(&disk, layout).with_context(|| format!("partitioning {}", path.display()))?;
+    for p in &layout.parts {
+        disk.slice(p.start, p.size)?
+            .wipe_signatures()
+            .with_context(|| format!("wiping old signatures in partition {} of {}", p.number, path.display()))?;
     }
+    disk.sync()?;
+    if !disk.is_block_device() {
+        return Ok(Vec::new());
+    }
+    // A second handle for the ioctls; the exclusive one is released before the partitions
+    // are formatted (they are opened exclusively in turn).
+    let dev = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    drop(disk);
+    reread(&dev, path, layout)
 }

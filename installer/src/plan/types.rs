@@ -204,6 +204,35 @@ pub enum PartKind {
     Guid(String),
 }
 
+/// Type GUIDs: the UEFI specification (ESP), GRUB's `bios_grub`, and the UAPI Discoverable
+/// Partitions Specification for the rest (root is the x86-64 root type). A test checks them
+/// against the list util-linux's sfdisk knows.
+pub mod type_guid {
+    pub const ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+    pub const BIOS_BOOT: &str = "21686148-6449-6E6F-744E-656564454649";
+    pub const ROOT_X86_64: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+    pub const SWAP: &str = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F";
+    pub const LINUX_DATA: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+    pub const HOME: &str = "933AC7E1-2EB4-4F13-B844-0E14E2AEF915";
+    pub const SRV: &str = "3B8F8425-20E0-4F3B-907F-1A25A76F98E8";
+}
+
+impl PartKind {
+    /// The GPT type GUID and the MBR type byte (0: not possible on an msdos table).
+    pub fn type_ids(&self) -> (&str, u8) {
+        match self {
+            PartKind::Esp => (type_guid::ESP, 0xef),
+            PartKind::BiosBoot => (type_guid::BIOS_BOOT, 0),
+            PartKind::Root => (type_guid::ROOT_X86_64, 0x83),
+            PartKind::Swap => (type_guid::SWAP, 0x82),
+            PartKind::Linux => (type_guid::LINUX_DATA, 0x83),
+            PartKind::Home => (type_guid::HOME, 0x83),
+            PartKind::Srv => (type_guid::SRV, 0x83),
+            PartKind::Guid(g) => (g.as_str(), 0x83),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Filesystem {

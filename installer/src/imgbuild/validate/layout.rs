@@ -12,13 +12,9 @@ use super::Ctx;
 use crate::imgbuild::diag::{bad_part, not_allowed};
 use crate::plan::*;
 
-pub const ESP_GUID: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
-pub const BIOS_BOOT_GUID: &str = "21686148-6449-6E6F-744E-656564454649";
-pub const ROOT_X86_64_GUID: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
-pub const SWAP_GUID: &str = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F";
-pub const LINUX_DATA_GUID: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
-pub const HOME_GUID: &str = "933AC7E1-2EB4-4F13-B844-0E14E2AEF915";
-pub const SRV_GUID: &str = "3B8F8425-20E0-4F3B-907F-1A25A76F98E8";
+use crate::plan::type_guid::ROOT_X86_64 as ROOT_X86_64_GUID;
+#[cfg(test)]
+use crate::plan::type_guid::{ESP as ESP_GUID, LINUX_DATA as LINUX_DATA_GUID};
 
 const TYPES: &[&str] = &["esp", "bios-boot", "root", "swap", "linux", "home", "srv"];
 const FILESYSTEMS: &[&str] = &["ext4", "vfat", "swap", "none"];
@@ -132,21 +128,24 @@ fn partition(line: &str, table: TableType) -> Result<Partition, String> {
 }
 
 fn part_type(t: &str) -> Result<(PartKind, String, u8), String> {
-    Ok(match t {
-        "esp" => (PartKind::Esp, ESP_GUID.into(), 0xef),
-        "bios-boot" => (PartKind::BiosBoot, BIOS_BOOT_GUID.into(), 0),
-        "root" => (PartKind::Root, ROOT_X86_64_GUID.into(), 0x83),
-        "swap" => (PartKind::Swap, SWAP_GUID.into(), 0x82),
-        "linux" => (PartKind::Linux, LINUX_DATA_GUID.into(), 0x83),
-        "home" => (PartKind::Home, HOME_GUID.into(), 0x83),
-        "srv" => (PartKind::Srv, SRV_GUID.into(), 0x83),
-        g if is_guid(g) => (PartKind::Guid(g.to_ascii_uppercase()), g.to_ascii_uppercase(), 0x83),
+    let kind = match t {
+        "esp" => PartKind::Esp,
+        "bios-boot" => PartKind::BiosBoot,
+        "root" => PartKind::Root,
+        "swap" => PartKind::Swap,
+        "linux" => PartKind::Linux,
+        "home" => PartKind::Home,
+        "srv" => PartKind::Srv,
+        g if is_guid(g) => PartKind::Guid(g.to_ascii_uppercase()),
         other => {
             let mut allowed = TYPES.to_vec();
             allowed.push("a GPT type GUID");
             return Err(not_allowed(other, &format!("type {other:?} is not a partition type"), &allowed));
         }
-    })
+    };
+    let (guid, mbr) = kind.type_ids();
+    let guid = guid.to_string();
+    Ok((kind, guid, mbr))
 }
 
 fn is_guid(s: &str) -> bool {
