@@ -4,6 +4,7 @@
 //! its `provision()` function. Meanings are documented in `docs/IMGBUILD.5.md`.
 
 mod human;
+pub mod parse;
 mod types;
 
 pub use human::render as render_human;

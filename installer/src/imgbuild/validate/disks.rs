@@ -4,11 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::format::parse_size;
+use crate::plan::parse::parse_selector;
 use super::Ctx;
 use crate::plan::*;
-
-const SELECTOR_FORMS: &str = "/dev/NAME, /dev/disk/by-id/NAME, by-id:NAME, serial:SERIAL, wwn:WWN, size:SIZE";
 
 pub fn disk(cx: &mut Ctx<'_>) -> Option<DiskSelector> {
     let text = cx.get("disk")?.trim().to_string();
@@ -19,40 +17,6 @@ pub fn disk(cx: &mut Ctx<'_>) -> Option<DiskSelector> {
             None
         }
     }
-}
-
-/// Parses one disk selector.
-pub fn parse_selector(s: &str) -> Result<DiskSelector, String> {
-    let nonempty = |v: &str, what: &str| if v.is_empty() || v.contains(char::is_whitespace) { Err(format!("{what} is empty")) } else { Ok(v.to_string()) };
-    if let Some(id) = s.strip_prefix("/dev/disk/by-id/").or_else(|| s.strip_prefix("by-id:")) {
-        return Ok(DiskSelector::ById(nonempty(id, "the by-id name")?));
-    }
-    if let Some(path) = s.strip_prefix("/dev/") {
-        if path.is_empty() || path.split('/').any(|c| c.is_empty() || c == "..") {
-            return Err("not a device path".into());
-        }
-        return Ok(DiskSelector::Path(s.to_string()));
-    }
-    if let Some(serial) = s.strip_prefix("serial:") {
-        return Ok(DiskSelector::Serial(nonempty(serial, "the serial")?));
-    }
-    if let Some(wwn) = s.strip_prefix("wwn:") {
-        let wwn = nonempty(wwn, "the wwn")?.to_ascii_lowercase();
-        if let Some(hex) = wwn.strip_prefix("0x") {
-            if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(format!("wwn {wwn:?} is not hexadecimal after 0x"));
-            }
-        }
-        return Ok(DiskSelector::Wwn(wwn));
-    }
-    if let Some(size) = s.strip_prefix("size:") {
-        return match parse_size(size, false) {
-            Ok(0) => Err("size:0 matches no disk".into()),
-            Ok(b) => Ok(DiskSelector::Size(b)),
-            Err(e) => Err(format!("size {size:?}: {e}")),
-        };
-    }
-    Err(format!("not a disk selector (allowed: {SELECTOR_FORMS})"))
 }
 
 /// `preserve=`: `SELECTOR [MOUNTPOINT [FSTYPE [OPTIONS]]]` per line, where SELECTOR is a disk

@@ -3,6 +3,7 @@
 //! shell in the installer, which has none) with a pointer to `partitions=`.
 
 use super::Ctx;
+use crate::plan::parse::parse_size;
 use crate::imgbuild::diag::{bad_part, Location};
 use crate::plan::{Filesystem, Format, FormatOrigin, TableType, TarCompression};
 
@@ -80,28 +81,6 @@ pub fn parse_format(text: &str) -> Result<(Format, Option<RawArgs>), String> {
         [] => Err(bad("empty")),
         [other, ..] => Err(bad_part("format", text, other, &format!("{other:?} is not a format"), FORMATS)),
     }
-}
-
-/// Parses `512M`, `8G`, `1T`, `64K`, `2GiB`: binary units. A bare number is bytes only
-/// where `bare_bytes` (makeimg's `raw SIZE` follows truncate(1)); elsewhere a unit is
-/// required, since `512` more likely meant megabytes.
-pub fn parse_size(s: &str, bare_bytes: bool) -> Result<u64, String> {
-    let digits = s.chars().take_while(char::is_ascii_digit).count();
-    if digits == 0 {
-        return Err("expected a number followed by K, M, G or T".into());
-    }
-    let n: u64 = s[..digits].parse().map_err(|_| "number too large".to_string())?;
-    let unit = &s[digits..];
-    let shift = match unit.trim_end_matches("iB").trim_end_matches('B') {
-        "" if unit.is_empty() && bare_bytes => 0,
-        "" => return Err("add a unit: K, M, G or T".into()),
-        "K" | "k" => 10,
-        "M" | "m" => 20,
-        "G" | "g" => 30,
-        "T" | "t" => 40,
-        _ => return Err(format!("unknown unit {unit:?} (allowed: K, M, G, T)")),
-    };
-    n.checked_mul(1u64 << shift).ok_or_else(|| "size too large".to_string())
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeSet;
 
-use super::format::{parse_size, RawArgs, DEFAULT_RAW};
+use super::format::{RawArgs, DEFAULT_RAW};
+use crate::plan::parse::parse_size;
 use super::Ctx;
 use crate::imgbuild::diag::{bad_part, not_allowed};
 use crate::plan::*;

@@ -17,7 +17,8 @@ use super::diag::{did_you_mean, Diagnostics, Location};
 use super::prescan::Prescan;
 use crate::plan::*;
 
-pub use format::{parse_format, parse_size};
+pub use crate::plan::parse::parse_size;
+pub use format::parse_format;
 pub use mirror::host_mirror;
 
 /// Every IMGBUILD variable anemos knows: makeimg's and ours.
