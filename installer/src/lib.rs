@@ -7,6 +7,7 @@ pub mod exec;
 pub mod initramfs;
 pub mod kmod;
 pub mod net;
+pub mod packages;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod sysfs;

@@ -22,3 +22,22 @@ pub fn signal_all(signal: rustix::process::Signal) -> io::Result<()> {
         }
     }
 }
+
+/// Makes `cmd` enter `root` (`chroot(2)` then `chdir("/")`) in the child, between fork and
+/// exec. Used to run the target's own tools (dpkg, maintainer scripts) in the new system.
+pub fn chroot_command(cmd: &mut std::process::Command, root: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let root = std::ffi::CString::new(root.as_os_str().as_bytes())?;
+    // SAFETY: the closure runs in the forked child before exec. It calls only chroot(2) and
+    // chdir(2) on C strings built before the fork (no allocation, no locks), which are
+    // async-signal-safe, and returns their errors through io::Error (no panics).
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::chroot(root.as_c_str())?;
+            rustix::process::chdir(c"/")?;
+            Ok(())
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! Safe archive extraction into a target root, for every distribution's packages.
+//!
+//! [`Root`] resolves every path inside the root with `openat2(RESOLVE_IN_ROOT)` (see
+//! `root.rs`); [`unpack_tar`] walks a tar stream entry by entry (the `tar` crate parses
+//! headers, GNU long names and PAX records; we create the objects ourselves, because its own
+//! `unpack` resolves paths on the host and turns device nodes and FIFOs into empty files):
+//! regular files, directories, symlinks, hard links within the root, character and block
+//! devices and FIFOs (mknod), with the archive's numeric owner, mode and mtime.
+//! [`decompress`] picks a decoder by file name suffix; [`deb`] streams a Debian `.deb`.
+
+pub mod deb;
+mod root;
+
+use std::io::{self, Read};
+
+use anyhow::{bail, Context, Result};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, Timespec, Timestamps};
+use rustix::io::Errno;
+use tar::EntryType;
+
+pub use root::{is_dir, InRoot, Root};
+
+/// What kind of object an entry became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    HardLink,
+    Device,
+    Fifo,
+}
+
+/// One entry written into the root.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The path as the archive named it, normalised (`/usr/bin/x`, `/.` for the root).
+    pub path: String,
+    pub kind: Kind,
+}
+
+/// How entries are written.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Apply the archive's numeric uid/gid (needs root; off for unprivileged host runs).
+    pub owners: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { owners: rustix::process::geteuid().is_root() }
+    }
+}
+
+/// A decoder for a compressed member named `name` (`*.xz`, `*.zst`, `*.gz`, or none).
+pub fn decompress<'a>(name: &str, input: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    Ok(if name.ends_with(".xz") {
+        Box::new(lzma_rust2::XzReader::new(input, true))
+    } else if name.ends_with(".zst") {
+        Box::new(ruzstd::decoding::StreamingDecoder::new(input).with_context(|| format!("reading the zstd header of {name}"))?)
+    } else if name.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(input))
+    } else if name.ends_with(".bz2") || name.ends_with(".lzma") {
+        bail!("{name}: this compression is not supported (only xz, zstd, gzip and none)");
+    } else {
+        Box::new(input)
+    })
+}
+
+/// Unpacks a tar stream into `root`. `place` maps each normalised archive path (`/etc/x`) to
+/// the path it is written at (Debian writes conffiles as `/etc/x.dpkg-new`); hard-link
+/// targets are mapped the same way. Returns the entries in archive order.
+pub fn unpack_tar(
+    root: &Root,
+    input: impl Read,
+    opts: &Options,
+    place: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Written>> {
+    let mut archive = tar::Archive::new(input);
+    let mut written = Vec::new();
+    for entry in archive.entries().context("reading the tar stream")? {
+        let mut entry = entry.context("reading a tar header")?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let typ = entry.header().entry_type();
+        if matches!(typ, EntryType::XGlobalHeader | EntryType::XHeader) {
+            continue;
+        }
+        let path = InRoot::parse(&raw)?;
+        let shown = path.absolute();
+        let target = match place(&shown) {
+            Some(p) => InRoot::parse(p.trim_start_matches('/'))?,
+            None => path.clone(),
+        };
+        let kind = write_entry(root, &mut entry, typ, &target, opts, place).with_context(|| format!("unpacking {shown}"))?;
+        written.push(Written { path: shown, kind });
+    }
+    Ok(written)
+}
+
+fn write_entry<R: Read>(
+    root: &Root,
+    entry: &mut tar::Entry<R>,
+    typ: EntryType,
+    target: &InRoot,
+    opts: &Options,
+    place: &dyn Fn(&str) -> Option<String>,
+) -> Result<Kind> {
+    let h = entry.header();
+    let mode = h.mode().context("bad mode")? & 0o7777;
+    let (uid, gid) = (h.uid().context("bad uid")? as u32, h.gid().context("bad gid")? as u32);
+    let mtime = h.mtime().context("bad mtime")? as i64;
+    let stamp = Timestamps {
+        last_access: Timespec { tv_sec: mtime, tv_nsec: 0 },
+        last_modification: Timespec { tv_sec: mtime, tv_nsec: 0 },
+    };
+    let owner = |dir: &std::os::fd::OwnedFd, name: &str| -> Result<()> {
+        if opts.owners {
+            rfs::chownat(dir, name, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW)
+                .context("setting the owner")?;
+        }
+        Ok(())
+    };
+    match typ {
+        EntryType::Regular | EntryType::Continuous => {
+            let mut f = root.create_file(target, 0o600)?;
+            let size = entry.size();
+            let n = io::copy(entry, &mut f).context("writing the contents")?;
+            if n != size {
+                bail!("the archive is truncated: {n} of {size} bytes");
+            }
+            if opts.owners {
+                rfs::fchown(&f, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid))).context("setting the owner")?;
+            }
+            // After chown, which clears set-id bits.
+            rfs::fchmod(&f, Mode::from_raw_mode(mode)).context("setting the mode")?;
+            rfs::futimens(&f, &stamp).context("setting the mtime")?;
+            Ok(Kind::File)
+        }
+        EntryType::Directory => {
+            let Some((dir, name)) = split_parent(root, target)? else { return Ok(Kind::Dir) };
+            match rfs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
+                Ok(()) => {
+                    owner(&dir, name)?;
+                    let fd = rfs::openat(&dir, name, rfs::OFlags::RDONLY | rfs::OFlags::DIRECTORY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC, Mode::empty())
+                        .context("opening the new directory")?;
+                    rfs::fchmod(&fd, Mode::from_raw_mode(mode)).context("setting the mode")?;
+                    rfs::futimens(&fd, &stamp).context("setting the mtime")?;
+                }
+                // An existing directory, or a symlink to one inside the root (merged /usr),
+                // is kept as it is, as dpkg does.
+                Err(Errno::EXIST) => {
+                    root.dir(&target.rel).context("the path exists and is not a directory (inside the root)")?;
+                }
+                Err(e) => return Err(e).context("creating the directory"),
+            }
+            Ok(Kind::Dir)
+        }
+        EntryType::Symlink => {
+            let link = entry.link_name_bytes().context("a symlink without a target")?;
+            let link = String::from_utf8_lossy(&link).into_owned();
+            root.symlink(target, &link)?;
+            let (dir, name) = root.parent_of(target)?;
+            owner(&dir, name)?;
+            rfs::utimensat(&dir, name, &stamp, AtFlags::SYMLINK_NOFOLLOW).context("setting the mtime")?;
+            Ok(Kind::Symlink)
+        }
+        EntryType::Link => {
+            let link = entry.link_name_bytes().context("a hard link without a target")?;
+            let link = InRoot::parse(&String::from_utf8_lossy(&link)).context("the hard link's target")?;
+            let link = match place(&link.absolute()) {
+                Some(p) => InRoot::parse(p.trim_start_matches('/'))?,
+                None => link,
+            };
+            let (ldir, lname) = root.parent_of(&link)?;
+            let (dir, name) = root.parent_of(target)?;
+            Root::clear(&dir, name)?;
+            rfs::linkat(&ldir, lname, &dir, name, AtFlags::empty())
+                .with_context(|| format!("hard-linking to {} (it must be earlier in the archive)", link.absolute()))?;
+            Ok(Kind::HardLink)
+        }
+        EntryType::Char | EntryType::Block | EntryType::Fifo => {
+            let (ft, kind) = match typ {
+                EntryType::Char => (FileType::CharacterDevice, Kind::Device),
+                EntryType::Block => (FileType::BlockDevice, Kind::Device),
+                _ => (FileType::Fifo, Kind::Fifo),
+            };
+            let (major, minor) = if kind == Kind::Device {
+                (h.device_major().context("bad device major")?.unwrap_or(0), h.device_minor().context("bad device minor")?.unwrap_or(0))
+            } else {
+                (0, 0)
+            };
+            let (dir, name) = root.parent_of(target)?;
+            Root::clear(&dir, name)?;
+            rfs::mknodat(&dir, name, ft, Mode::from_raw_mode(0o600), rfs::makedev(major, minor)).context("mknod")?;
+            owner(&dir, name)?;
+            // fchmodat follows a final symlink, but the name was just created by mknod here.
+            rfs::chmodat(&dir, name, Mode::from_raw_mode(mode), AtFlags::empty()).context("setting the mode")?;
+            rfs::utimensat(&dir, name, &stamp, AtFlags::SYMLINK_NOFOLLOW).context("setting the mtime")?;
+            Ok(kind)
+        }
+        other => bail!("unsupported tar entry type {other:?}"),
+    }
+}
+
+fn split_parent<'p>(root: &Root, p: &'p InRoot) -> Result<Option<(std::os::fd::OwnedFd, &'p str)>> {
+    if p.split().is_none() {
+        return Ok(None);
+    }
+    root.parent_of(p).map(Some)
+}
+
+#[cfg(test)]
+mod tests;
