@@ -19,6 +19,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Initramfs(args) => cmd::initramfs::run(args),
         cli::Command::Boot(args) => cmd::boot::run(args),
+        cli::Command::Bootstrap(args) => cmd::bootstrap::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
 pub mod boot;
+pub mod bootstrap;
 pub mod initramfs;

@@ -31,11 +31,14 @@ pub enum Strategy {
 pub struct InstallOptions {
     pub strategy: Strategy,
     pub extract: extract::Options,
+    /// Run the maintainer scripts and dpkg in the chroot. Off: stop after unpacking and
+    /// registering (`InProcess` only), e.g. for another architecture or for tests.
+    pub configure: bool,
 }
 
 impl Default for InstallOptions {
     fn default() -> Self {
-        InstallOptions { strategy: Strategy::InProcess, extract: extract::Options::default() }
+        InstallOptions { strategy: Strategy::InProcess, extract: extract::Options::default(), configure: true }
     }
 }
 
@@ -86,6 +89,9 @@ fn in_process(prepared: &Prepared, r: &Root, opts: &InstallOptions, report: &mut
     let unpacked = unpack_all(prepared, &all, r, &opts.extract)?;
     dpkgdb::register(r, &unpacked)?;
     report.unpack_ms = t.elapsed().as_millis() as u64;
+    if !opts.configure {
+        return Ok(());
+    }
     let t = Instant::now();
     let _mounts = Mounts::setup(r)?;
     chroot::forbid_daemons(r)?;

@@ -32,12 +32,23 @@ pub fn unpack_all(prepared: &Prepared, pkgs: &[&Package], root: &Root, opts: &ex
 fn unpack_one(fetcher: &Fetcher, url: &str, p: &Package, root: &Root, opts: &extract::Options, progress: &Progress) -> Result<(Unpacked, Vec<String>)> {
     let expected = Expected { size: Some(p.size), sha256: Some(p.sha256.clone()), limit: None };
     let mut reader = fetcher.open(url, expected)?.with_progress(progress);
-    let (control, written) = deb::read(&mut reader, |control, data| {
+    let (mut control, written) = deb::read(&mut reader, |control, data| {
         let conffiles = conffiles_of(control);
         let place = |path: &str| conffiles.iter().any(|c| c == path).then(|| format!("{path}.dpkg-new"));
-        extract::unpack_tar(root, data, opts, &place)
+        // dpkg computes md5sums itself for packages that ship none.
+        let opts = extract::Options { md5: control.get("md5sums").is_none(), ..opts.clone() };
+        extract::unpack_tar(root, data, &opts, &place)
     })?;
     reader.finish().context("verifying the download")?;
+    if control.get("md5sums").is_none() {
+        let conffiles = conffiles_of(&control);
+        let sums: String = written
+            .iter()
+            .filter(|w| !conffiles.contains(&w.path))
+            .filter_map(|w| w.md5.as_ref().map(|m| format!("{m}  {}\n", w.path.trim_start_matches('/'))))
+            .collect();
+        control.files.insert("md5sums".into(), (0o644, sums.into_bytes()));
+    }
     let non_dirs = written.iter().filter(|w| w.kind != Kind::Dir).map(|w| w.path.clone()).collect();
     let u = Unpacked::new(control, written.into_iter().map(|w| w.path).collect())?;
     if u.name() != p.name {

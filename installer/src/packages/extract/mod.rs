@@ -37,6 +37,8 @@ pub struct Written {
     /// The path as the archive named it, normalised (`/usr/bin/x`, `/.` for the root).
     pub path: String,
     pub kind: Kind,
+    /// MD5 of a regular file's contents, if [`Options::md5`] asked for it.
+    pub md5: Option<String>,
 }
 
 /// How entries are written.
@@ -44,11 +46,13 @@ pub struct Written {
 pub struct Options {
     /// Apply the archive's numeric uid/gid (needs root; off for unprivileged host runs).
     pub owners: bool,
+    /// Compute the MD5 of regular files (dpkg does for packages without `md5sums`).
+    pub md5: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { owners: rustix::process::geteuid().is_root() }
+        Options { owners: rustix::process::geteuid().is_root(), md5: false }
     }
 }
 
@@ -91,8 +95,9 @@ pub fn unpack_tar(
             Some(p) => InRoot::parse(p.trim_start_matches('/'))?,
             None => path.clone(),
         };
-        let kind = write_entry(root, &mut entry, typ, &target, opts, place).with_context(|| format!("unpacking {shown}"))?;
-        written.push(Written { path: shown, kind });
+        let mut md5 = None;
+        let kind = write_entry(root, &mut entry, typ, &target, opts, place, &mut md5).with_context(|| format!("unpacking {shown}"))?;
+        written.push(Written { path: shown, kind, md5 });
     }
     Ok(written)
 }
@@ -104,6 +109,7 @@ fn write_entry<R: Read>(
     target: &InRoot,
     opts: &Options,
     place: &dyn Fn(&str) -> Option<String>,
+    md5: &mut Option<String>,
 ) -> Result<Kind> {
     let h = entry.header();
     let mode = h.mode().context("bad mode")? & 0o7777;
@@ -124,7 +130,14 @@ fn write_entry<R: Read>(
         EntryType::Regular | EntryType::Continuous => {
             let mut f = root.create_file(target, 0o600)?;
             let size = entry.size();
-            let n = io::copy(entry, &mut f).context("writing the contents")?;
+            let n = if opts.md5 {
+                let mut w = Md5Writer { inner: &mut f, md5: <md5::Md5 as md5::Digest>::new() };
+                let n = io::copy(entry, &mut w).context("writing the contents")?;
+                *md5 = Some(hex::encode(md5::Digest::finalize(w.md5)));
+                n
+            } else {
+                io::copy(entry, &mut f).context("writing the contents")?
+            };
             if n != size {
                 bail!("the archive is truncated: {n} of {size} bytes");
             }
@@ -199,6 +212,23 @@ fn write_entry<R: Read>(
             Ok(kind)
         }
         other => bail!("unsupported tar entry type {other:?}"),
+    }
+}
+
+/// Passes writes through while hashing them.
+struct Md5Writer<'a, W> {
+    inner: &'a mut W,
+    md5: md5::Md5,
+}
+
+impl<W: io::Write> io::Write for Md5Writer<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        md5::Digest::update(&mut self.md5, &buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

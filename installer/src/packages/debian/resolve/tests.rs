@@ -1,4 +1,5 @@
 use super::*;
+use crate::packages::debian::index::Package;
 use crate::packages::debian::relation::parse_field;
 
 fn universe(text: &str) -> Universe {
@@ -78,4 +79,36 @@ fn conflicts_and_breaks_are_refused_or_avoided() {
     // A package conflicting with what it provides is fine.
     let u = universe(&pkg("mawk", "1", "Provides: awk\nConflicts: awk"));
     assert!(resolve(&u, "amd64", &roots("awk")).is_ok());
+}
+
+/// A real index trimmed from the host's apt lists by `tests/fixtures/packages-closure.sh`.
+fn real_index() -> String {
+    let out = std::env::temp_dir().join(format!("anemos-closure-{}.Packages", std::process::id()));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/packages-closure.sh");
+    let st = std::process::Command::new("sh").arg(script).arg(&out).args(["openssh-server", "apt"]).status().unwrap();
+    assert!(st.success(), "packages-closure.sh failed (needs apt lists: apt-get update)");
+    std::fs::read_to_string(&out).unwrap()
+}
+
+#[test]
+fn resolves_a_real_closure_completely() {
+    let text = real_index();
+    let u = universe(&text);
+    let r = resolve(&u, "amd64", &roots("openssh-server, apt")).unwrap();
+    let chosen: Vec<&Package> = r.selected.iter().map(|&i| &u.packages[i]).collect();
+    for p in &chosen {
+        // The highest version of each name was taken, and every dependency is met inside the set.
+        assert_eq!(u.candidate(&p.name).map(|c| &u.packages[c].version), Some(&p.version), "{}", p.name);
+        for g in p.pre_depends.iter().chain(&p.depends) {
+            assert!(g.iter().any(|rel| chosen.iter().any(|q| satisfies(q, rel, "amd64"))), "{}: unmet {:?}", p.name, g);
+        }
+    }
+    assert!(chosen.iter().any(|p| p.name == "openssh-sftp-server"));
+    assert_eq!(r.reasons["openssh-sftp-server"], "openssh-server → openssh-sftp-server");
+
+    // Without openssh-sftp-server in the index the error names the chain.
+    let trimmed: Vec<&str> = text.split("\n\n").filter(|p| !p.starts_with("Package: openssh-sftp-server\n")).collect();
+    let u = universe(&trimmed.join("\n\n"));
+    let err = resolve(&u, "amd64", &roots("openssh-server")).unwrap_err().to_string();
+    assert_eq!(err, "openssh-server → openssh-sftp-server: no package provides openssh-sftp-server");
 }
