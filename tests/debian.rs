@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 
 use anemos_tests::mirror::MirrorProxy;
 use anemos_tests::scratch;
@@ -15,8 +16,12 @@ fn in_chroot(root: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// The bootstraps run one at a time (two cores).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn minbase_from_the_real_archive_is_clean() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let proxy = MirrorProxy::start(0).unwrap();
     let suite = "bookworm";
     let sources = proxy.sources_for(suite).unwrap();
@@ -53,4 +58,33 @@ fn minbase_from_the_real_archive_is_clean() {
     assert!(root.join("etc/passwd").is_file() && root.join("bin").is_symlink());
     assert!(!root.join("usr/sbin/policy-rc.d").exists());
     assert!(!root.join("usr/sbin/update-initramfs").exists());
+}
+
+/// With a kernel, the kernel's and initramfs-tools' hooks and triggers find update-initramfs
+/// diverted to a no-op during the install; `finish` restores it and builds the initramfs once.
+#[test]
+fn a_kernel_gets_one_initramfs_at_finish() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let proxy = MirrorProxy::start(0).unwrap();
+    let sources = proxy.sources_for("bookworm").unwrap();
+    let mut config = Config::new(sources, "/usr/share/keyrings/debian-archive-keyring.gpg".into());
+    config.fetch.proxy = Some(String::new());
+    config.include = vec!["linux-image-amd64".into(), "initramfs-tools".into()];
+    let prepared = debian::prepare(&config).unwrap();
+    let root = scratch("debian-kernel").join("root");
+    debian::install(&prepared, &root, &InstallOptions::default()).unwrap();
+    let initrds = || {
+        std::fs::read_dir(root.join("boot")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("initrd.img-")).count()
+    };
+    assert_eq!(initrds(), 0, "an initramfs was built during the install");
+    let (_, diversions) = in_chroot(&root, &["dpkg-divert", "--list", "/usr/sbin/update-initramfs"]);
+    assert!(diversions.contains("update-initramfs.anemos"), "{diversions}");
+    assert!(debian::finish(&root).unwrap());
+    assert_eq!(initrds(), 1);
+    let (_, diversions) = in_chroot(&root, &["dpkg-divert", "--list", "/usr/sbin/update-initramfs"]);
+    assert!(diversions.trim().is_empty(), "{diversions}");
+    let (ok, out) = in_chroot(&root, &["dpkg", "--audit"]);
+    assert!(ok && out.trim().is_empty(), "dpkg --audit: {out}");
+    let (_, out) = in_chroot(&root, &["dpkg", "-V"]);
+    assert!(!out.contains("missing"), "dpkg -V: {out}");
 }

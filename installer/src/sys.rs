@@ -41,3 +41,19 @@ pub fn chroot_command(cmd: &mut std::process::Command, root: &std::path::Path) -
     }
     Ok(())
 }
+
+/// The largest resident set size, in KiB, of any terminated and waited-for descendant of the
+/// caller (`getrusage(RUSAGE_CHILDREN)`, getrusage(2): `ru_maxrss`). Benchmarks read it in a
+/// wrapper process after waiting for the measured command.
+pub fn children_max_rss_kib() -> io::Result<u64> {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage(2) writes one `struct rusage` through the pointer, which points to
+    // memory of exactly that type that we own.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the struct was zero-initialised (a valid rusage) and filled in by the kernel.
+    let ru = unsafe { ru.assume_init() };
+    Ok(ru.ru_maxrss.max(0) as u64)
+}

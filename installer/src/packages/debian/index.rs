@@ -25,7 +25,9 @@ pub enum MultiArch {
     Allowed,
 }
 
-/// One binary package as an index describes it.
+/// One binary package as an index describes it. A full index has tens of thousands, so the
+/// relationship fields other than `Provides` (needed for the lookup tables) are kept as text
+/// and parsed when the resolver looks at them (a few hundred packages).
 #[derive(Debug, Clone)]
 pub struct Package {
     pub name: String,
@@ -34,11 +36,11 @@ pub struct Package {
     pub multi_arch: MultiArch,
     pub priority: String,
     pub essential: bool,
-    pub depends: Vec<Alternatives>,
-    pub pre_depends: Vec<Alternatives>,
+    depends: Box<str>,
+    pre_depends: Box<str>,
+    conflicts: Box<str>,
+    breaks: Box<str>,
     pub provides: Vec<Relation>,
-    pub conflicts: Vec<Relation>,
-    pub breaks: Vec<Relation>,
     /// Path below the repository's base URL (`pool/main/…`).
     pub filename: String,
     pub size: u64,
@@ -52,6 +54,24 @@ impl Package {
     /// `name_version_arch`, the usual .deb base name.
     pub fn id(&self) -> String {
         format!("{}_{}_{}", self.name, self.version, self.arch)
+    }
+
+    /// `Depends`.
+    pub fn depends(&self) -> Result<Vec<Alternatives>> {
+        parse_field(&self.depends).with_context(|| format!("the Depends of {}", self.id()))
+    }
+
+    /// `Pre-Depends`.
+    pub fn pre_depends(&self) -> Result<Vec<Alternatives>> {
+        parse_field(&self.pre_depends).with_context(|| format!("the Pre-Depends of {}", self.id()))
+    }
+
+    /// `Conflicts` and `Breaks` together (a bad field reads as empty: it is only consulted
+    /// to avoid or report conflicts).
+    pub fn conflicts_and_breaks(&self) -> Vec<Relation> {
+        let mut out = parse_flat(&self.conflicts).unwrap_or_default();
+        out.extend(parse_flat(&self.breaks).unwrap_or_default());
+        out
     }
 
     /// The `Priority` rank: lower is more important.
@@ -124,7 +144,7 @@ impl Universe {
 }
 
 fn parse_package(p: &super::control::Paragraph, source: usize) -> Result<Package> {
-    let rel = |f: &str| p.get(f).map(parse_field).transpose().map(Option::unwrap_or_default);
+    let raw = |f: &str| Box::<str>::from(p.get(f).unwrap_or(""));
     let flat = |f: &str| p.get(f).map(parse_flat).transpose().map(Option::unwrap_or_default);
     let multi_arch = match p.get("Multi-Arch").unwrap_or("no") {
         "same" => MultiArch::Same,
@@ -139,11 +159,11 @@ fn parse_package(p: &super::control::Paragraph, source: usize) -> Result<Package
         multi_arch,
         priority: p.get("Priority").unwrap_or("optional").to_string(),
         essential: p.get("Essential") == Some("yes"),
-        depends: rel("Depends")?,
-        pre_depends: rel("Pre-Depends")?,
+        depends: raw("Depends"),
+        pre_depends: raw("Pre-Depends"),
+        conflicts: raw("Conflicts"),
+        breaks: raw("Breaks"),
         provides: flat("Provides")?,
-        conflicts: flat("Conflicts")?,
-        breaks: flat("Breaks")?,
         filename: p.require("Filename")?.to_string(),
         size: p.require("Size")?.parse().context("Size is not a number")?,
         sha256: p.require("SHA256")?.to_ascii_lowercase(),

@@ -1,5 +1,6 @@
 //! Stage two: the target root from the prepared set, and [`finish`].
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
 
@@ -8,6 +9,7 @@ use anyhow::{Context, Result};
 use super::chroot::{self, Mounts};
 use super::dpkgdb;
 use super::index::Package;
+use super::resolve::satisfies;
 use super::scripts::run_preinsts;
 use super::sources::render_deb822;
 use super::unpack::{save_all, unpack_all};
@@ -109,12 +111,13 @@ fn dpkg_install(prepared: &Prepared, r: &Root, opts: &InstallOptions, report: &m
     let t = Instant::now();
     let all: Vec<&Package> = prepared.packages.iter().collect();
     let dir = "var/cache/apt/archives";
-    let debs = save_all(prepared, &all, r, dir, &|p| p.essential, &opts.extract)?;
+    let essential = essential_closure(prepared)?;
+    let debs = save_all(prepared, &all, r, dir, &|p| essential.contains(&p.name), &opts.extract)?;
     report.unpack_ms = t.elapsed().as_millis() as u64;
     let t = Instant::now();
     let _mounts = Mounts::setup(r)?;
     chroot::forbid_daemons(r)?;
-    let (essential, rest): (Vec<(&Package, &String)>, Vec<_>) = all.iter().copied().zip(&debs).partition(|(p, _)| p.essential);
+    let (essential, rest): (Vec<(&Package, &String)>, Vec<_>) = all.iter().copied().zip(&debs).partition(|(p, _)| essential.contains(&p.name));
     let install = |set: &[(&Package, &String)], extra: &[&str]| -> Result<()> {
         let mut args = vec!["--install", "--force-unsafe-io"];
         args.extend_from_slice(extra);
@@ -123,8 +126,20 @@ fn dpkg_install(prepared: &Prepared, r: &Root, opts: &InstallOptions, report: &m
     };
     install(&essential, &["--force-depends"])?;
     chroot::divert_initramfs(r)?;
-    if !rest.is_empty() {
-        install(&rest, &[])?;
+    // dpkg --install does not order its arguments by Pre-Depends (apt does): install in
+    // batches, each free of pre-dependencies on its own members.
+    let native = prepared.config.arch.as_str();
+    let mut batch: Vec<(&Package, &String)> = Vec::new();
+    for item in order_by_dependencies(&rest, native)? {
+        let pre = item.0.pre_depends()?;
+        if pre.iter().any(|g| g.iter().any(|rel| batch.iter().any(|(q, _)| satisfies(q, rel, native)))) {
+            install(&batch, &[])?;
+            batch.clear();
+        }
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        install(&batch, &[])?;
     }
     for d in &debs {
         r.remove(d)?;
@@ -132,6 +147,56 @@ fn dpkg_install(prepared: &Prepared, r: &Root, opts: &InstallOptions, report: &m
     chroot::allow_daemons(r)?;
     report.configure_ms = t.elapsed().as_millis() as u64;
     Ok(())
+}
+
+/// `items` ordered so that each comes after what it (pre-)depends on within them.
+fn order_by_dependencies<'a>(items: &[(&'a Package, &'a String)], native: &str) -> Result<Vec<(&'a Package, &'a String)>> {
+    let mut deps = Vec::new();
+    for (p, _) in items {
+        let mut d = Vec::new();
+        for group in p.pre_depends()?.iter().chain(&p.depends()?) {
+            if let Some(j) = items.iter().position(|(q, _)| group.iter().any(|rel| satisfies(q, rel, native))) {
+                d.push(j);
+            }
+        }
+        deps.push(d);
+    }
+    let mut order = Vec::new();
+    let mut state = vec![0u8; items.len()];
+    fn visit(i: usize, deps: &[Vec<usize>], state: &mut [u8], order: &mut Vec<usize>) {
+        if state[i] != 0 {
+            return;
+        }
+        state[i] = 1;
+        for &j in &deps[i] {
+            visit(j, deps, state, order);
+        }
+        order.push(i);
+    }
+    for i in 0..items.len() {
+        visit(i, &deps, &mut state, &mut order);
+    }
+    Ok(order.into_iter().map(|i| items[i]).collect())
+}
+
+/// The `Essential: yes` packages and everything they (pre-)depend on within the set: what
+/// must be unpacked for dpkg and the maintainer scripts' shell to run at all.
+fn essential_closure(prepared: &Prepared) -> Result<HashSet<String>> {
+    let pkgs = &prepared.packages;
+    let native = prepared.config.arch.as_str();
+    let mut set: HashSet<String> = pkgs.iter().filter(|p| p.essential).map(|p| p.name.clone()).collect();
+    let mut queue: Vec<&Package> = pkgs.iter().filter(|p| p.essential).collect();
+    while let Some(p) = queue.pop() {
+        for group in p.pre_depends()?.iter().chain(&p.depends()?) {
+            let found = group.iter().find_map(|rel| pkgs.iter().find(|q| satisfies(q, rel, native)));
+            if let Some(q) = found {
+                if set.insert(q.name.clone()) {
+                    queue.push(q);
+                }
+            }
+        }
+    }
+    Ok(set)
 }
 
 /// Merged /usr as debootstrap creates it for bookworm and later: `/bin`, `/sbin`, `/lib` (and

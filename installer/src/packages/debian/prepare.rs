@@ -96,6 +96,13 @@ fn load_index(fetcher: &Fetcher, universe: &mut Universe, source: &Source, relea
 fn roots(u: &Universe, config: &Config) -> Vec<(Relation, String)> {
     let rel = |name: &str| Relation { name: name.to_string(), arch: ArchQual::None, version: None };
     let mut out = Vec::new();
+    // We make /usr merged with symlinks before unpacking (as debootstrap does), so, like
+    // debootstrap, declare it with the empty usr-is-merged package: otherwise the first
+    // alternative of `usrmerge | usr-is-merged` (init-system-helpers) would pull in the
+    // conversion tool and perl.
+    if u.candidate("usr-is-merged").is_some() {
+        out.push((rel("usr-is-merged"), "(merged /usr)".to_string()));
+    }
     let mut names: Vec<&String> = u.names().collect();
     names.sort();
     for name in names {

@@ -40,7 +40,7 @@ pub fn resolve(u: &Universe, native: &str, roots: &[(Relation, String)]) -> Resu
     }
     while let Some(i) = queue.pop_front() {
         let pkg = &u.packages[i];
-        for group in pkg.pre_depends.iter().chain(&pkg.depends) {
+        for group in pkg.pre_depends()?.iter().chain(&pkg.depends()?) {
             if let Some(j) = st.pick(group, &pkg.name)? {
                 queue.push_back(j);
             }
@@ -143,7 +143,7 @@ impl State<'_> {
 
     fn conflict_with_selected(&self, cand: usize) -> Option<String> {
         let c = &self.u.packages[cand];
-        self.selected.values().map(|&s| &self.u.packages[s]).find(|s| conflicts(c, s, self.native)).map(|s| s.id())
+        self.selected.values().map(|&s| &self.u.packages[s]).find(|s| conflicts(c, s, self.native) || conflicts(s, c, self.native)).map(|s| s.id())
     }
 
     fn check_conflicts(&self) -> Result<()> {
@@ -183,7 +183,7 @@ impl State<'_> {
 /// Whether `a` declares a conflict or break with `b` (one direction; a package never
 /// conflicts with itself, even through a virtual name it provides and conflicts with).
 fn conflicts(a: &Package, b: &Package, native: &str) -> bool {
-    a.name != b.name && a.conflicts.iter().chain(&a.breaks).any(|rel| satisfies(b, rel, native))
+    a.name != b.name && a.conflicts_and_breaks().iter().any(|rel| satisfies(b, rel, native))
 }
 
 #[cfg(test)]

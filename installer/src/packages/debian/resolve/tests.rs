@@ -99,7 +99,7 @@ fn resolves_a_real_closure_completely() {
     for p in &chosen {
         // The highest version of each name was taken, and every dependency is met inside the set.
         assert_eq!(u.candidate(&p.name).map(|c| &u.packages[c].version), Some(&p.version), "{}", p.name);
-        for g in p.pre_depends.iter().chain(&p.depends) {
+        for g in p.pre_depends().unwrap().iter().chain(&p.depends().unwrap()) {
             assert!(g.iter().any(|rel| chosen.iter().any(|q| satisfies(q, rel, "amd64"))), "{}: unmet {:?}", p.name, g);
         }
     }
