@@ -91,12 +91,12 @@ pub fn register(root: &Root, pkgs: &[Unpacked]) -> Result<()> {
     for p in parse_all(&old, "status")? {
         let mut text = String::new();
         p.write_to(&mut text);
-        status.insert(p.get("Package").unwrap_or("").to_string(), text);
+        status.insert(format!("{}:{}", p.get("Package").unwrap_or(""), p.get("Architecture").unwrap_or("")), text);
     }
     let mut triggers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for pkg in pkgs {
         write_info(root, pkg)?;
-        status.insert(pkg.db_name(), status_entry(pkg));
+        status.insert(format!("{}:{}", pkg.name(), pkg.paragraph.get("Architecture").unwrap_or("")), status_entry(pkg));
         collect_interests(pkg, &mut triggers);
     }
     let mut out = String::new();

@@ -159,3 +159,44 @@ fn probe_reports_length() {
     let (url, _) = server(b, vec![Behave::Status(404)]);
     assert!(fetcher().probe(&format!("{url}/pool/x.deb")).unwrap_err().to_string().contains("404"));
 }
+
+/// HTTPS against `openssl s_server` with a certificate from our own CA: refused with the
+/// bundled roots only, accepted once the CA is added.
+#[test]
+fn https_needs_and_accepts_a_custom_ca() {
+    let dir = std::env::temp_dir().join(format!("anemos-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = "set -e
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=anemos-test-ca 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext
+        openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext 2>/dev/null
+        echo hello > file";
+    let st = std::process::Command::new("sh").arg("-c").arg(script).current_dir(&dir).status().unwrap();
+    assert!(st.success(), "openssl could not make the test certificates");
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-accept", &format!("127.0.0.1:{port}"), "-cert", "srv.pem", "-key", "srv.key", "-WWW"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("https://localhost:{port}/file");
+    let plain = fetcher();
+    let refused = plain.get_bytes(&url, 100);
+    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    let with_ca = Fetcher::new(FetchConfig { extra_ca_pem: vec![ca], ..plain.config.clone() }).unwrap();
+    let got = with_ca.get_bytes(&url, 100);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(refused.is_err(), "a certificate of an unknown CA was accepted");
+    assert_eq!(got.unwrap(), b"hello\n");
+    assert!(Fetcher::new(FetchConfig { extra_ca_pem: vec![b"not a pem".to_vec()], ..FetchConfig::default() }).is_err());
+}
