@@ -36,19 +36,21 @@ pub fn run() -> Result<()> {
     let dir = scratch("bootstrap")?;
     warm(&dir, &uri)?;
 
-    let mut minbase = Vec::new();
-    minbase.push(anemos(&dir, "anemos (in-process unpack + dpkg --configure)", &uri, &[])?);
-    minbase.push(anemos(&dir, "anemos (essential in-process + dpkg --install)", &uri, &["--strategy", "dpkg-install"])?);
-    minbase.push(mmdebstrap(&dir, "mmdebstrap", &uri, None, false)?);
-    minbase.push(debootstrap(&dir, &uri, None)?);
+    let minbase = vec![
+        anemos(&dir, "anemos (in-process unpack + dpkg --configure)", &uri, &[])?,
+        anemos(&dir, "anemos (essential in-process + dpkg --install)", &uri, &["--strategy", "dpkg-install"])?,
+        mmdebstrap(&dir, "mmdebstrap", &uri, None, false)?,
+        debootstrap(&dir, &uri, None)?,
+    ];
     print_rows("minbase", &minbase);
     print_differences(&minbase);
 
-    let mut kernel = Vec::new();
-    kernel.push(anemos(&dir, "anemos (in-process, one initramfs build)", &uri, &["--include", KERNEL_SET])?);
-    kernel.push(mmdebstrap(&dir, "mmdebstrap", &uri, Some(KERNEL_SET), false)?);
-    kernel.push(mmdebstrap(&dir, "mmdebstrap, initramfs deferred by hooks", &uri, Some(KERNEL_SET), true)?);
-    kernel.push(debootstrap(&dir, &uri, Some(KERNEL_SET))?);
+    let kernel = vec![
+        anemos(&dir, "anemos (in-process, one initramfs build)", &uri, &["--include", KERNEL_SET])?,
+        mmdebstrap(&dir, "mmdebstrap", &uri, Some(KERNEL_SET), false)?,
+        mmdebstrap(&dir, "mmdebstrap, initramfs deferred by hooks", &uri, Some(KERNEL_SET), true)?,
+        debootstrap(&dir, &uri, Some(KERNEL_SET))?,
+    ];
     print_rows(&format!("minbase + {KERNEL_SET}"), &kernel);
     print_differences(&kernel);
     Ok(())

@@ -7,12 +7,14 @@ mod initramfs;
 mod report;
 mod util;
 
+type Section = (&'static str, fn() -> anyhow::Result<()>);
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--measure") {
         return util::measure_child(&args[1..]);
     }
-    let sections: &[(&str, fn() -> anyhow::Result<()>)] = &[("initramfs", initramfs::run), ("bootstrap", bootstrap::run)];
+    let sections: &[Section] = &[("initramfs", initramfs::run), ("bootstrap", bootstrap::run)];
     let mut failed = false;
     for (name, run) in sections {
         if !args.is_empty() && !args.iter().any(|a| a == name) {

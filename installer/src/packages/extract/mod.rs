@@ -12,6 +12,7 @@ pub mod deb;
 mod root;
 
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 
 use anyhow::{bail, Context, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, Timespec, Timestamps};
@@ -102,6 +103,38 @@ pub fn unpack_tar(
     Ok(written)
 }
 
+/// Owner, mode and mtime of an entry, from its header.
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    stamp: Timestamps,
+    owners: bool,
+}
+
+impl Meta {
+    fn of(h: &tar::Header, opts: &Options) -> Result<Meta> {
+        let mtime = h.mtime().context("bad mtime")? as i64;
+        let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
+        Ok(Meta {
+            mode: h.mode().context("bad mode")? & 0o7777,
+            uid: h.uid().context("bad uid")? as u32,
+            gid: h.gid().context("bad gid")? as u32,
+            stamp: Timestamps { last_access: t, last_modification: t },
+            owners: opts.owners,
+        })
+    }
+
+    /// chown (not following a symlink) of `name` in `dir`, if owners are applied.
+    fn chown_at(&self, dir: &OwnedFd, name: &str) -> Result<()> {
+        if self.owners {
+            rfs::chownat(dir, name, Some(rfs::Uid::from_raw(self.uid)), Some(rfs::Gid::from_raw(self.gid)), AtFlags::SYMLINK_NOFOLLOW)
+                .context("setting the owner")?;
+        }
+        Ok(())
+    }
+}
+
 fn write_entry<R: Read>(
     root: &Root,
     entry: &mut tar::Entry<R>,
@@ -111,70 +144,16 @@ fn write_entry<R: Read>(
     place: &dyn Fn(&str) -> Option<String>,
     md5: &mut Option<String>,
 ) -> Result<Kind> {
-    let h = entry.header();
-    let mode = h.mode().context("bad mode")? & 0o7777;
-    let (uid, gid) = (h.uid().context("bad uid")? as u32, h.gid().context("bad gid")? as u32);
-    let mtime = h.mtime().context("bad mtime")? as i64;
-    let stamp = Timestamps {
-        last_access: Timespec { tv_sec: mtime, tv_nsec: 0 },
-        last_modification: Timespec { tv_sec: mtime, tv_nsec: 0 },
-    };
-    let owner = |dir: &std::os::fd::OwnedFd, name: &str| -> Result<()> {
-        if opts.owners {
-            rfs::chownat(dir, name, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW)
-                .context("setting the owner")?;
-        }
-        Ok(())
-    };
+    let meta = Meta::of(entry.header(), opts)?;
     match typ {
-        EntryType::Regular | EntryType::Continuous => {
-            let mut f = root.create_file(target, 0o600)?;
-            let size = entry.size();
-            let n = if opts.md5 {
-                let mut w = Md5Writer { inner: &mut f, md5: <md5::Md5 as md5::Digest>::new() };
-                let n = io::copy(entry, &mut w).context("writing the contents")?;
-                *md5 = Some(hex::encode(md5::Digest::finalize(w.md5)));
-                n
-            } else {
-                io::copy(entry, &mut f).context("writing the contents")?
-            };
-            if n != size {
-                bail!("the archive is truncated: {n} of {size} bytes");
-            }
-            if opts.owners {
-                rfs::fchown(&f, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid))).context("setting the owner")?;
-            }
-            // After chown, which clears set-id bits.
-            rfs::fchmod(&f, Mode::from_raw_mode(mode)).context("setting the mode")?;
-            rfs::futimens(&f, &stamp).context("setting the mtime")?;
-            Ok(Kind::File)
-        }
-        EntryType::Directory => {
-            let Some((dir, name)) = split_parent(root, target)? else { return Ok(Kind::Dir) };
-            match rfs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
-                Ok(()) => {
-                    owner(&dir, name)?;
-                    let fd = rfs::openat(&dir, name, rfs::OFlags::RDONLY | rfs::OFlags::DIRECTORY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC, Mode::empty())
-                        .context("opening the new directory")?;
-                    rfs::fchmod(&fd, Mode::from_raw_mode(mode)).context("setting the mode")?;
-                    rfs::futimens(&fd, &stamp).context("setting the mtime")?;
-                }
-                // An existing directory, or a symlink to one inside the root (merged /usr),
-                // is kept as it is, as dpkg does.
-                Err(Errno::EXIST) => {
-                    root.dir(&target.rel).context("the path exists and is not a directory (inside the root)")?;
-                }
-                Err(e) => return Err(e).context("creating the directory"),
-            }
-            Ok(Kind::Dir)
-        }
+        EntryType::Regular | EntryType::Continuous => write_file(root, entry, target, &meta, opts.md5, md5),
+        EntryType::Directory => write_dir(root, target, &meta),
         EntryType::Symlink => {
             let link = entry.link_name_bytes().context("a symlink without a target")?;
-            let link = String::from_utf8_lossy(&link).into_owned();
-            root.symlink(target, &link)?;
+            root.symlink(target, &String::from_utf8_lossy(&link))?;
             let (dir, name) = root.parent_of(target)?;
-            owner(&dir, name)?;
-            rfs::utimensat(&dir, name, &stamp, AtFlags::SYMLINK_NOFOLLOW).context("setting the mtime")?;
+            meta.chown_at(&dir, name)?;
+            rfs::utimensat(&dir, name, &meta.stamp, AtFlags::SYMLINK_NOFOLLOW).context("setting the mtime")?;
             Ok(Kind::Symlink)
         }
         EntryType::Link => {
@@ -191,28 +170,73 @@ fn write_entry<R: Read>(
                 .with_context(|| format!("hard-linking to {} (it must be earlier in the archive)", link.absolute()))?;
             Ok(Kind::HardLink)
         }
-        EntryType::Char | EntryType::Block | EntryType::Fifo => {
-            let (ft, kind) = match typ {
-                EntryType::Char => (FileType::CharacterDevice, Kind::Device),
-                EntryType::Block => (FileType::BlockDevice, Kind::Device),
-                _ => (FileType::Fifo, Kind::Fifo),
-            };
-            let (major, minor) = if kind == Kind::Device {
-                (h.device_major().context("bad device major")?.unwrap_or(0), h.device_minor().context("bad device minor")?.unwrap_or(0))
-            } else {
-                (0, 0)
-            };
-            let (dir, name) = root.parent_of(target)?;
-            Root::clear(&dir, name)?;
-            rfs::mknodat(&dir, name, ft, Mode::from_raw_mode(0o600), rfs::makedev(major, minor)).context("mknod")?;
-            owner(&dir, name)?;
-            // fchmodat follows a final symlink, but the name was just created by mknod here.
-            rfs::chmodat(&dir, name, Mode::from_raw_mode(mode), AtFlags::empty()).context("setting the mode")?;
-            rfs::utimensat(&dir, name, &stamp, AtFlags::SYMLINK_NOFOLLOW).context("setting the mtime")?;
-            Ok(kind)
-        }
+        EntryType::Char | EntryType::Block | EntryType::Fifo => write_node(root, entry.header(), typ, target, &meta),
         other => bail!("unsupported tar entry type {other:?}"),
     }
+}
+
+fn write_file<R: Read>(root: &Root, entry: &mut tar::Entry<R>, target: &InRoot, meta: &Meta, want_md5: bool, md5: &mut Option<String>) -> Result<Kind> {
+    let mut f = root.create_file(target, 0o600)?;
+    let size = entry.size();
+    let n = if want_md5 {
+        let mut w = Md5Writer { inner: &mut f, md5: <md5::Md5 as md5::Digest>::new() };
+        let n = io::copy(entry, &mut w).context("writing the contents")?;
+        *md5 = Some(hex::encode(md5::Digest::finalize(w.md5)));
+        n
+    } else {
+        io::copy(entry, &mut f).context("writing the contents")?
+    };
+    if n != size {
+        bail!("the archive is truncated: {n} of {size} bytes");
+    }
+    if meta.owners {
+        rfs::fchown(&f, Some(rfs::Uid::from_raw(meta.uid)), Some(rfs::Gid::from_raw(meta.gid))).context("setting the owner")?;
+    }
+    // After chown, which clears set-id bits.
+    rfs::fchmod(&f, Mode::from_raw_mode(meta.mode)).context("setting the mode")?;
+    rfs::futimens(&f, &meta.stamp).context("setting the mtime")?;
+    Ok(Kind::File)
+}
+
+fn write_dir(root: &Root, target: &InRoot, meta: &Meta) -> Result<Kind> {
+    let Some((dir, name)) = split_parent(root, target)? else { return Ok(Kind::Dir) };
+    match rfs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) => {
+            meta.chown_at(&dir, name)?;
+            let flags = rfs::OFlags::RDONLY | rfs::OFlags::DIRECTORY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC;
+            let fd = rfs::openat(&dir, name, flags, Mode::empty()).context("opening the new directory")?;
+            rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).context("setting the mode")?;
+            rfs::futimens(&fd, &meta.stamp).context("setting the mtime")?;
+        }
+        // An existing directory, or a symlink to one inside the root (merged /usr), is kept
+        // as it is, as dpkg does.
+        Err(Errno::EXIST) => {
+            root.dir(&target.rel).context("the path exists and is not a directory (inside the root)")?;
+        }
+        Err(e) => return Err(e).context("creating the directory"),
+    }
+    Ok(Kind::Dir)
+}
+
+fn write_node(root: &Root, h: &tar::Header, typ: EntryType, target: &InRoot, meta: &Meta) -> Result<Kind> {
+    let (ft, kind) = match typ {
+        EntryType::Char => (FileType::CharacterDevice, Kind::Device),
+        EntryType::Block => (FileType::BlockDevice, Kind::Device),
+        _ => (FileType::Fifo, Kind::Fifo),
+    };
+    let (major, minor) = if kind == Kind::Device {
+        (h.device_major().context("bad device major")?.unwrap_or(0), h.device_minor().context("bad device minor")?.unwrap_or(0))
+    } else {
+        (0, 0)
+    };
+    let (dir, name) = root.parent_of(target)?;
+    Root::clear(&dir, name)?;
+    rfs::mknodat(&dir, name, ft, Mode::from_raw_mode(0o600), rfs::makedev(major, minor)).context("mknod")?;
+    meta.chown_at(&dir, name)?;
+    // fchmodat follows a final symlink, but the name was just created by mknod here.
+    rfs::chmodat(&dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty()).context("setting the mode")?;
+    rfs::utimensat(&dir, name, &meta.stamp, AtFlags::SYMLINK_NOFOLLOW).context("setting the mtime")?;
+    Ok(kind)
 }
 
 /// Passes writes through while hashing them.
@@ -232,7 +256,7 @@ impl<W: io::Write> io::Write for Md5Writer<'_, W> {
     }
 }
 
-fn split_parent<'p>(root: &Root, p: &'p InRoot) -> Result<Option<(std::os::fd::OwnedFd, &'p str)>> {
+fn split_parent<'p>(root: &Root, p: &'p InRoot) -> Result<Option<(OwnedFd, &'p str)>> {
     if p.split().is_none() {
         return Ok(None);
     }
