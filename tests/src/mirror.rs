@@ -157,13 +157,19 @@ fn serve(conn: TcpStream, shared: &Shared) -> Result<()> {
     let mut out = conn.try_clone()?;
     let mut reader = BufReader::new(conn);
     while let Some(req) = read_request(&mut reader)? {
-        match cached_file(shared, &req.path) {
-            Ok(Some(file)) => send_file(&mut out, &req, &file)?,
-            Ok(None) => write!(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?,
-            Err(e) => {
-                eprintln!("mirror proxy: {}: {e:#}", req.path);
-                write!(out, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")?
-            }
+        let result = match locate(shared, &req.path) {
+            // A first GET of a pool file streams through while it is cached, so a slow
+            // client or a big file never waits for the whole download.
+            Some(loc) if loc.immutable && !req.head && req.range.is_none() && !loc.file.is_file() => stream_through(shared, &mut out, &loc),
+            Some(loc) => cached_file(shared, &req.path, &loc).and_then(|f| match f {
+                Some(file) => send_file(&mut out, &req, &file),
+                None => not_found(&mut out),
+            }),
+            None => not_found(&mut out),
+        };
+        if let Err(e) = result {
+            eprintln!("mirror proxy: {}: {e:#}", req.path);
+            write!(out, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")?;
         }
         out.flush()?;
         if req.close {
@@ -171,6 +177,79 @@ fn serve(conn: TcpStream, shared: &Shared) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn not_found(out: &mut TcpStream) -> Result<()> {
+    write!(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
+    Ok(())
+}
+
+/// Where a request path is cached and fetched from.
+struct Location {
+    file: PathBuf,
+    url: String,
+    immutable: bool,
+}
+
+fn locate(shared: &Shared, path: &str) -> Option<Location> {
+    let path = path.split('?').next().unwrap_or("");
+    if path.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let (prefix, upstream) = shared.upstreams.iter().find(|(p, _)| path.starts_with(&format!("{p}/")))?;
+    let rest = &path[prefix.len()..];
+    Some(Location {
+        file: shared.cache.join(prefix.trim_start_matches('/')).join(rest.trim_start_matches('/')),
+        url: format!("{upstream}{rest}"),
+        immutable: rest.starts_with("/pool/") || rest.contains("/by-hash/"),
+    })
+}
+
+/// Answers a GET from upstream while writing the same bytes into the cache.
+fn stream_through(shared: &Shared, out: &mut TcpStream, loc: &Location) -> Result<()> {
+    let resp = shared.agent.get(&loc.url).call().with_context(|| format!("GET {}", loc.url))?;
+    if resp.status() == 404 {
+        return not_found(out);
+    }
+    if !resp.status().is_success() {
+        bail!("GET {}: {}", loc.url, resp.status());
+    }
+    let len: Option<u64> = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let Some(len) = len else {
+        drop(resp);
+        fetch(shared, &loc.url, &loc.file)?;
+        return send_file(out, &Request { head: false, path: String::new(), range: None, close: false }, &loc.file);
+    };
+    write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nAccept-Ranges: bytes\r\nContent-Type: application/octet-stream\r\n\r\n")?;
+    let (tmp, mut cache) = temp_file(&loc.file)?;
+    let mut body = resp.into_body().into_reader();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0u64;
+    let mut client_ok = true;
+    loop {
+        let n = body.read(&mut buf).with_context(|| format!("downloading {}", loc.url))?;
+        if n == 0 {
+            break;
+        }
+        cache.write_all(&buf[..n])?;
+        // A client that went away does not stop the caching.
+        client_ok = client_ok && out.write_all(&buf[..n]).is_ok();
+        total += n as u64;
+    }
+    if total != len {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("GET {}: {total} of {len} bytes", loc.url);
+    }
+    std::fs::rename(&tmp, &loc.file)?;
+    Ok(())
+}
+
+fn temp_file(file: &Path) -> Result<(PathBuf, std::fs::File)> {
+    let dir = file.parent().context("cache path without parent")?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let f = std::fs::File::create(&tmp)?;
+    Ok((tmp, f))
 }
 
 fn send_file(out: &mut TcpStream, req: &Request, path: &Path) -> Result<()> {
@@ -199,39 +278,29 @@ fn send_file(out: &mut TcpStream, req: &Request, path: &Path) -> Result<()> {
 }
 
 /// The cache file for a request path, fetched from upstream when needed; `None` for 404.
-fn cached_file(shared: &Shared, path: &str) -> Result<Option<PathBuf>> {
-    let path = path.split('?').next().unwrap_or("");
-    if path.split('/').any(|c| c == "..") {
-        return Ok(None);
+fn cached_file(shared: &Shared, path: &str, loc: &Location) -> Result<Option<PathBuf>> {
+    if loc.immutable && loc.file.is_file() {
+        return Ok(Some(loc.file.clone()));
     }
-    let Some((prefix, upstream)) = shared.upstreams.iter().find(|(p, _)| path.starts_with(&format!("{p}/"))) else {
-        return Ok(None);
-    };
-    let rest = &path[prefix.len()..];
-    let file = shared.cache.join(prefix.trim_start_matches('/')).join(rest.trim_start_matches('/'));
-    let immutable = rest.contains("/pool/") || rest.starts_with("/pool/") || rest.contains("/by-hash/");
-    if immutable && file.is_file() {
-        return Ok(Some(file));
-    }
-    if !immutable {
+    if !loc.immutable {
         let fresh = shared.refreshed.lock().map(|r| r.contains(path)).unwrap_or(false);
         if fresh {
-            return Ok(file.is_file().then_some(file));
+            return Ok(loc.file.is_file().then(|| loc.file.clone()));
         }
     }
-    match fetch(shared, &format!("{upstream}{rest}"), &file) {
+    match fetch(shared, &loc.url, &loc.file) {
         Ok(found) => {
             if let Ok(mut r) = shared.refreshed.lock() {
                 r.insert(path.to_string());
             }
             if !found {
-                let _ = std::fs::remove_file(&file);
+                let _ = std::fs::remove_file(&loc.file);
             }
-            Ok(found.then_some(file))
+            Ok(found.then(|| loc.file.clone()))
         }
-        Err(e) if file.is_file() => {
+        Err(e) if loc.file.is_file() => {
             eprintln!("mirror proxy: {e:#}; serving the cached copy");
-            Ok(Some(file))
+            Ok(Some(loc.file.clone()))
         }
         Err(e) => Err(e),
     }
@@ -246,10 +315,7 @@ fn fetch(shared: &Shared, url: &str, file: &Path) -> Result<bool> {
     if !resp.status().is_success() {
         bail!("GET {url}: {}", resp.status());
     }
-    let dir = file.parent().context("cache path without parent")?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".tmp-{}-{:?}", std::process::id(), std::thread::current().id()));
-    let mut out = std::fs::File::create(&tmp)?;
+    let (tmp, mut out) = temp_file(file)?;
     std::io::copy(&mut resp.into_body().into_reader(), &mut out).with_context(|| format!("downloading {url}"))?;
     std::fs::rename(&tmp, file)?;
     Ok(true)
