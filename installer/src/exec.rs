@@ -7,7 +7,7 @@
 //! are waited for the ordinary way. Either way callers use [`run`] or [`output`].
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Sender};
@@ -67,8 +67,9 @@ fn reap_forever() {
     }
 }
 
-/// Spawns `cmd` and waits for it, cooperating with the reaper if there is one.
-fn spawn_wait(cmd: &mut Command, capture: bool) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+/// Spawns `cmd` and waits for it, cooperating with the reaper if there is one. With
+/// `on_line`, stdout is handed over line by line as it comes (and not returned).
+fn spawn_wait(cmd: &mut Command, capture: bool, on_line: Option<&mut dyn FnMut(&str)>) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
     if capture {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
@@ -85,18 +86,31 @@ fn spawn_wait(cmd: &mut Command, capture: bool) -> Result<(ExitStatus, Vec<u8>, 
         }
         None => (cmd.spawn().with_context(|| format!("starting {}", describe()))?, None),
     };
-    let out_thread = child.stdout.take().map(|mut s| {
+    let err_thread = child.stderr.take().map(|mut s| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             let _ = s.read_to_end(&mut buf);
             buf
         })
     });
-    let mut stderr = Vec::new();
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_end(&mut stderr);
+    let mut stdout = Vec::new();
+    if let Some(s) = child.stdout.take() {
+        match on_line {
+            Some(f) => {
+                for line in std::io::BufReader::new(s).lines() {
+                    match line {
+                        Ok(l) => f(&l),
+                        Err(_) => break,
+                    }
+                }
+            }
+            None => {
+                let mut s = s;
+                let _ = s.read_to_end(&mut stdout);
+            }
+        }
     }
-    let stdout = out_thread.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
+    let stderr = err_thread.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
     let status = match rx {
         Some(rx) => rx.recv().context("the reaper thread stopped")?,
         None => child.wait().with_context(|| format!("waiting for {}", describe()))?,
@@ -106,7 +120,7 @@ fn spawn_wait(cmd: &mut Command, capture: bool) -> Result<(ExitStatus, Vec<u8>, 
 
 /// Runs `cmd` with inherited stdio; a non-zero exit is an error naming the command.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let (status, _, _) = spawn_wait(cmd, false)?;
+    let (status, _, _) = spawn_wait(cmd, false, None)?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -115,7 +129,14 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs `cmd` and returns its exit status with stdout and stderr captured.
 pub fn output(cmd: &mut Command) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
-    spawn_wait(cmd, true)
+    spawn_wait(cmd, true, None)
+}
+
+/// Runs `cmd`, handing each stdout line to `on_line` as it arrives (for progress), and
+/// returns its exit status and captured stderr.
+pub fn output_lines(cmd: &mut Command, on_line: &mut dyn FnMut(&str)) -> Result<(ExitStatus, Vec<u8>)> {
+    let (status, _, stderr) = spawn_wait(cmd, true, Some(on_line))?;
+    Ok((status, stderr))
 }
 
 /// Runs `cmd`, captures its output, and fails with its stderr if it exits non-zero.
@@ -136,4 +157,20 @@ pub fn other_processes() -> Vec<u32> {
         // Kernel threads have an empty command line.
         .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| !c.is_empty()).unwrap_or(false))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_lines_streams_stdout_and_keeps_stderr() {
+        let mut lines = Vec::new();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo a; echo b >&2; echo c; exit 3"]);
+        let (status, stderr) = output_lines(&mut cmd, &mut |l| lines.push(l.to_string())).unwrap();
+        assert_eq!(lines, ["a", "c"]);
+        assert_eq!(stderr, b"b\n");
+        assert_eq!(status.code(), Some(3));
+    }
 }

@@ -86,6 +86,33 @@ pub fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Runs `dpkg ARGS…` in `root`, reporting each "Setting up PKG" line as configuration
+/// progress (`total` packages expected): a log line every 2 s and `configure` events.
+pub fn run_dpkg_with_progress(root: &Path, args: &[&str], total: u64) -> Result<()> {
+    let mut cmd = command(root, "dpkg", args)?;
+    let mut done = 0u64;
+    let mut last = std::time::Instant::now();
+    let mut on_line = |line: &str| {
+        log::debug!("[dpkg] {line}");
+        if let Some(rest) = line.strip_prefix("Setting up ") {
+            done += 1;
+            let pkg = rest.split_whitespace().next().unwrap_or("");
+            if last.elapsed() >= std::time::Duration::from_secs(2) || done == total {
+                last = std::time::Instant::now();
+                log::info!("configuring {done}/{total}: {pkg}");
+                crate::event::emit(crate::event::Event::Progress { phase: "configure".into(), done, total, unit: "packages".into() });
+            }
+        }
+    };
+    let (status, stderr) = crate::exec::output_lines(&mut cmd, &mut on_line)?;
+    if !status.success() {
+        let err = String::from_utf8_lossy(&stderr);
+        let tail: Vec<&str> = err.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        bail!("`dpkg {}` in {} failed ({status}):\n{}", args.join(" "), root.display(), tail.join("\n"));
+    }
+    Ok(())
+}
+
 pub const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
 const INITRAMFS: &str = "/usr/sbin/update-initramfs";
 const INITRAMFS_DIVERTED: &str = "/usr/sbin/update-initramfs.anemos";

@@ -101,7 +101,7 @@ fn in_process(prepared: &Prepared, r: &Root, opts: &InstallOptions, report: &mut
     log::info!("ran {n} preinst scripts");
     chroot::divert_initramfs(r)?;
     log::info!("configuring {} packages with the target's dpkg", unpacked.len());
-    chroot::run(r.path(), "dpkg", &["--configure", "-a", "--force-unsafe-io"])?;
+    chroot::run_dpkg_with_progress(r.path(), &["--configure", "-a", "--force-unsafe-io"], unpacked.len() as u64)?;
     chroot::allow_daemons(r)?;
     report.configure_ms = t.elapsed().as_millis() as u64;
     Ok(())
@@ -122,7 +122,7 @@ fn dpkg_install(prepared: &Prepared, r: &Root, opts: &InstallOptions, report: &m
         let mut args = vec!["--install", "--force-unsafe-io"];
         args.extend_from_slice(extra);
         args.extend(set.iter().map(|(_, d)| d.as_str()));
-        chroot::run(r.path(), "dpkg", &args)
+        chroot::run_dpkg_with_progress(r.path(), &args, set.len() as u64)
     };
     install(&essential, &["--force-depends"])?;
     chroot::divert_initramfs(r)?;
