@@ -16,6 +16,7 @@ use crate::packages::fetch::{pool, Expected, Fetcher};
 /// `*.dpkg-new`, as dpkg leaves them after unpacking).
 pub fn unpack_all(prepared: &Prepared, pkgs: &[&Package], root: &Root, opts: &extract::Options) -> Result<Vec<Unpacked>> {
     let fetcher = Fetcher::new(prepared.config.fetch.clone())?;
+    let pkgs = &largest_first(pkgs);
     let bytes = pkgs.iter().map(|p| p.size).sum();
     let progress = Progress::new("packages", pkgs.len() as u64, bytes);
     let results = pool::run(pkgs, fetcher.config.parallel, |p| {
@@ -27,6 +28,14 @@ pub fn unpack_all(prepared: &Prepared, pkgs: &[&Package], root: &Root, opts: &ex
     })?;
     warn_overlaps(&results);
     Ok(results.into_iter().map(|(u, _)| u).collect())
+}
+
+/// The biggest packages first: a kernel image takes longest to decompress, and started last
+/// it would leave the other workers idle at the end.
+fn largest_first<'a>(pkgs: &[&'a Package]) -> Vec<&'a Package> {
+    let mut v = pkgs.to_vec();
+    v.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
+    v
 }
 
 fn unpack_one(fetcher: &Fetcher, url: &str, p: &Package, root: &Root, opts: &extract::Options, progress: &Progress) -> Result<(Unpacked, Vec<String>)> {
@@ -63,6 +72,7 @@ pub fn save_all(prepared: &Prepared, pkgs: &[&Package], root: &Root, dir: &str, 
     let fetcher = Fetcher::new(prepared.config.fetch.clone())?;
     let progress = Progress::new("packages", pkgs.len() as u64, pkgs.iter().map(|p| p.size).sum());
     root.dir_all(dir)?;
+    // In the caller's order: the result pairs with `pkgs`.
     pool::run(pkgs, fetcher.config.parallel, |p| {
         let url = prepared.url(p);
         let name = format!("{dir}/{}_{}_{}.deb", p.name, p.version.to_string().replace(':', "%3a"), p.arch);
