@@ -1,6 +1,9 @@
-//! `make bench`: each section measures anemos and the baseline tool in the same run and
-//! prints them side by side. `anemos-bench [SECTION…]` runs only the named sections.
+//! `make bench`: each section measures anemos beside the baseline tools in the same run and
+//! prints them side by side. `anemos-bench [SECTION…]` runs only the named sections;
+//! `anemos-bench --measure CMD ARGS…` is the wrapper sections use to read a command tree's
+//! peak RSS.
 
+mod bootstrap;
 mod initramfs;
 mod mkfs;
 mod report;
@@ -14,10 +17,14 @@ type Section = (&'static str, &'static str, fn() -> anyhow::Result<()>);
 const SECTIONS: &[Section] = &[
     ("initramfs", "initramfs sizes and time to ready vs Debian's initramfs-tools", initramfs::run),
     ("mkfs", "in-process ext4 vs mke2fs -t ext4: time and bytes written on sparse files", mkfs::run),
+    ("bootstrap", "Debian minbase into a directory: anemos vs mmdebstrap vs debootstrap", bootstrap::run),
 ];
 
 fn main() -> ExitCode {
     let wanted: Vec<String> = std::env::args().skip(1).collect();
+    if wanted.first().map(String::as_str) == Some("--measure") {
+        return util::measure_child(&wanted[1..]);
+    }
     if let [child, path] = &wanted[..] {
         if child == mkfs::CHILD {
             return match mkfs::child(path) {

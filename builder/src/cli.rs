@@ -26,6 +26,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Check an IMGBUILD project, reveal the secrets its templates use, and write the payload.
     Pack(PackArgs),
+    /// Install a Debian system into a directory (prepare + install, as the installer does).
+    Bootstrap(BootstrapArgs),
 }
 
 #[derive(Args)]
@@ -134,4 +136,61 @@ pub struct BootArgs {
     /// Give the guest user-mode networking (the host is 10.0.2.2).
     #[arg(long)]
     pub net: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BootstrapStrategy {
+    /// Unpack everything in-process, register it in the dpkg database, `dpkg --configure -a`.
+    InProcess,
+    /// Unpack the essential set in-process, then `dpkg --install` all debs (mmdebstrap's way).
+    DpkgInstall,
+}
+
+#[derive(Args)]
+pub struct BootstrapArgs {
+    /// The target directory (created if missing).
+    pub dir: PathBuf,
+    /// The suite (codename) to install.
+    #[arg(long)]
+    pub suite: String,
+    /// A repository: `URL [SUITE [COMPONENT…]]` (default suite: --suite, component: main);
+    /// repeatable [default: the host's apt sources for SUITE, SUITE-updates, SUITE-security].
+    #[arg(long = "mirror", value_name = "SPEC")]
+    pub mirrors: Vec<String>,
+    /// The keyring that signs the mirrors (binary or armored).
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+    /// Extra packages, comma-separated; repeatable.
+    #[arg(long, value_name = "PKG,…")]
+    pub include: Vec<String>,
+    /// `minbase` (essential + required + apt) or `essential`.
+    #[arg(long, default_value = "minbase", value_parser = ["minbase", "essential"])]
+    pub variant: String,
+    /// Debian architecture [default: this program's].
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// How the work is split with the target's dpkg.
+    #[arg(long, value_enum, default_value = "in-process")]
+    pub strategy: BootstrapStrategy,
+    /// Parallel downloads.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    /// HTTP proxy URL ("" for none) [default: from the environment].
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// An extra trusted CA certificate (PEM) for HTTPS mirrors; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+    /// Seconds without data before a transfer counts as stalled and is resumed.
+    #[arg(long, default_value_t = 30)]
+    pub stall_timeout: u64,
+    /// Print the resolved set (name, version, why).
+    #[arg(long)]
+    pub print_set: bool,
+    /// Stop after resolving (nothing is written).
+    #[arg(long)]
+    pub resolve_only: bool,
+    /// Leave update-initramfs diverted and build no initramfs.
+    #[arg(long)]
+    pub no_initramfs: bool,
 }

@@ -22,6 +22,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Disks(args) => cmd::disks::run(args),
         cli::Command::Check(args) => cmd::check::run(args),
         cli::Command::Pack(args) => cmd::pack::run(args),
+        cli::Command::Bootstrap(args) => cmd::bootstrap::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

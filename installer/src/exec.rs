@@ -7,7 +7,7 @@
 //! are waited for the ordinary way. Either way callers use [`run`] or [`output`].
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Sender};
@@ -67,9 +67,19 @@ fn reap_forever() {
     }
 }
 
-/// Spawns `cmd` and waits for it, cooperating with the reaper if there is one. `input`,
-/// when given, is written to its stdin (then closed).
-fn spawn_wait(cmd: &mut Command, capture: bool, input: Option<&[u8]>) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+/// What to do with a child's standard streams.
+#[derive(Default)]
+struct Io<'a> {
+    capture: bool,
+    /// Written to stdin (then closed).
+    input: Option<&'a [u8]>,
+    /// Stdout handed over line by line as it comes (and not returned).
+    on_line: Option<&'a mut dyn FnMut(&str)>,
+}
+
+/// Spawns `cmd` and waits for it, cooperating with the reaper if there is one.
+fn spawn_wait(cmd: &mut Command, io: Io<'_>) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    let Io { capture, input, on_line } = io;
     if capture {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
@@ -96,18 +106,31 @@ fn spawn_wait(cmd: &mut Command, capture: bool, input: Option<&[u8]>) -> Result<
             let _ = stdin.write_all(&data);
         });
     }
-    let out_thread = child.stdout.take().map(|mut s| {
+    let err_thread = child.stderr.take().map(|mut s| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             let _ = s.read_to_end(&mut buf);
             buf
         })
     });
-    let mut stderr = Vec::new();
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_end(&mut stderr);
+    let mut stdout = Vec::new();
+    if let Some(s) = child.stdout.take() {
+        match on_line {
+            Some(f) => {
+                for line in std::io::BufReader::new(s).lines() {
+                    match line {
+                        Ok(l) => f(&l),
+                        Err(_) => break,
+                    }
+                }
+            }
+            None => {
+                let mut s = s;
+                let _ = s.read_to_end(&mut stdout);
+            }
+        }
     }
-    let stdout = out_thread.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
+    let stderr = err_thread.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
     let status = match rx {
         Some(rx) => rx.recv().context("the reaper thread stopped")?,
         None => child.wait().with_context(|| format!("waiting for {}", describe()))?,
@@ -117,7 +140,7 @@ fn spawn_wait(cmd: &mut Command, capture: bool, input: Option<&[u8]>) -> Result<
 
 /// Runs `cmd` with inherited stdio; a non-zero exit is an error naming the command.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let (status, _, _) = spawn_wait(cmd, false, None)?;
+    let (status, _, _) = spawn_wait(cmd, Io::default())?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -126,12 +149,19 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs `cmd` and returns its exit status with stdout and stderr captured.
 pub fn output(cmd: &mut Command) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
-    spawn_wait(cmd, true, None)
+    spawn_wait(cmd, Io { capture: true, ..Io::default() })
 }
 
 /// Like [`output`], feeding `input` to the command's stdin.
 pub fn output_with_input(cmd: &mut Command, input: &[u8]) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
-    spawn_wait(cmd, true, Some(input))
+    spawn_wait(cmd, Io { capture: true, input: Some(input), on_line: None })
+}
+
+/// Runs `cmd`, handing each stdout line to `on_line` as it arrives (for progress), and
+/// returns its exit status and captured stderr.
+pub fn output_lines(cmd: &mut Command, on_line: &mut dyn FnMut(&str)) -> Result<(ExitStatus, Vec<u8>)> {
+    let (status, _, stderr) = spawn_wait(cmd, Io { capture: true, input: None, on_line: Some(on_line) })?;
+    Ok((status, stderr))
 }
 
 /// Runs `cmd`, captures its output, and fails with its stderr if it exits non-zero.
@@ -152,4 +182,20 @@ pub fn other_processes() -> Vec<u32> {
         // Kernel threads have an empty command line.
         .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| !c.is_empty()).unwrap_or(false))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_lines_streams_stdout_and_keeps_stderr() {
+        let mut lines = Vec::new();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo a; echo b >&2; echo c; exit 3"]);
+        let (status, stderr) = output_lines(&mut cmd, &mut |l| lines.push(l.to_string())).unwrap();
+        assert_eq!(lines, ["a", "c"]);
+        assert_eq!(stderr, b"b\n");
+        assert_eq!(status.code(), Some(3));
+    }
 }

@@ -21,6 +21,7 @@ pub mod payload;
 pub mod plan;
 #[cfg(feature = "host")]
 pub mod secrets;
+pub mod packages;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod sysfs;

@@ -164,3 +164,38 @@ pub fn kexec_file_load(kernel: Option<&std::fs::File>, initrd: Option<&std::fs::
         Err(io::Error::last_os_error())
     }
 }
+
+/// Makes `cmd` enter `root` (`chroot(2)` then `chdir("/")`) in the child, between fork and
+/// exec. Used to run the target's own tools (dpkg, maintainer scripts) in the new system.
+pub fn chroot_command(cmd: &mut std::process::Command, root: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let root = std::ffi::CString::new(root.as_os_str().as_bytes())?;
+    // SAFETY: the closure runs in the forked child before exec. It calls only chroot(2) and
+    // chdir(2) on C strings built before the fork (no allocation, no locks), which are
+    // async-signal-safe, and returns their errors through io::Error (no panics).
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::chroot(root.as_c_str())?;
+            rustix::process::chdir(c"/")?;
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// The largest resident set size, in KiB, of any terminated and waited-for descendant of the
+/// caller (`getrusage(RUSAGE_CHILDREN)`, getrusage(2): `ru_maxrss`). Benchmarks read it in a
+/// wrapper process after waiting for the measured command.
+pub fn children_max_rss_kib() -> io::Result<u64> {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage(2) writes one `struct rusage` through the pointer, which points to
+    // memory of exactly that type that we own.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the struct was zero-initialised (a valid rusage) and filled in by the kernel.
+    let ru = unsafe { ru.assume_init() };
+    Ok(ru.ru_maxrss.max(0) as u64)
+}

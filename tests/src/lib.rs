@@ -2,6 +2,8 @@
 //! are, scratch directories, and a lock so that QEMU boots never run two at a time (this
 //! machine has two cores; parallel TCG guests only slow each other past their timeouts).
 
+pub mod mirror;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
@@ -38,6 +40,7 @@ pub fn test_kernel() -> anemos_qemu::Kernel {
 /// inspection (console logs live there).
 pub fn scratch(name: &str) -> PathBuf {
     let dir = workspace().join("target/test-scratch").join(name);
+    unmount_below(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating scratch dir");
     dir
@@ -161,5 +164,21 @@ pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, wait: std:
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Detaches every mount at or below `dir` (a chroot's /proc, /sys, /dev binds left by a
+/// killed run), so that removing the directory can never reach into the host's /dev.
+pub fn unmount_below(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").arg("-l").arg(p).status();
     }
 }
