@@ -182,6 +182,7 @@ mod tests {
         assert!(host_sources_for(&dir, "trixie").unwrap_err().to_string().contains("no entry for the suite"));
         let text = render_deb822(&s, "/k.gpg");
         assert!(text.starts_with("Types: deb\nURIs: http://m.invalid/debian\nSuites: bookworm\nComponents: main contrib\nSigned-By: /k.gpg\n\n"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, Timespec, Timestamps};
 use rustix::io::Errno;
 use tar::EntryType;
 
-pub use root::{is_dir, InRoot, Root};
+pub use root::{InRoot, Root};
 
 /// What kind of object an entry became.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, CWD};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 /// A directory that archives are unpacked into.
@@ -203,9 +203,4 @@ impl Root {
         let (db, nb) = self.parent_of(&b)?;
         rfs::renameat(&da, na, &db, nb).with_context(|| format!("renaming {} to {}", a.absolute(), b.absolute()))
     }
-}
-
-/// `true` if `path` is a directory (follows symlinks, host view).
-pub fn is_dir(path: &Path) -> bool {
-    rfs::statat(CWD, path, AtFlags::empty()).is_ok_and(|s| rfs::FileType::from_raw_mode(s.st_mode) == rfs::FileType::Directory)
 }

@@ -6,12 +6,28 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-fn scratch(name: &str) -> PathBuf {
+/// A scratch directory with `root/` and `outside/`, removed when the test ends.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("anemos-extract-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(d.join("root")).unwrap();
     std::fs::create_dir_all(d.join("outside")).unwrap();
-    d
+    Scratch(d)
 }
 
 /// A header with a raw name (and link name), bypassing the crate's path checks.

@@ -196,6 +196,7 @@ fn https_needs_and_accepts_a_custom_ca() {
     let got = with_ca.get_bytes(&url, 100);
     let _ = server.kill();
     let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(refused.is_err(), "a certificate of an unknown CA was accepted");
     assert_eq!(got.unwrap(), b"hello\n");
     assert!(Fetcher::new(FetchConfig { extra_ca_pem: vec![b"not a pem".to_vec()], ..FetchConfig::default() }).is_err());

@@ -87,7 +87,9 @@ fn real_index() -> String {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/packages-closure.sh");
     let st = std::process::Command::new("sh").arg(script).arg(&out).args(["openssh-server", "apt"]).status().unwrap();
     assert!(st.success(), "packages-closure.sh failed (needs apt lists: apt-get update)");
-    std::fs::read_to_string(&out).unwrap()
+    let text = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    text
 }
 
 #[test]
