@@ -26,6 +26,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Check an IMGBUILD project, reveal the secrets its templates use, and write the payload.
     Pack(PackArgs),
+    /// Build the project's image (raw through a QEMU guest; dir and tar natively, as root).
+    Image(ImageArgs),
+    /// Build the project's raw image, boot it in QEMU and wait until the new system is up.
+    Test(TestArgs),
+    /// On the server: boot the installer with this payload via kexec (destroys the disk).
+    Kexec(KexecArgs),
     /// Install a Debian system into a directory (prepare + install, as the installer does).
     Bootstrap(BootstrapArgs),
 }
@@ -38,7 +44,7 @@ pub struct DisksArgs {
 }
 
 /// What `check` and `pack` share.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ProjectArgs {
     /// The project directory (the one holding the IMGBUILD).
     #[arg(default_value = ".")]
@@ -193,4 +199,74 @@ pub struct BootstrapArgs {
     /// Leave update-initramfs diverted and build no initramfs.
     #[arg(long)]
     pub no_initramfs: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct ImageArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Directory for the output (IMGNAME.img, IMGNAME.tar.*, IMGNAME/).
+    #[arg(short, long, default_value = ".")]
+    pub output: PathBuf,
+    /// Use this package mirror instead of the plan's (e.g. a local caching proxy; loopback
+    /// addresses are rewritten for the build VM).
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// With --mirror: the security archive's mirror.
+    #[arg(long, value_name = "URL")]
+    pub security_mirror: Option<String>,
+    /// Memory of the build VM in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory: u32,
+    /// Keep the build VM's console log here.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// The image size when the IMGBUILD's format is not raw (e.g. 4G).
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Wait for this text on the serial console [default: test_marker=, else "login:"].
+    #[arg(long)]
+    pub marker: Option<String>,
+    /// Seconds to wait for the marker.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Boot through UEFI even if the boot loader would not need it.
+    #[arg(long, conflicts_with = "bios")]
+    pub uefi: bool,
+    /// Boot through BIOS.
+    #[arg(long)]
+    pub bios: bool,
+}
+
+#[derive(Args)]
+pub struct KexecArgs {
+    /// The payload from `anemos pack` (or `anemos deploy`).
+    pub payload: PathBuf,
+    /// The kernel to boot [default: /boot/vmlinuz-$(uname -r)].
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// The module tree for that kernel [default: /lib/modules/RELEASE].
+    #[arg(long)]
+    pub modules_dir: Option<PathBuf>,
+    /// Also carry this module; repeatable.
+    #[arg(long = "module", value_name = "NAME")]
+    pub modules: Vec<String>,
+    /// Extra kernel command-line options for the installer.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Use DHCP in the installer instead of this host's captured network configuration.
+    #[arg(long)]
+    pub dhcp: bool,
+    /// Load the kernel and stop (then unload it): nothing is changed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for the host name to be typed back.
+    #[arg(long)]
+    pub yes: bool,
 }

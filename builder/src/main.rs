@@ -5,7 +5,10 @@ mod cli;
 mod cmd;
 mod compress;
 mod embedded;
+mod image;
+mod imagedir;
 mod initramfs;
+mod payload_plan;
 
 use clap::Parser;
 
@@ -23,6 +26,9 @@ fn main() -> std::process::ExitCode {
         cli::Command::Check(args) => cmd::check::run(args),
         cli::Command::Pack(args) => cmd::pack::run(args),
         cli::Command::Bootstrap(args) => cmd::bootstrap::run(args),
+        cli::Command::Image(args) => cmd::image::run(args),
+        cli::Command::Test(args) => cmd::test::run(args),
+        cli::Command::Kexec(args) => cmd::kexec::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

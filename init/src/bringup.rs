@@ -24,16 +24,17 @@ pub fn modules(opts: &Options) -> Result<usize> {
         loader.load(&opts.modules).context("loading the modules named by anemos.modules")?;
     }
     loader.coldplug(Path::new("/sys"), 8).context("coldplug")?;
+    // efivarfs may be a module: mount it once modules are in.
+    if Path::new("/sys/firmware/efi").exists() {
+        let efivarfs = if index.lookup("efivarfs").is_empty() { Vec::new() } else { vec!["efivarfs".to_string()] };
+        if let Err(e) = loader.load(&efivarfs).and_then(|_| early::EFIVARS.apply()) {
+            log::warn!("EFI variables are not available: {e:#}");
+        }
+    }
     let report = &loader.report;
     log::info!("loaded {} modules: {}", report.loaded.len(), report.loaded.join(" "));
     for (module, error) in &report.failed {
         log::warn!("module {module} did not load: {error}");
-    }
-    // efivarfs may be a module: mount it once modules are in.
-    if Path::new("/sys/firmware/efi").exists() {
-        if let Err(e) = early::EFIVARS.apply() {
-            log::warn!("EFI variables are not available: {e:#}");
-        }
     }
     Ok(report.loaded.len())
 }
@@ -91,9 +92,9 @@ pub fn network(cfg: &installer::net::NetConfig) -> Result<Vec<String>> {
 pub const NET_JSON: &str = "/anemos/net.json";
 
 /// The network to bring up: the command line wins, then the captured configuration of the
-/// server we were kexec'd from, then DHCP in install mode; rescue and probe stay offline
-/// unless told.
-pub fn network_config(opts: &Options) -> Option<installer::net::NetConfig> {
+/// server we were kexec'd from, then the plan's `network=`, then DHCP in install mode;
+/// rescue and probe stay offline unless told.
+pub fn network_config(opts: &Options, plan: Option<&installer::plan::Plan>) -> Option<installer::net::NetConfig> {
     if let Some(explicit) = opts.network() {
         return explicit;
     }
@@ -105,5 +106,31 @@ pub fn network_config(opts: &Options) -> Option<installer::net::NetConfig> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => log::warn!("reading {NET_JSON}: {e}"),
         Err(_) => {}
     }
+    if let Some(plan) = plan {
+        return Some(plan_network(&plan.network));
+    }
     (opts.mode == crate::cmdline::Mode::Install).then(installer::net::NetConfig::dhcp)
+}
+
+/// The plan's `network=` as a configuration (`captured` without a captured file: DHCP).
+fn plan_network(n: &installer::plan::Network) -> installer::net::NetConfig {
+    use installer::net::{Interface, Match, Method, NetConfig};
+    use installer::plan::{IfaceSelector, Network};
+    match n {
+        Network::Dhcp | Network::Captured => NetConfig::dhcp(),
+        Network::Static { interfaces } => NetConfig {
+            interfaces: interfaces
+                .iter()
+                .map(|i| Interface {
+                    matches: match &i.iface {
+                        IfaceSelector::Name(n) => Match::Name(n.clone()),
+                        IfaceSelector::Mac(m) => Match::Mac(m.clone()),
+                    },
+                    method: Method::Static { addresses: vec![(i.address, i.prefix)], gateway: i.gateway },
+                    routes: Vec::new(),
+                })
+                .collect(),
+            dns: interfaces.iter().flat_map(|i| i.dns.iter().copied()).collect(),
+        },
+    }
 }

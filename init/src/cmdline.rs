@@ -22,6 +22,8 @@ pub enum Action {
     Rescue,
     Reboot,
     Poweroff,
+    /// Boot the installed kernel directly (loaded by the install).
+    Kexec,
 }
 
 impl Action {
@@ -30,6 +32,7 @@ impl Action {
             Action::Rescue => "rescue",
             Action::Reboot => "reboot",
             Action::Poweroff => "poweroff",
+            Action::Kexec => "kexec",
         }
     }
 }
@@ -45,8 +48,9 @@ pub struct OptionDoc {
 pub const OPTIONS: &[OptionDoc] = &[
     OptionDoc { name: "anemos.mode", values: "install | rescue | probe", default: "install", meaning: "install the payload's plan; go straight to the rescue console; or bring up, report the hardware and stop" },
     OptionDoc { name: "anemos.log", values: "error | warn | info | debug | trace", default: "info", meaning: "the most detailed level written to the console and /dev/kmsg (the in-memory log keeps debug and above)" },
-    OptionDoc { name: "anemos.on_failure", values: "rescue | reboot | poweroff", default: "rescue", meaning: "what the init does after logging a failure" },
-    OptionDoc { name: "anemos.done", values: "rescue | reboot | poweroff", default: "poweroff (probe)", meaning: "what the init does when its mode finished successfully" },
+    OptionDoc { name: "anemos.on_failure", values: "rescue | reboot | poweroff", default: "the plan's on_failure, else rescue", meaning: "what the init does after logging a failure" },
+    OptionDoc { name: "anemos.done", values: "rescue | reboot | poweroff | kexec", default: "the plan's on_success (install), poweroff (probe)", meaning: "what the init does when its mode finished successfully" },
+    OptionDoc { name: "anemos.target", values: "DISK SELECTOR", default: "the plan's disk=", meaning: "the disk to install on instead of the plan's (image builds name the image: serial:anemos-image)" },
     OptionDoc { name: "anemos.modules", values: "NAME[,NAME…]", default: "(none)", meaning: "modules (or aliases) to load by name before coldplug" },
     OptionDoc { name: "anemos.wait", values: "NAME[,NAME…]", default: "(none)", meaning: "block devices (as in /sys/class/block) that must appear before the init goes on" },
     OptionDoc { name: "anemos.wait_timeout", values: "SECONDS", default: "20", meaning: "how long to wait for anemos.wait devices before failing with the list of devices seen" },
@@ -64,7 +68,11 @@ pub struct Options {
     pub mode: Mode,
     pub log: LevelFilter,
     pub on_failure: Action,
+    /// Whether anemos.on_failure was left unset (the plan may then choose).
+    pub on_failure_default: bool,
     pub done: Option<Action>,
+    /// `anemos.target`: the disk to install on instead of the plan's.
+    pub target: Option<installer::plan::DiskSelector>,
     pub modules: Vec<String>,
     pub wait: Vec<String>,
     pub wait_timeout: Duration,
@@ -75,7 +83,8 @@ pub struct Options {
     pub gw: Option<std::net::IpAddr>,
     pub dns: Vec<std::net::IpAddr>,
     pub iface: Option<String>,
-    pub status_port: u16,
+    /// `anemos.status_port`, when given (else the plan's, else 7777).
+    pub status_port: Option<u16>,
     /// Devices named by `console=` options, in order (the last is /dev/console).
     pub consoles: Vec<String>,
     /// Problems found while parsing; logged once logging is up.
@@ -88,7 +97,9 @@ impl Default for Options {
             mode: Mode::Install,
             log: LevelFilter::Info,
             on_failure: Action::Rescue,
+            on_failure_default: true,
             done: None,
+            target: None,
             modules: Vec::new(),
             wait: Vec::new(),
             wait_timeout: Duration::from_secs(20),
@@ -98,7 +109,7 @@ impl Default for Options {
             gw: None,
             dns: Vec::new(),
             iface: None,
-            status_port: 7777,
+            status_port: None,
             consoles: Vec::new(),
             warnings: Vec::new(),
         }
@@ -136,6 +147,7 @@ fn action(value: &str) -> Option<Action> {
         "rescue" => Some(Action::Rescue),
         "reboot" => Some(Action::Reboot),
         "poweroff" => Some(Action::Poweroff),
+        "kexec" => Some(Action::Kexec),
         _ => None,
     }
 }
@@ -170,12 +182,19 @@ pub fn parse(cmdline: &str) -> Options {
                 _ => bad(&mut o, "error, warn, info, debug or trace"),
             },
             "anemos.on_failure" => match action(value) {
-                Some(a) => o.on_failure = a,
-                None => bad(&mut o, "rescue, reboot or poweroff"),
+                Some(Action::Kexec) | None => bad(&mut o, "rescue, reboot or poweroff"),
+                Some(a) => {
+                    o.on_failure = a;
+                    o.on_failure_default = false;
+                }
             },
             "anemos.done" => match action(value) {
                 Some(a) => o.done = Some(a),
-                None => bad(&mut o, "rescue, reboot or poweroff"),
+                None => bad(&mut o, "rescue, reboot, poweroff or kexec"),
+            },
+            "anemos.target" => match installer::plan::parse::parse_selector(value) {
+                Ok(sel) => o.target = Some(sel),
+                Err(e) => bad(&mut o, &format!("a disk selector ({e})")),
             },
             "anemos.modules" => o.modules = list(value),
             "anemos.wait" => o.wait = list(value),
@@ -202,7 +221,7 @@ pub fn parse(cmdline: &str) -> Options {
                 Err(_) => bad(&mut o, "IP addresses separated by commas"),
             },
             "anemos.status_port" => match value.parse() {
-                Ok(p) => o.status_port = p,
+                Ok(p) => o.status_port = Some(p),
                 Err(_) => bad(&mut o, "a TCP port number"),
             },
             "anemos.iface" if !value.is_empty() => o.iface = Some(value.to_string()),

@@ -89,13 +89,11 @@ impl Action {
     }
 }
 
-/// Applies the early table in order.
+/// Applies the early table in order. (efivarfs comes later, once modules are loaded: it
+/// may be one.)
 pub fn apply_all() -> Result<()> {
     for action in MOUNTS {
         action.apply()?;
-    }
-    if std::path::Path::new("/sys/firmware/efi").exists() {
-        EFIVARS.apply()?;
     }
     Ok(())
 }

@@ -56,7 +56,7 @@ pub fn fail(step: &str, error: &anyhow::Error) -> ! {
     run_safety_hooks();
     match action {
         Action::Rescue => rescue::run(),
-        Action::Reboot => shutdown::shutdown(Action::Reboot),
+        Action::Reboot | Action::Kexec => shutdown::shutdown(Action::Reboot),
         Action::Poweroff => shutdown::shutdown(Action::Poweroff),
     }
 }

@@ -8,6 +8,7 @@ mod bringup;
 mod cmdline;
 mod early;
 mod failure;
+mod install;
 mod kmsg;
 mod logger;
 mod rescue;
@@ -25,16 +26,16 @@ use cmdline::{Action, Mode, Options};
 fn main() {
     failure::install_panic_hook();
     logger::install();
-    step::run_unconfigured("mounts", early::apply_all);
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let opts = cmdline::parse(&cmdline);
-    logger::attach(&opts.consoles, opts.log);
-    failure::set_action(opts.on_failure);
     installer::event::add_sink(|ev| {
         if !matches!(ev, Event::Log { .. }) {
             logger::console_line(&ev.to_line());
         }
     });
+    step::run_unconfigured("mounts", early::apply_all);
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let opts = cmdline::parse(&cmdline);
+    logger::attach(&opts.consoles, opts.log);
+    failure::set_action(opts.on_failure);
     quiet_kernel_console(&cmdline, &opts);
     let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
     log::info!("anemos init {} on Linux {kernel}", env!("CARGO_PKG_VERSION"));
@@ -45,12 +46,24 @@ fn main() {
     step::run(&opts, "reaper", installer::exec::start_reaper);
     let loaded = step::run(&opts, "modules", || bringup::modules(&opts));
     step::run(&opts, "devices", || bringup::wait_for_devices(&opts));
-    let network = match bringup::network_config(&opts) {
+    let payload = (opts.mode == Mode::Install).then(|| step::run(&opts, "payload", load_payload));
+    let plan = payload.as_ref().map(|p| &p.plan);
+    if let Some(action) = plan.map(|p| p.on_failure) {
+        if opts.on_failure_default {
+            failure::set_action(match action {
+                installer::plan::OnFailure::Rescue => Action::Rescue,
+                installer::plan::OnFailure::Reboot => Action::Reboot,
+                installer::plan::OnFailure::Poweroff => Action::Poweroff,
+            });
+        }
+    }
+    let network = match bringup::network_config(&opts, plan) {
         Some(cfg) => step::run(&opts, "network", || bringup::network(&cfg)),
         None => Vec::new(),
     };
     if !network.is_empty() {
-        step::run(&opts, "status", || status::start(opts.status_port));
+        let port = opts.status_port.or(plan.map(|p| p.status_port)).unwrap_or(7777);
+        step::run(&opts, "status", || status::start(port));
     }
     emit(Event::Ready {
         uptime_ms: (logger::uptime() * 1000.0) as u64,
@@ -69,16 +82,10 @@ fn main() {
             }
             shutdown::shutdown(opts.done.unwrap_or(Action::Poweroff))
         }
-        Mode::Install => {
-            let payload = step::run(&opts, "payload", load_payload);
-            emit(Event::PlanLoaded {
-                imgname: payload.plan.imgname.clone(),
-                target: payload.plan.target.name().to_string(),
-                packages: payload.plan.packages.len(),
-                partitions: payload.plan.layout.partitions.len(),
-            });
-            shutdown::shutdown(opts.done.unwrap_or(Action::Reboot))
-        }
+        Mode::Install => match payload {
+            Some(payload) => install::run(&opts, payload),
+            None => failure::fail("payload", &anyhow::anyhow!("no payload was loaded")),
+        },
     }
 }
 
@@ -93,6 +100,12 @@ fn load_payload() -> anyhow::Result<installer::payload::Payload> {
     for line in installer::payload::summary(&payload.plan) {
         log::info!("{line}");
     }
+    emit(Event::PlanLoaded {
+        imgname: payload.plan.imgname.clone(),
+        target: payload.plan.target.name().to_string(),
+        packages: payload.plan.packages.len(),
+        partitions: payload.plan.layout.partitions.len(),
+    });
     Ok(payload)
 }
 

@@ -22,6 +22,7 @@ pub fn shutdown(action: Action) -> ! {
         Action::Rescue => rescue::run(),
         Action::Reboot => RebootCommand::Restart,
         Action::Poweroff => RebootCommand::PowerOff,
+        Action::Kexec => RebootCommand::Kexec,
     };
     log::info!("shutting down: {}", action.name());
     emit(Event::Shutdown { action: action.name().into() });

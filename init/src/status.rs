@@ -23,7 +23,7 @@ use crate::{logger, shutdown};
 pub static RESCUE_ACTIVE: AtomicBool = AtomicBool::new(false);
 
 /// Where the payload keeps the per-deploy token.
-pub const TOKEN_FILE: &str = "/anemos/payload/token";
+pub const TOKEN_FILE: &str = "/anemos/payload/token"; // installer::payload::{DIR, TOKEN_FILE}
 
 /// Starts the server on `port` if the payload carries a token. Returns whether it runs.
 pub fn start(port: u16) -> Result<bool> {

@@ -5,6 +5,7 @@
 //! validating an IMGBUILD, revealing secrets with age, packing a payload. The init builds
 //! this crate without it, so none of that is linked into PID 1.
 
+pub mod bootloader;
 pub mod disk;
 pub mod event;
 pub mod exec;
@@ -14,6 +15,7 @@ pub mod imgbuild;
 pub mod fs;
 pub mod fstab;
 pub mod initramfs;
+pub mod install;
 pub mod kmod;
 pub mod mount;
 pub mod net;

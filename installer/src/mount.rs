@@ -34,9 +34,13 @@ pub fn mount_all(root: &Path, specs: &[MountSpec]) -> Result<Mounted> {
         let point = inside(root, &spec.target)?;
         std::fs::create_dir_all(&point).with_context(|| format!("creating mount point {}", point.display()))?;
         let data = std::ffi::CString::new(spec.options.as_str()).context("mount options contain a NUL byte")?;
-        mount(&spec.source, &point, spec.fstype.as_str(), MountFlags::empty(), data.as_c_str()).with_context(|| {
-            format!("mounting {} ({}) on {}", spec.source.display(), spec.fstype, point.display())
-        })?;
+        let attempt = || mount(&spec.source, &point, spec.fstype.as_str(), MountFlags::empty(), data.as_c_str());
+        let result = match attempt() {
+            // No driver yet: nobody can modprobe for the kernel in an initramfs.
+            Err(rustix::io::Errno::NODEV) | Err(rustix::io::Errno::INVAL) if crate::kmod::load_filesystem(&spec.fstype).unwrap_or(0) > 0 => attempt(),
+            other => other,
+        };
+        result.with_context(|| format!("mounting {} ({}) on {}", spec.source.display(), spec.fstype, point.display()))?;
         log::info!("mounted {} on {} ({})", spec.source.display(), point.display(), spec.fstype);
         mounted.points.push(point);
     }

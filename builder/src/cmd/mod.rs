@@ -4,5 +4,8 @@ pub mod boot;
 pub mod bootstrap;
 pub mod check;
 pub mod disks;
+pub mod image;
 pub mod initramfs;
+pub mod kexec;
 pub mod pack;
+pub mod test;

@@ -21,7 +21,7 @@ pub fn run(args: PackArgs) -> Result<()> {
     let plan = checked.plan.context("the check gave no plan")?;
     let command = plan.variables.get("secrets_command").map(String::as_str).filter(|c| !c.trim().is_empty());
     let revealed = secrets::reveal(dir, &plan.secrets, command, args.project.identity.as_deref())?;
-    let bytes = payload::pack(dir, &plan, &revealed)?;
+    let bytes = payload::pack(dir, &plan, &revealed, &payload::Extras::default())?;
     write_atomic(&args.output, &bytes)?;
     println!(
         "wrote {}: {} for {} ({} input trees, {} secrets)",

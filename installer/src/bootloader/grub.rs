@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{kernel_cmdline, Kind, Spec};
-use crate::chroot;
+use crate::packages::debian::chroot;
 
 pub fn install(root: &Path, spec: &Spec) -> Result<()> {
     write_defaults(root, spec)?;

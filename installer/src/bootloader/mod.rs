@@ -73,7 +73,12 @@ pub fn installed_kernels(root: &Path) -> Result<Vec<String>> {
             found.push(release.to_string());
         }
     }
-    found.sort_by(|a, b| crate::packages::debian::version::compare(a, b));
+    // Kernel releases order like Debian versions (6.1.0-9 < 6.1.0-10).
+    let key = |r: &str| crate::packages::debian::version::Version::parse(r).ok();
+    found.sort_by(|a, b| match (key(a), key(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    });
     if found.is_empty() {
         bail!("no kernel in {} (/boot/vmlinuz-*): add a kernel package (linux-image-amd64) to packages=", root.display());
     }

@@ -90,6 +90,31 @@ pub fn reread(dev: &File, disk: &Path, layout: &PlannedLayout) -> Result<Vec<Pat
     Ok(nodes)
 }
 
+/// Makes a half-installed disk unbootable: the partition table (and with it any boot code
+/// in the first sectors) is zeroed at both ends, while the kernel keeps using the partitions
+/// it knows, so mounted filesystems stay readable from the rescue console.
+pub fn invalidate(disk: &Path, table: TableType, sector: u64) -> Result<()> {
+    let f = std::fs::OpenOptions::new().write(true).open(disk).with_context(|| format!("opening {}", disk.display()))?;
+    let target = Target::from_file(f, &disk.display().to_string())?;
+    // Everything before the first (1 MiB aligned) partition: MBR, GPT header and entries,
+    // GRUB's core image in the msdos gap.
+    target.zero(0, super::layout::ALIGN.min(target.len()))?;
+    if table == TableType::Gpt {
+        // The backup entries (16 KiB) and header (one sector).
+        let tail = 16384 + sector;
+        target.zero(target.len().saturating_sub(tail), tail.min(target.len()))?;
+    }
+    target.sync()
+}
+
+/// The GPT name of partition `number` of `disk`, if it has a GPT.
+pub fn gpt_name(disk: &Path, number: u32) -> Option<String> {
+    let mut f = File::open(disk).ok()?;
+    let gpt = gptman::GPT::find_from(&mut f).ok()?;
+    let entry = gpt.iter().find(|(n, e)| *n == number && e.is_used())?.1;
+    Some(entry.partition_name.as_str().to_string())
+}
+
 /// `/dev/vda` + 1 → `/dev/vda1`; `/dev/nvme0n1` + 1 → `/dev/nvme0n1p1`.
 pub fn partition_path(disk: &Path, number: u32) -> PathBuf {
     let s = disk.to_string_lossy();

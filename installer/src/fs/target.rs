@@ -57,6 +57,13 @@ impl Target {
         Target::from_file(file, &path.display().to_string())
     }
 
+    /// Opens a whole block device or file read-only and not exclusively (to probe what is on
+    /// a disk that may be mounted, such as a preserved one).
+    pub fn open_read_only(path: &Path) -> Result<Target> {
+        let file = File::open(path).with_context(|| format!("opening {} to read it", path.display()))?;
+        Target::from_file(file, &path.display().to_string())
+    }
+
     /// Wraps an open file or block device as a target covering all of it.
     pub fn from_file(file: File, name: &str) -> Result<Target> {
         let meta = file.metadata().with_context(|| format!("looking at {name}"))?;

@@ -66,3 +66,22 @@ mod tests {
         assert_eq!(super::name_of_path("kernel/a/readme.txt"), None);
     }
 }
+
+/// Loads the modules a filesystem type needs from the running kernel's tree — in an
+/// initramfs without modprobe the kernel cannot do it itself at mount time — including the
+/// code pages vfat asks for by name when it mounts.
+pub fn load_filesystem(fstype: &str) -> anyhow::Result<usize> {
+    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let root = std::path::Path::new("/lib/modules").join(&release);
+    if !root.join("modules.dep").exists() {
+        return Ok(0);
+    }
+    let index = ModuleIndex::load(&root)?;
+    let mut wanted = vec![format!("fs-{fstype}")];
+    if fstype == "vfat" || fstype == "msdos" {
+        wanted.extend(["nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859_1"].map(String::from));
+    }
+    let wanted: Vec<String> = wanted.into_iter().filter(|n| !index.lookup(n).is_empty()).collect();
+    let mut loader = Loader::new(&index);
+    loader.load(&wanted)
+}

@@ -8,7 +8,9 @@
 //! inputs/N/…       input tree N of the plan (files, symlinks, patches, templates)
 //! secrets/NAME     revealed secrets the templates use, mode 0600 (directory 0700)
 //! project/…        pacman.conf (arch), repositories and keys/ (alpine)
-//! keyrings/…       public keyring material the packages step needs (slot; empty today)
+//! keyrings/…       public keyrings the packages step verifies with (Debian: the packing
+//!                  host's debian-archive-keyring)
+//! token            the per-deploy token of the event endpoint (deploys and image builds)
 //! ```
 
 #[cfg(feature = "host")]
@@ -24,7 +26,7 @@ use crate::files::InputDir;
 use crate::plan::{Plan, PLAN_VERSION};
 
 #[cfg(feature = "host")]
-pub use pack::{archive, pack};
+pub use pack::{archive, pack, Extras};
 
 /// Where the payload is, relative to the initramfs root.
 pub const DIR: &str = "anemos/payload";
@@ -33,8 +35,10 @@ pub const IMGBUILD_FILE: &str = "IMGBUILD";
 pub const INPUTS_DIR: &str = "inputs";
 pub const SECRETS_DIR: &str = "secrets";
 pub const PROJECT_DIR: &str = "project";
-/// Reserved for the public keyrings the packages step verifies signatures with.
+/// The public keyrings the packages step verifies signatures with.
 pub const KEYRINGS_DIR: &str = "keyrings";
+/// The per-deploy token of the init's event endpoint (mode 0600).
+pub const TOKEN_FILE: &str = "token";
 
 /// A payload unpacked under some root (`/` in the initramfs).
 #[derive(Debug, Clone)]

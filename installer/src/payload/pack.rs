@@ -7,13 +7,23 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{DIR, IMGBUILD_FILE, PLAN_FILE, PROJECT_DIR, SECRETS_DIR};
+use super::{DIR, IMGBUILD_FILE, KEYRINGS_DIR, PLAN_FILE, PROJECT_DIR, SECRETS_DIR, TOKEN_FILE};
 use crate::files::{scan, EntryKind, InputDir};
 use crate::initramfs::Archive;
 use crate::plan::Plan;
 
+/// What a payload carries besides the project: set by `anemos deploy` and image builds.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// The per-deploy token guarding the init's event endpoint.
+    pub token: Option<String>,
+}
+
+/// Where the building host keeps the Debian archive keyring (debian-archive-keyring).
+const HOST_DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
 /// The payload archive for a checked plan and its revealed secrets.
-pub fn archive(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>) -> Result<Archive> {
+pub fn archive(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>, extras: &Extras) -> Result<Archive> {
     let mut a = Archive::new();
     let mut json = serde_json::to_vec_pretty(plan).context("serialising the plan")?;
     json.push(b'\n');
@@ -47,12 +57,22 @@ pub fn archive(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>)
         let data = std::fs::read(project.join(rel)).with_context(|| format!("reading {}/{rel}", project.display()))?;
         a.file(&format!("{DIR}/{PROJECT_DIR}/{rel}"), 0o644, data)?;
     }
+    if matches!(plan.target, crate::plan::Target::Debian { .. }) {
+        // The installer verifies the archive's signatures with the keyring of the host
+        // that packed the payload: the initramfs has no other.
+        let key = std::fs::read(HOST_DEBIAN_KEYRING)
+            .with_context(|| format!("reading {HOST_DEBIAN_KEYRING}: install the debian-archive-keyring package on this workstation"))?;
+        a.file(&format!("{DIR}/{KEYRINGS_DIR}/debian-archive-keyring.gpg"), 0o644, key)?;
+    }
+    if let Some(token) = &extras.token {
+        a.file(&format!("{DIR}/{TOKEN_FILE}"), 0o600, format!("{token}\n"))?;
+    }
     Ok(a)
 }
 
 /// The payload bytes: the archive, zstd-compressed.
-pub fn pack(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>> {
-    let cpio = archive(project, plan, secrets)?.to_bytes()?;
+pub fn pack(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>, extras: &Extras) -> Result<Vec<u8>> {
+    let cpio = archive(project, plan, secrets, extras)?.to_bytes()?;
     Ok(ruzstd::encoding::compress_to_vec(&cpio[..], ruzstd::encoding::CompressionLevel::Fastest))
 }
 
@@ -118,15 +138,15 @@ mod tests {
             plan.inputs = vec![InputTree { source: "files".into(), payload_dir: "inputs/0".into(), files: 0, symlinks: 0, patches: vec![], templates: vec![] }];
             plan.secrets = vec![SecretRef { name: "db".into(), source: SecretSource::Plain }];
             let secrets: BTreeMap<String, Vec<u8>> = [("db".to_string(), secret)].into();
-            let pa = super::pack(&a, &plan, &secrets).unwrap();
-            let pb = super::pack(&b, &plan, &secrets).unwrap();
+            let pa = super::pack(&a, &plan, &secrets, &Default::default()).unwrap();
+            let pb = super::pack(&b, &plan, &secrets, &Default::default()).unwrap();
             prop_assert_eq!(&pa, &pb);
-            prop_assert_eq!(&pa, &super::pack(&a, &plan, &secrets).unwrap());
+            prop_assert_eq!(&pa, &super::pack(&a, &plan, &secrets, &Default::default()).unwrap());
             // And the archive inside is what ruzstd's own decoder gives back.
             let mut dec = ruzstd::decoding::StreamingDecoder::new(&pa[..]).unwrap();
             let mut cpio = Vec::new();
             std::io::Read::read_to_end(&mut dec, &mut cpio).unwrap();
-            prop_assert_eq!(cpio, super::archive(&a, &plan, &secrets).unwrap().to_bytes().unwrap());
+            prop_assert_eq!(cpio, super::archive(&a, &plan, &secrets, &Default::default()).unwrap().to_bytes().unwrap());
         }
     }
 }

@@ -45,6 +45,8 @@ pub const VARIABLES: &[&str] = &[
     "on_failure",
     "status_port",
     "secrets_command",
+    "layout_seed",
+    "test_marker",
 ];
 
 /// The variables and where they came from, plus the diagnostics being collected.

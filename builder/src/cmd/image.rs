@@ -1,0 +1,28 @@
+//! `anemos image DIR`: build makeimg's output (raw, tar or dir) from a project.
+
+use anyhow::Result;
+
+use crate::cli::ImageArgs;
+use crate::image::{build, ImageRequest};
+
+pub fn run(args: ImageArgs) -> Result<()> {
+    let built = build(&request(&args))?;
+    println!("built {} in {:.0} s", built.path.display(), built.total.as_secs_f64());
+    for (phase, ms) in &built.phases {
+        println!("  {phase:<12} {:>7.1} s", *ms as f64 / 1000.0);
+    }
+    Ok(())
+}
+
+pub fn request(args: &ImageArgs) -> ImageRequest {
+    ImageRequest {
+        project: args.project.dir.clone(),
+        format: args.project.format.clone(),
+        output_dir: args.output.clone(),
+        mirror: args.mirror.clone(),
+        security_mirror: args.security_mirror.clone(),
+        identity: args.project.identity.clone(),
+        memory_mib: args.memory,
+        log: args.log.clone(),
+    }
+}

@@ -1,0 +1,42 @@
+//! `anemos test DIR`: build the raw image, boot it in QEMU (UEFI or BIOS, as its boot loader
+//! needs), wait until the new system is up — a login prompt on the serial console, or the
+//! marker the IMGBUILD names in `test_marker=` — print the phase timings, and exit 0 or not.
+
+use std::time::{Duration, Instant};
+
+use anemos_qemu::{Config, Console, Disk, Firmware, Net, Ovmf, Vm};
+use anyhow::{Context, Result};
+
+use crate::cli::TestArgs;
+use crate::image::{build, wants_uefi};
+
+pub fn run(args: TestArgs) -> Result<()> {
+    let mut req = crate::cmd::image::request(&args.image);
+    if req.format.is_none() {
+        // A test always boots a disk image: keep the IMGBUILD's raw size if it has one.
+        req.format = Some(args.size.as_ref().map(|s| format!("raw {s}")).unwrap_or_else(|| "raw".into()));
+    }
+    let built = build(&req)?;
+    let marker = args.marker.clone().or_else(|| built.plan.variables.get("test_marker").cloned()).unwrap_or_else(|| "login:".into());
+    let uefi = args.uefi || (!args.bios && wants_uefi(&built.plan));
+    let firmware = if uefi { Firmware::Uefi(Ovmf::find()?) } else { Firmware::Bios };
+    let mut config = Config::from_disk(Disk::raw(&built.path), firmware);
+    config.memory_mib = args.image.memory;
+    config.net = Some(Net::default());
+    config.accel = anemos_qemu::Accel::Tcg;
+    let log = args.image.output.join(format!("{}-boot.log", built.plan.imgname));
+    println!("booting {} ({}); waiting up to {} s for {marker:?}", built.path.display(), if uefi { "UEFI" } else { "BIOS" }, args.timeout);
+    let started = Instant::now();
+    let mut vm = Vm::start(&config, Console::Capture(log.clone()))?;
+    let seen = vm.expect(&marker, Duration::from_secs(args.timeout));
+    let boot = started.elapsed();
+    drop(vm);
+    println!("phase timings:");
+    for (phase, ms) in &built.phases {
+        println!("  {phase:<12} {:>7.1} s", *ms as f64 / 1000.0);
+    }
+    println!("  {:<12} {:>7.1} s", "boot", boot.as_secs_f64());
+    seen.with_context(|| format!("{} did not come up (console log: {})", built.plan.imgname, log.display()))?;
+    println!("{} is up: {marker:?} seen after {:.0} s of boot", built.plan.imgname, boot.as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Building makeimg's outputs from a project: `raw` by booting our initramfs in QEMU with
+//! the image file as its only disk (no root or loop devices needed on the workstation),
+//! `dir` and `tar` by running the same install pipeline natively into a directory.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anemos_qemu::{choose_accel, Config, Console, Disk, Firmware, Kernel, Net, Ovmf, Vm};
+use anyhow::{bail, Context, Result};
+use installer::event::Event;
+use installer::imgbuild::{check, CheckOptions};
+use installer::plan::{Bootloader, Format, PartKind, Plan};
+use installer::{payload, secrets};
+
+use crate::cli::Compression;
+use crate::initramfs::{build as build_initramfs, ModuleChoice, Request};
+
+/// The serial number the image disk gets in the build VM (and the selector that finds it).
+pub const IMAGE_SERIAL: &str = "anemos-image";
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct ImageRequest {
+    pub project: PathBuf,
+    pub format: Option<String>,
+    pub output_dir: PathBuf,
+    /// Replaces the plan's package mirror (e.g. a local caching proxy).
+    pub mirror: Option<String>,
+    pub security_mirror: Option<String>,
+    pub identity: Option<PathBuf>,
+    pub memory_mib: u32,
+    /// Where the VM's console log goes.
+    pub log: Option<PathBuf>,
+}
+
+/// A finished image and how long its phases took.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub path: PathBuf,
+    pub plan: Plan,
+    pub phases: Vec<(String, u64)>,
+    pub total: Duration,
+}
+
+pub fn build(req: &ImageRequest) -> Result<Built> {
+    let started = Instant::now();
+    let opts = CheckOptions { format_override: req.format.clone(), identity: req.identity.clone(), ..CheckOptions::default() };
+    let checked = check(&req.project, &opts);
+    crate::cmd::check::report(&checked, &req.project)?;
+    let mut plan = checked.plan.context("the check gave no plan")?;
+    if let Some(m) = &req.mirror {
+        plan.mirror.url = m.trim_end_matches('/').to_string();
+        plan.mirror.security_url = req.security_mirror.clone();
+    }
+    let command = plan.variables.get("secrets_command").map(String::as_str).filter(|c| !c.trim().is_empty());
+    let revealed = secrets::reveal(&req.project, &plan.secrets, command, req.identity.as_deref())?;
+    std::fs::create_dir_all(&req.output_dir).with_context(|| format!("creating {}", req.output_dir.display()))?;
+    let (path, phases) = match plan.format.clone() {
+        Format::Raw { size } => raw(req, &plan, &revealed, size)?,
+        Format::Dir | Format::Tar { .. } => crate::imagedir::build(req, &plan, &revealed)?,
+    };
+    Ok(Built { path, plan, phases, total: started.elapsed() })
+}
+
+/// UEFI when the boot loader needs it: systemd-boot, or GRUB with an ESP and no BIOS boot
+/// partition.
+pub fn wants_uefi(plan: &Plan) -> bool {
+    let has = |k: PartKind| plan.layout.partitions.iter().any(|p| p.kind == k);
+    match plan.bootloader {
+        Bootloader::SystemdBoot => true,
+        Bootloader::Grub => has(PartKind::Esp) && !has(PartKind::BiosBoot),
+        Bootloader::None => has(PartKind::Esp),
+    }
+}
+
+fn raw(req: &ImageRequest, plan: &Plan, revealed: &std::collections::BTreeMap<String, Vec<u8>>, size: u64) -> Result<(PathBuf, Vec<(String, u64)>)> {
+    let kernel = Kernel::cached().context("the build VM needs a kernel")?;
+    let image = req.output_dir.join(format!("{}.img", plan.imgname));
+    let work = tempdir(&req.output_dir)?;
+    let mut vm_plan = plan.clone();
+    vm_plan.mirror.url = guest_url(&vm_plan.mirror.url);
+    vm_plan.mirror.security_url = vm_plan.mirror.security_url.as_deref().map(guest_url);
+    let payload_path = work.join("payload.cpio.zst");
+    std::fs::write(&payload_path, payload::pack(&req.project, &vm_plan, revealed, &payload::Extras::default())?)?;
+    let initrd = work.join("initramfs.img");
+    let built = build_initramfs(&Request {
+        compression: Compression::Zstd,
+        modules: ModuleChoice::Tree { release: Some(kernel.release.clone()), dir: Some(kernel.modules_dir.clone()), defaults: true, extra: Vec::new(), autodetect: Some(false) },
+        payload: Some(payload_path),
+    })?;
+    std::fs::write(&initrd, &built.bytes)?;
+    let _ = std::fs::remove_file(&image);
+    let f = std::fs::File::create(&image).with_context(|| format!("creating {}", image.display()))?;
+    f.set_len(size).with_context(|| format!("sizing {} to {size} bytes", image.display()))?;
+    drop(f);
+    let mut config = Config::direct(&kernel.vmlinuz, &initrd);
+    config.accel = choose_accel(&kernel.vmlinuz, &initrd);
+    config.memory_mib = req.memory_mib;
+    config.disks = vec![Disk { serial: Some(IMAGE_SERIAL.into()), ..Disk::raw(&image) }];
+    config.net = Some(Net::default());
+    if wants_uefi(plan) {
+        config.firmware = Firmware::Uefi(Ovmf::find()?);
+    }
+    config.append = format!("anemos.target=serial:{IMAGE_SERIAL} anemos.done=poweroff anemos.on_failure=poweroff");
+    let log = req.log.clone().unwrap_or_else(|| work.join("console.log"));
+    eprintln!("anemos: installing {} into {} in a QEMU guest ({:?}); console log: {}", plan.imgname, image.display(), config.accel, log.display());
+    let mut vm = Vm::start(&config, Console::Capture(log.clone()))?;
+    let result = follow(&mut vm);
+    let status = vm.wait_exit(Duration::from_secs(120));
+    match result {
+        Ok(phases) => {
+            status?;
+            let _ = std::fs::remove_dir_all(&work);
+            Ok((image, phases))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&image);
+            Err(e.context(format!("the image was not built (removed); the console log is {}", log.display())))
+        }
+    }
+}
+
+/// Follows the install's events until it is done or failed, printing progress.
+pub fn follow(vm: &mut Vm) -> Result<Vec<(String, u64)>> {
+    let mut phases = Vec::new();
+    loop {
+        let ev = vm.expect_event(Duration::from_secs(3600), |_| true)?;
+        match ev {
+            Event::PhaseStarted { phase } => eprintln!("anemos: [{:>6.1} s] {phase} …", vm.elapsed().as_secs_f64()),
+            Event::PhaseFinished { phase, ms } => {
+                eprintln!("anemos: [{:>6.1} s] {phase} done in {:.1} s", vm.elapsed().as_secs_f64(), ms as f64 / 1000.0);
+                phases.push((phase, ms));
+            }
+            Event::Progress { phase, done, total, unit } if done == total || done % 25 == 0 => {
+                eprintln!("anemos:            {phase}: {done}/{total} {unit}");
+            }
+            Event::Failed { phase, error, .. } => bail!("the install failed in phase {phase}: {error}"),
+            Event::Rescue => bail!("the installer entered its rescue console"),
+            Event::Done { .. } => return Ok(phases),
+            _ => {}
+        }
+    }
+}
+
+/// The guest reaches the host's loopback as 10.0.2.2 (QEMU user networking).
+pub fn guest_url(url: &str) -> String {
+    for lo in ["://127.0.0.1", "://localhost", "://[::1]"] {
+        if let Some(i) = url.find(lo) {
+            return format!("{}://10.0.2.2{}", &url[..i], &url[i + lo.len()..]);
+        }
+    }
+    url.to_string()
+}
+
+fn tempdir(near: &Path) -> Result<PathBuf> {
+    let dir = near.join(format!(".anemos-work-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_mirrors_become_the_guest_gateway() {
+        assert_eq!(super::guest_url("http://127.0.0.1:3142/debian"), "http://10.0.2.2:3142/debian");
+        assert_eq!(super::guest_url("http://localhost/debian"), "http://10.0.2.2/debian");
+        assert_eq!(super::guest_url("http://mirror.example/debian"), "http://mirror.example/debian");
+    }
+}

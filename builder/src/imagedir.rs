@@ -1,0 +1,100 @@
+//! `format dir` and `format tar`: the install pipeline run natively into a directory (as
+//! root: the target's maintainer scripts and provision() run in a chroot), then archived by
+//! the local tar(1) for `tar`, as makeimg does.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use installer::initramfs::{Archive, Node};
+use installer::install::{Install, Where};
+use installer::payload::{self, Payload};
+use installer::plan::{Format, Plan};
+
+use crate::image::ImageRequest;
+
+pub fn build(req: &ImageRequest, plan: &Plan, revealed: &BTreeMap<String, Vec<u8>>) -> Result<(PathBuf, Vec<(String, u64)>)> {
+    if !rustix::process::geteuid().is_root() {
+        bail!("building a {} image natively needs root (the new system's scripts run in a chroot); run as root, or build format raw", plan.format);
+    }
+    let work = req.output_dir.join(format!(".anemos-work-{}", std::process::id()));
+    let root = req.output_dir.join(&plan.imgname);
+    if root.exists() {
+        bail!("{} already exists; remove it or choose another output directory", root.display());
+    }
+    let result = (|| -> Result<Vec<(String, u64)>> {
+        unpack(&payload::archive(&req.project, plan, revealed, &payload::Extras::default())?, &work)?;
+        let payload = Payload::load(&work)?.context("the payload did not unpack")?;
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log_reader = log.clone();
+        let mut inst = Install::new(payload, &root, Where::Directory, plan.format.to_string(), Box::new(move || log_reader.lock().map(|l| l.clone()).unwrap_or_default()));
+        let mut phases = Vec::new();
+        for (name, phase) in inst.phases() {
+            let t = Instant::now();
+            eprintln!("anemos: {name} …");
+            phase(&mut inst).with_context(|| format!("phase {name}"))?;
+            let ms = t.elapsed().as_millis() as u64;
+            if let Ok(mut l) = log.lock() {
+                l.push_str(&format!("phase {name} done in {:.1} s\n", ms as f64 / 1000.0));
+            }
+            eprintln!("anemos: {name} done in {:.1} s", ms as f64 / 1000.0);
+            phases.push((name.to_string(), ms));
+        }
+        Ok(phases)
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    let phases = match result {
+        Ok(p) => p,
+        Err(e) => return Err(e.context(format!("the image was not built; {} is left for inspection", root.display()))),
+    };
+    match &plan.format {
+        Format::Tar { compression } => {
+            let out = req.output_dir.join(format!("{}.tar.{}", plan.imgname, compression.suffix()));
+            let status = std::process::Command::new("tar")
+                .args(["--numeric-owner", "--xattrs", "--acls", "-C"])
+                .arg(&root)
+                .arg("-caf")
+                .arg(&out)
+                .arg(".")
+                .status()
+                .context("running tar")?;
+            if !status.success() {
+                bail!("tar failed ({status}) writing {}", out.display());
+            }
+            std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
+            Ok((out, phases))
+        }
+        _ => Ok((root, phases)),
+    }
+}
+
+/// Writes an archive's members under `dir` (the payload, for the same loader the init uses).
+fn unpack(archive: &Archive, dir: &Path) -> Result<()> {
+    for path in archive.paths() {
+        let dest = dir.join(path);
+        match archive.get(path) {
+            Some(Node::Dir { mode }) => {
+                std::fs::create_dir_all(&dest)?;
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(*mode))?;
+            }
+            Some(Node::File { mode, data }) => {
+                if let Some(p) = dest.parent() {
+                    std::fs::create_dir_all(p)?;
+                }
+                std::fs::write(&dest, data)?;
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(*mode))?;
+            }
+            Some(Node::Symlink { target }) => {
+                if let Some(p) = dest.parent() {
+                    std::fs::create_dir_all(p)?;
+                }
+                std::os::unix::fs::symlink(target, &dest)?;
+            }
+            Some(other) => bail!("unexpected member {path} in a payload: {other:?}"),
+            None => {}
+        }
+    }
+    Ok(())
+}

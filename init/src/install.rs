@@ -1,0 +1,51 @@
+//! Install mode: the payload's plan, phase by phase, then the end state the plan (or
+//! `anemos.done`) asks for. Once the disk has been written, a failure first makes it
+//! unbootable, so a half-installed system is never started by accident.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use installer::event::{emit, Event};
+use installer::install::{Install, Where};
+use installer::payload::Payload;
+use installer::plan::OnSuccess;
+
+use crate::cmdline::{Action, Options};
+use crate::{failure, logger, shutdown, step};
+
+/// Where the new system is assembled.
+const TARGET: &str = "/target";
+
+pub fn run(opts: &Options, payload: Payload) -> ! {
+    let started = Instant::now();
+    let uefi = Path::new("/sys/firmware/efi").exists();
+    let format = payload.plan.format.to_string();
+    let on_success = payload.plan.on_success;
+    let place = Where::Disk { target: opts.target.clone(), uefi };
+    let mut inst = Install::new(payload, Path::new(TARGET), place, format, Box::new(logger::memory));
+    for (name, phase) in inst.phases() {
+        if name == "disks" {
+            guard_disk(&inst);
+        }
+        step::run(opts, name, || phase(&mut inst));
+    }
+    let ms = started.elapsed().as_millis() as u64;
+    log::info!("installation finished in {:.0} s", ms as f64 / 1000.0);
+    emit(Event::Done { ms });
+    let action = opts.done.unwrap_or(match on_success {
+        OnSuccess::Reboot => Action::Reboot,
+        OnSuccess::Kexec => Action::Kexec,
+        OnSuccess::Poweroff => Action::Poweroff,
+    });
+    shutdown::shutdown(action)
+}
+
+/// From the disks phase on, a failure wipes the new partition table (the filesystems stay
+/// mounted for the rescue console): the firmware then finds nothing to boot.
+fn guard_disk(inst: &Install) {
+    let Some((disk, layout)) = inst.target_disk() else { return };
+    let (disk, table, sector) = (PathBuf::from(disk), layout.table, layout.sector_size);
+    failure::add_safety_hook(&format!("make the half-installed {} unbootable", disk.display()), move || {
+        installer::disk::partition::invalidate(&disk, table, sector)
+    });
+}

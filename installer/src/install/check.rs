@@ -1,0 +1,103 @@
+//! The plan against the real hardware, before anything is written: exactly one target disk,
+//! a layout that fits it, every preserved disk or partition present (and its filesystem's
+//! UUID known, for fstab), nothing preserved on the target.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::{Install, Where};
+use crate::disk::{self, layout, Allow, Disk};
+use crate::fs::{probe, Target};
+use crate::plan::{DiskSelector, Preserve, PreserveTarget};
+
+/// A preserved filesystem that goes into the new fstab.
+#[derive(Debug, Clone)]
+pub struct Preserved {
+    pub device: PathBuf,
+    pub uuid: Option<String>,
+    pub mountpoint: String,
+    pub fstype: String,
+    pub options: String,
+}
+
+pub fn run(inst: &mut Install) -> Result<()> {
+    let Where::Disk { target, .. } = &inst.place else { return Ok(()) };
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let disks = disk::inventory(Path::new("/sys"), &mountinfo)?;
+    let selector = target.as_ref().or(inst.plan.disk.as_ref());
+    let preserved_disks: Vec<&DiskSelector> = inst
+        .plan
+        .preserve
+        .iter()
+        .filter_map(|p| match &p.what {
+            PreserveTarget::Disk { disk } => Some(disk),
+            _ => None,
+        })
+        .collect();
+    // Outside PID 1 (a test, a dry run) the target may be the running system's disk.
+    let allow = Allow { removable: false, in_use: false };
+    let chosen = disk::select(&disks, selector, &preserved_disks, allow)?;
+    for p in &inst.plan.preserve {
+        if let PreserveTarget::Partition { disk: d, .. } = &p.what {
+            if disk::matches(Some(d), chosen) {
+                bail!("the target {} holds preserved partition {}: it would be wiped; nothing was written", chosen.path.display(), p.what);
+            }
+        }
+    }
+    let seed = inst.plan.variables.get("layout_seed").map(String::as_str);
+    let planned = layout::plan(&inst.plan.layout, chosen.size, u64::from(chosen.logical_sector), seed)
+        .with_context(|| format!("fitting the layout to {} ({})", chosen.path.display(), disk::human_size(chosen.size)))?;
+    log::info!("target disk: {}", disk::describe(chosen));
+    log::info!("{planned}");
+    inst.preserved = inst.plan.preserve.iter().map(|p| find_preserved(p, &disks, chosen)).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+    for p in &inst.preserved {
+        log::info!("preserved: {} ({}) mounted at {}", p.device.display(), p.uuid.as_deref().unwrap_or("no UUID"), p.mountpoint);
+    }
+    inst.disk = Some((chosen.path.clone(), planned));
+    Ok(())
+}
+
+/// Resolves one `preserve=` entry to a device; fails if it is missing (a preserved disk that
+/// is not there means the plan does not describe this machine).
+fn find_preserved(p: &Preserve, disks: &[Disk], target: &Disk) -> Result<Option<Preserved>> {
+    let device = match &p.what {
+        PreserveTarget::Disk { disk: sel } => {
+            let d = disk::select(disks, Some(sel), &[], Allow { removable: true, in_use: true })
+                .with_context(|| format!("finding preserved disk {sel}"))?;
+            // A whole preserved disk with one partition is mounted by that partition.
+            match d.partitions.as_slice() {
+                [only] => only.path.clone(),
+                _ => d.path.clone(),
+            }
+        }
+        PreserveTarget::Partition { disk: sel, number } => {
+            let d = disk::select(disks, Some(sel), &[], Allow { removable: true, in_use: true })
+                .with_context(|| format!("finding the disk of preserved partition {}", p.what))?;
+            d.partitions.iter().find(|q| q.number == *number).map(|q| q.path.clone()).with_context(|| format!("{} has no partition {number}", d.path.display()))?
+        }
+        PreserveTarget::PartLabel { label } => by_link("by-partlabel", label, disks, target)?,
+        PreserveTarget::Uuid { uuid } => by_link("by-uuid", uuid, disks, target)?,
+    };
+    let Some(mountpoint) = p.mountpoint.clone() else { return Ok(None) };
+    let info = Target::open_read_only(&device).ok().and_then(|t| probe(&t).ok().flatten());
+    let fstype = if p.fstype == "auto" { info.as_ref().map(|i| i.kind.name().to_string()).unwrap_or_else(|| "auto".into()) } else { p.fstype.clone() };
+    Ok(Some(Preserved { uuid: info.map(|i| i.uuid), device, mountpoint, fstype, options: p.options.clone() }))
+}
+
+/// PARTLABEL= and UUID= entries: found by probing every partition not on the target.
+fn by_link(kind: &str, value: &str, disks: &[Disk], target: &Disk) -> Result<PathBuf> {
+    for d in disks.iter().filter(|d| d.path != target.path) {
+        for part in &d.partitions {
+            let Ok(t) = Target::open_read_only(&part.path) else { continue };
+            let found = match kind {
+                "by-uuid" => probe(&t).ok().flatten().is_some_and(|i| i.uuid.eq_ignore_ascii_case(value)),
+                _ => crate::disk::partition::gpt_name(&d.path, part.number).is_some_and(|n| n == value),
+            };
+            if found {
+                return Ok(part.path.clone());
+            }
+        }
+    }
+    bail!("no partition outside the target disk has {} {value}; nothing was written", if kind == "by-uuid" { "UUID" } else { "PARTLABEL" })
+}

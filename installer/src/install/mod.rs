@@ -1,0 +1,175 @@
+//! The install pipeline: a plan goes in, an installed system comes out. Each phase is a
+//! named step; the caller (the init on a machine, `anemos image` on the host for directory
+//! builds) runs them in order with its own logging, timing and failure handling:
+//!
+//! ```text
+//! check       the plan against the real hardware: target disk, layout, preserved disks
+//! indexes     package indexes fetched, verified and resolved; download URLs probed
+//! ─────────── nothing above writes to a disk; a failure leaves the machine as it was
+//! disks       old signatures wiped, partitioned, filesystems made, mounted under the root
+//! packages    downloaded, verified, unpacked, configured by the target's own tools
+//! files       files/, *.makeimg.patch, *.makeimg.template
+//! system      fstab, hostname, a fresh machine-id
+//! provision   the IMGBUILD's provision() in the target's chroot
+//! initramfs   the new system's initramfs, built once by its own tools
+//! bootloader  systemd-boot or GRUB
+//! log         the whole install log copied to /var/log/anemos/
+//! unmount     everything unmounted, in reverse
+//! ```
+//! Directory builds (`format dir`/`tar`) skip check, disks, bootloader and unmount.
+
+mod check;
+mod disks;
+mod packages;
+mod provision;
+mod system;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::disk::layout::PlannedLayout;
+use crate::fs::FsInfo;
+use crate::mount::Mounted;
+use crate::payload::Payload;
+use crate::plan::{DiskSelector, Plan};
+
+pub use check::Preserved;
+
+/// Where the install happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Where {
+    /// On a machine's disks (the init): partitions, filesystems, boot loader.
+    Disk {
+        /// Replaces the plan's `disk=` (image builds name the image disk).
+        target: Option<DiskSelector>,
+        /// Whether the firmware is UEFI (decides between systemd-boot/GRUB EFI and GRUB BIOS).
+        uefi: bool,
+    },
+    /// Into a directory on the host (`format dir` and `tar`).
+    Directory,
+}
+
+/// A partition after the disks phase: where it is, what was made on it.
+#[derive(Debug, Clone)]
+pub struct Made {
+    pub number: u32,
+    pub device: PathBuf,
+    pub fs: Option<FsInfo>,
+    pub mountpoint: Option<String>,
+    pub options: String,
+}
+
+/// Everything the phases share.
+pub struct Install {
+    pub payload: Payload,
+    pub plan: Plan,
+    /// The new system's root (`/target` in the init, the output directory on the host).
+    pub root: PathBuf,
+    pub place: Where,
+    /// The effective `format`, for provision() (image builds override the IMGBUILD's).
+    pub format: String,
+    /// Returns the install log so far (copied into the new system).
+    pub log: Box<dyn Fn() -> String + Send>,
+    disk: Option<(PathBuf, PlannedLayout)>,
+    preserved: Vec<Preserved>,
+    made: Vec<Made>,
+    mounts: Option<Mounted>,
+    packages: Option<packages::Prepared>,
+    /// Set when the disk was written: a failure from then on must not leave it bootable.
+    pub disk_written: Option<PathBuf>,
+}
+
+/// One phase: its name (for logs, events and `anemos.fail`) and what it does.
+pub type Phase = (&'static str, fn(&mut Install) -> Result<()>);
+
+impl Install {
+    pub fn new(payload: Payload, root: &Path, place: Where, format: String, log: Box<dyn Fn() -> String + Send>) -> Install {
+        Install {
+            plan: payload.plan.clone(),
+            payload,
+            root: root.to_path_buf(),
+            place,
+            format,
+            log,
+            disk: None,
+            preserved: Vec::new(),
+            made: Vec::new(),
+            mounts: None,
+            packages: None,
+            disk_written: None,
+        }
+    }
+
+    /// The phases for this install, in order.
+    pub fn phases(&self) -> Vec<Phase> {
+        let mut p: Vec<Phase> = Vec::new();
+        let on_disk = matches!(self.place, Where::Disk { .. });
+        if on_disk {
+            p.push(("check", check::run));
+        }
+        p.push(("indexes", packages::prepare));
+        if on_disk {
+            p.push(("disks", disks::run));
+        }
+        p.push(("packages", packages::install));
+        p.push(("files", files_phase));
+        p.push(("system", system::run));
+        if self.plan.functions.provision {
+            p.push(("provision", provision::run));
+        }
+        p.push(("initramfs", packages::initramfs));
+        if on_disk {
+            p.push(("bootloader", system::bootloader));
+        }
+        p.push(("log", system::save_log));
+        if on_disk && self.plan.on_success == crate::plan::OnSuccess::Kexec {
+            p.push(("kexec", system::load_new_kernel));
+        }
+        if on_disk {
+            p.push(("unmount", unmount));
+        }
+        p
+    }
+
+    /// The disk the check phase chose and the layout planned for it, once it ran.
+    pub fn target_disk(&self) -> Option<(&Path, &PlannedLayout)> {
+        self.disk.as_ref().map(|(p, l)| (p.as_path(), l))
+    }
+
+    /// The variables templates and provision() see: the IMGBUILD's, with the effective format.
+    pub fn variables(&self) -> BTreeMap<String, String> {
+        let mut v = self.plan.variables.clone();
+        v.insert("format".into(), self.format.clone());
+        v
+    }
+
+    /// The kernel command line of the installed system (boot loader entries), without root=.
+    pub fn cmdline(&self) -> String {
+        let mut args = self.plan.kernel_cmdline.args.clone();
+        if self.plan.kernel_cmdline.inherit_console {
+            let ours = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+            for c in ours.split_whitespace().filter(|w| w.starts_with("console=")) {
+                args.push(' ');
+                args.push_str(c);
+            }
+        }
+        args.trim().to_string()
+    }
+}
+
+fn files_phase(inst: &mut Install) -> Result<()> {
+    let secrets = inst.payload.secrets()?;
+    let applied = crate::files::apply_all(&inst.root, &inst.payload.inputs(), &inst.variables(), &secrets)?;
+    log::info!("files: {} files, {} symlinks, {} patches, {} templates", applied.files, applied.symlinks, applied.patches, applied.templates);
+    Ok(())
+}
+
+fn unmount(inst: &mut Install) -> Result<()> {
+    rustix::fs::sync();
+    if let Some(m) = inst.mounts.take() {
+        m.unmount()?;
+    }
+    Ok(())
+}
