@@ -3,6 +3,7 @@
 //! machine has two cores; parallel TCG guests only slow each other past their timeouts).
 
 pub mod mirror;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
