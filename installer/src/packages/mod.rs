@@ -12,6 +12,7 @@
 //! - [`alpine`]: Alpine's signed indexes and packages, resolver and installed database.
 
 
+pub mod alpine;
 pub mod arch;
 pub mod chroot;
 pub mod debian;
