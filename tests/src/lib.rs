@@ -2,6 +2,7 @@
 //! are, scratch directories, and a lock so that QEMU boots never run two at a time (this
 //! machine has two cores; parallel TCG guests only slow each other past their timeouts).
 
+pub mod apk_fixture;
 pub mod mirror;
 pub mod serve;
 
