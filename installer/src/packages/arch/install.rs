@@ -139,7 +139,7 @@ fn configure(prepared: &Prepared, r: &Root, unpacked: &[Unpacked], report: &mut 
         crate::packages::chroot::run(r.path(), "/usr/bin/pacman-key", &["--populate"])?;
     }
     let names: Vec<String> = prepared.packages.iter().map(|p| p.name.clone()).collect();
-    let mut paths: Vec<String> = unpacked.iter().flat_map(|u| localdb::files_of(u)).collect();
+    let mut paths: Vec<String> = unpacked.iter().flat_map(localdb::files_of).collect();
     paths.sort();
     let mut deferred: Vec<(String, Vec<String>)> = Vec::new();
     for (i, hook) in hooks.iter().enumerate().filter(|(_, h)| h.when_post) {
