@@ -152,27 +152,50 @@ pub enum BootstrapStrategy {
     DpkgInstall,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BootstrapTarget {
+    Debian,
+    Arch,
+    Alpine,
+}
+
 #[derive(Args)]
 pub struct BootstrapArgs {
     /// The target directory (created if missing).
     pub dir: PathBuf,
-    /// The suite (codename) to install.
+    /// The distribution to install.
+    #[arg(long, value_enum, default_value = "debian")]
+    pub target: BootstrapTarget,
+    /// Debian: the suite (codename) to install (required for debian).
     #[arg(long)]
-    pub suite: String,
-    /// A repository: `URL [SUITE [COMPONENT…]]` (default suite: --suite, component: main);
-    /// repeatable [default: the host's apt sources for SUITE, SUITE-updates, SUITE-security].
+    pub suite: Option<String>,
+    /// Debian: a repository `URL [SUITE [COMPONENT…]]` (default suite: --suite, component:
+    /// main) [default: the host's apt sources for SUITE, SUITE-updates, SUITE-security].
+    /// Arch: a `Server` URL (with $repo and $arch) for repositories without one. Alpine: a
+    /// repository URL (…/v3.20/main), instead of --repositories. Repeatable.
     #[arg(long = "mirror", value_name = "SPEC")]
     pub mirrors: Vec<String>,
-    /// The keyring that signs the mirrors (binary or armored).
+    /// The OpenPGP keyring that signs the mirrors (Debian: a file; Arch: a file or a
+    /// directory like /usr/share/pacman/keyrings [default: that directory if it exists]).
     #[arg(long, value_name = "FILE")]
     pub keyring: Option<PathBuf>,
-    /// Extra packages, comma-separated; repeatable.
+    /// Arch: the pacman.conf naming the repositories [default: /etc/pacman.conf].
+    #[arg(long, value_name = "FILE")]
+    pub pacman_conf: Option<PathBuf>,
+    /// Alpine: the repositories file [default: /etc/apk/repositories, unless --mirror].
+    #[arg(long, value_name = "FILE")]
+    pub repositories: Option<PathBuf>,
+    /// Alpine: the directory of trusted RSA keys [default: /etc/apk/keys].
+    #[arg(long, value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// Extra packages, comma-separated; repeatable. Arch: the targets [default: base];
+    /// Alpine: the world [default: alpine-base].
     #[arg(long, value_name = "PKG,…")]
     pub include: Vec<String>,
     /// `minbase` (essential + required + apt) or `essential`.
     #[arg(long, default_value = "minbase", value_parser = ["minbase", "essential"])]
     pub variant: String,
-    /// Debian architecture [default: this program's].
+    /// The distribution's architecture name [default: this program's].
     #[arg(long)]
     pub arch: Option<String>,
     /// How the work is split with the target's dpkg.

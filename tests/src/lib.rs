@@ -2,7 +2,9 @@
 //! are, scratch directories, and a lock so that QEMU boots never run two at a time (this
 //! machine has two cores; parallel TCG guests only slow each other past their timeouts).
 
+pub mod apk_fixture;
 pub mod mirror;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,89 +1,27 @@
-//! Running the target's own programs inside it: the pseudo filesystems a maintainer script
-//! expects (`/proc`, `/sys`, `/dev`, `/run`), a `policy-rc.d` that keeps daemons from starting
-//! (invoke-rc.d(8): exit status 101 means "action forbidden"), `update-initramfs` diverted
-//! to a no-op until [`super::finish`], and a clean, non-interactive environment.
+//! Debian's side of running the target's programs (on top of the shared
+//! [`crate::packages::chroot`]): dpkg's environment, a `policy-rc.d` that keeps daemons from
+//! starting (invoke-rc.d(8): exit status 101 means "action forbidden"), `update-initramfs`
+//! diverted to a no-op until [`super::finish`], and dpkg's "Setting up" lines as progress.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
-use rustix::fs::{AtFlags, FileType};
-use rustix::mount::{mount, mount_bind_recursive, unmount, MountFlags, UnmountFlags};
+use anyhow::{bail, Result};
 
+pub use crate::packages::chroot::{Mounts, tail};
 use crate::packages::extract::Root;
 
-/// Mounts for a chroot, undone (lazily, recursively) when dropped.
-pub struct Mounts {
-    mounted: Vec<PathBuf>,
-}
-
-impl Mounts {
-    /// Mounts a fresh proc, the host's /sys and /dev (recursive binds) and a fresh tmpfs on
-    /// /run inside `root`. Each mount point must be a real directory inside the root (a
-    /// symlink planted there could otherwise redirect a host mount).
-    pub fn setup(root: &Root) -> Result<Mounts> {
-        let mut m = Mounts { mounted: Vec::new() };
-        for (dir, what) in [("proc", "proc"), ("sys", "/sys"), ("dev", "/dev"), ("run", "tmpfs")] {
-            let target = mount_point(root, dir)?;
-            let r = match what {
-                "proc" => mount("proc", &target, "proc", MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC, None),
-                "tmpfs" => mount("tmpfs", &target, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, Some(c"mode=0755")),
-                host => mount_bind_recursive(host, &target),
-            };
-            r.with_context(|| format!("mounting {what} on {}", target.display()))?;
-            m.mounted.push(target);
-        }
-        Ok(m)
-    }
-}
-
-impl Drop for Mounts {
-    fn drop(&mut self) {
-        for target in self.mounted.iter().rev() {
-            if let Err(e) = unmount(target, UnmountFlags::DETACH) {
-                log::warn!("unmounting {}: {e}", target.display());
-            }
-        }
-    }
-}
-
-fn mount_point(root: &Root, dir: &str) -> Result<PathBuf> {
-    root.dir_all(dir)?;
-    let st = rustix::fs::statat(root.dir("")?, dir, AtFlags::SYMLINK_NOFOLLOW)?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-        bail!("/{dir} in {} is not a directory (a symlink?); refusing to mount there", root.path().display());
-    }
-    Ok(root.path().join(dir))
-}
-
-/// A command run inside `root` with a minimal environment for maintainer scripts.
+/// A command run inside `root` with dpkg's non-interactive environment.
 pub fn command(root: &Path, program: &str, args: &[&str]) -> Result<Command> {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LC_ALL", "C.UTF-8")
-        .env("HOME", "/root")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
-        .env("DEBIAN_PRIORITY", "critical");
-    crate::sys::chroot_command(&mut cmd, root).context("preparing the chroot")?;
+    let mut cmd = crate::packages::chroot::command(root, program, args)?;
+    cmd.env("DEBIAN_FRONTEND", "noninteractive").env("DEBCONF_NONINTERACTIVE_SEEN", "true").env("DEBIAN_PRIORITY", "critical");
     Ok(cmd)
 }
 
-/// Runs `program args…` in `root`; output goes to the log, a failure carries its tail.
+/// Runs `program args…` in `root` with dpkg's environment; output goes to the log, a failure
+/// carries its tail.
 pub fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
-    let mut cmd = command(root, program, args)?;
-    let (status, stdout, stderr) = crate::exec::output(&mut cmd)?;
-    for line in String::from_utf8_lossy(&stdout).lines().chain(String::from_utf8_lossy(&stderr).lines()) {
-        log::debug!("[{program}] {line}");
-    }
-    if !status.success() {
-        let err = String::from_utf8_lossy(&stderr);
-        let tail: Vec<&str> = err.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!("`{program} {}` in {} failed ({status}):\n{}", args.join(" "), root.display(), tail.join("\n"));
-    }
-    Ok(())
+    crate::packages::chroot::run_command(root, command(root, program, args)?, program, args)
 }
 
 /// Runs `dpkg ARGS…` in `root`, reporting each "Setting up PKG" line as configuration
@@ -106,9 +44,7 @@ pub fn run_dpkg_with_progress(root: &Path, args: &[&str], total: u64) -> Result<
     };
     let (status, stderr) = crate::exec::output_lines(&mut cmd, &mut on_line)?;
     if !status.success() {
-        let err = String::from_utf8_lossy(&stderr);
-        let tail: Vec<&str> = err.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!("`dpkg {}` in {} failed ({status}):\n{}", args.join(" "), root.display(), tail.join("\n"));
+        bail!("`dpkg {}` in {} failed ({status}):\n{}", args.join(" "), root.display(), tail(&stderr));
     }
     Ok(())
 }

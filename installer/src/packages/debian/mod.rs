@@ -18,7 +18,8 @@ mod install;
 mod scripts;
 mod unpack;
 pub mod index;
-pub mod keyring;
+/// The OpenPGP keyring code, shared with Arch (see [`crate::packages::keyring`]).
+pub use crate::packages::keyring;
 mod prepare;
 pub mod relation;
 pub mod release;

@@ -6,7 +6,10 @@
 //! `unpack` resolves paths on the host and turns device nodes and FIFOs into empty files):
 //! regular files, directories, symlinks, hard links within the root, character and block
 //! devices and FIFOs (mknod), with the archive's numeric owner, mode and mtime.
-//! [`decompress`] picks a decoder by file name suffix; [`deb`] streams a Debian `.deb`.
+//! [`decompress`] picks a decoder by file name suffix, [`decompress_sniffed`] by the stream's
+//! magic bytes (Arch's `.db` has no telling suffix); [`deb`] streams a Debian `.deb`.
+//! [`unpack_tar_filtered`] lets a caller keep some members out of the root (Arch's `.PKGINFO`,
+//! `.MTREE`, `.INSTALL` are package metadata).
 
 pub mod deb;
 mod root;
@@ -40,6 +43,32 @@ pub struct Written {
     pub kind: Kind,
     /// MD5 of a regular file's contents, if [`Options::md5`] asked for it.
     pub md5: Option<String>,
+    /// SHA-1 of a regular file's contents or of a symlink's target (as apk records them), if
+    /// [`Options::sha1`] asked for it.
+    pub sha1: Option<[u8; 20]>,
+    /// The archive's permission bits and numeric owner.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// What to do with one archive member, decided from its normalised path (`/.PKGINFO`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Write it into the root, at its own path or (`Some`) at another.
+    Write(Option<String>),
+    /// Keep it out of the root and return its contents (a regular file of at most 64 MiB).
+    Capture,
+}
+
+/// A member kept out of the root by [`Placement::Capture`].
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub path: String,
+    pub mode: u32,
+    /// Modification time, seconds since 1970.
+    pub mtime: i64,
+    pub data: Vec<u8>,
 }
 
 /// How entries are written.
@@ -49,11 +78,13 @@ pub struct Options {
     pub owners: bool,
     /// Compute the MD5 of regular files (dpkg does for packages without `md5sums`).
     pub md5: bool,
+    /// Compute the SHA-1 of regular files and symlink targets (apk's installed database).
+    pub sha1: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { owners: rustix::process::geteuid().is_root(), md5: false }
+        Options { owners: rustix::process::geteuid().is_root(), md5: false, sha1: false }
     }
 }
 
@@ -72,6 +103,25 @@ pub fn decompress<'a>(name: &str, input: impl Read + 'a) -> Result<Box<dyn Read 
     })
 }
 
+/// A decoder chosen by the stream's first bytes: zstd, gzip, xz, or none (a plain tar).
+pub fn decompress_sniffed<'a>(input: impl Read + 'a, what: &str) -> Result<Box<dyn Read + 'a>> {
+    use std::io::BufRead;
+    let mut input = io::BufReader::with_capacity(64 << 10, input);
+    let head = input.fill_buf().with_context(|| format!("reading {what}"))?;
+    let name = if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        ".zst"
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        ".gz"
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        ".xz"
+    } else if head.starts_with(b"BZh") {
+        ".bz2"
+    } else {
+        ""
+    };
+    decompress(&format!("{what}{name}"), input)
+}
+
 /// Unpacks a tar stream into `root`. `place` maps each normalised archive path (`/etc/x`) to
 /// the path it is written at (Debian writes conffiles as `/etc/x.dpkg-new`); hard-link
 /// targets are mapped the same way. Returns the entries in archive order.
@@ -81,8 +131,25 @@ pub fn unpack_tar(
     opts: &Options,
     place: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Written>> {
+    let (written, _) = unpack_tar_filtered(root, input, opts, &|p: &str| Placement::Write(place(p)))?;
+    Ok(written)
+}
+
+/// Like [`unpack_tar`], with a [`Placement`] per member: members to capture are returned
+/// (in archive order) instead of being written.
+pub fn unpack_tar_filtered(
+    root: &Root,
+    input: impl Read,
+    opts: &Options,
+    decide: &dyn Fn(&str) -> Placement,
+) -> Result<(Vec<Written>, Vec<Captured>)> {
+    let place = |p: &str| match decide(p) {
+        Placement::Write(to) => to,
+        Placement::Capture => None,
+    };
     let mut archive = tar::Archive::new(input);
     let mut written = Vec::new();
+    let mut captured = Vec::new();
     for entry in archive.entries().context("reading the tar stream")? {
         let mut entry = entry.context("reading a tar header")?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -92,15 +159,41 @@ pub fn unpack_tar(
         }
         let path = InRoot::parse(&raw)?;
         let shown = path.absolute();
-        let target = match place(&shown) {
-            Some(p) => InRoot::parse(p.trim_start_matches('/'))?,
-            None => path.clone(),
+        let target = match decide(&shown) {
+            Placement::Write(Some(p)) => InRoot::parse(p.trim_start_matches('/'))?,
+            Placement::Write(None) => path.clone(),
+            Placement::Capture => {
+                captured.push(capture(&mut entry, &shown)?);
+                continue;
+            }
         };
-        let mut md5 = None;
-        let kind = write_entry(root, &mut entry, typ, &target, opts, place, &mut md5).with_context(|| format!("unpacking {shown}"))?;
-        written.push(Written { path: shown, kind, md5 });
+        let meta = Meta::of(entry.header(), opts)?;
+        let mut sums = Sums::default();
+        let kind = write_entry(root, &mut entry, typ, &target, opts, &place, &mut sums).with_context(|| format!("unpacking {shown}"))?;
+        written.push(Written { path: shown, kind, md5: sums.md5, sha1: sums.sha1, mode: meta.mode, uid: meta.uid, gid: meta.gid });
     }
-    Ok(written)
+    Ok((written, captured))
+}
+
+fn capture<R: Read>(entry: &mut tar::Entry<R>, shown: &str) -> Result<Captured> {
+    if !entry.header().entry_type().is_file() {
+        bail!("the metadata member {shown} is not a regular file");
+    }
+    let size = entry.size();
+    if size > 64 << 20 {
+        bail!("the metadata member {shown} is implausibly large ({size} bytes)");
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    entry.read_to_end(&mut data).with_context(|| format!("reading {shown}"))?;
+    let h = entry.header();
+    Ok(Captured { path: shown.to_string(), mode: h.mode().unwrap_or(0o644) & 0o7777, mtime: h.mtime().unwrap_or(0) as i64, data })
+}
+
+/// The digests asked for by [`Options`].
+#[derive(Default)]
+struct Sums {
+    md5: Option<String>,
+    sha1: Option<[u8; 20]>,
 }
 
 /// Owner, mode and mtime of an entry, from its header.
@@ -142,14 +235,17 @@ fn write_entry<R: Read>(
     target: &InRoot,
     opts: &Options,
     place: &dyn Fn(&str) -> Option<String>,
-    md5: &mut Option<String>,
+    sums: &mut Sums,
 ) -> Result<Kind> {
     let meta = Meta::of(entry.header(), opts)?;
     match typ {
-        EntryType::Regular | EntryType::Continuous => write_file(root, entry, target, &meta, opts.md5, md5),
+        EntryType::Regular | EntryType::Continuous => write_file(root, entry, target, &meta, opts, sums),
         EntryType::Directory => write_dir(root, target, &meta),
         EntryType::Symlink => {
             let link = entry.link_name_bytes().context("a symlink without a target")?;
+            if opts.sha1 {
+                sums.sha1 = Some(<sha1::Sha1 as sha1::Digest>::digest(&link[..]).into());
+            }
             root.symlink(target, &String::from_utf8_lossy(&link))?;
             let (dir, name) = root.parent_of(target)?;
             meta.chown_at(&dir, name)?;
@@ -175,13 +271,18 @@ fn write_entry<R: Read>(
     }
 }
 
-fn write_file<R: Read>(root: &Root, entry: &mut tar::Entry<R>, target: &InRoot, meta: &Meta, want_md5: bool, md5: &mut Option<String>) -> Result<Kind> {
+fn write_file<R: Read>(root: &Root, entry: &mut tar::Entry<R>, target: &InRoot, meta: &Meta, opts: &Options, sums: &mut Sums) -> Result<Kind> {
     let mut f = root.create_file(target, 0o600)?;
     let size = entry.size();
-    let n = if want_md5 {
-        let mut w = Md5Writer { inner: &mut f, md5: <md5::Md5 as md5::Digest>::new() };
+    let n = if opts.md5 || opts.sha1 {
+        let mut w = HashWriter {
+            inner: &mut f,
+            md5: opts.md5.then(<md5::Md5 as md5::Digest>::new),
+            sha1: opts.sha1.then(<sha1::Sha1 as sha1::Digest>::new),
+        };
         let n = io::copy(entry, &mut w).context("writing the contents")?;
-        *md5 = Some(hex::encode(md5::Digest::finalize(w.md5)));
+        sums.md5 = w.md5.map(|h| hex::encode(md5::Digest::finalize(h)));
+        sums.sha1 = w.sha1.map(|h| sha1::Digest::finalize(h).into());
         n
     } else {
         io::copy(entry, &mut f).context("writing the contents")?
@@ -240,15 +341,21 @@ fn write_node(root: &Root, h: &tar::Header, typ: EntryType, target: &InRoot, met
 }
 
 /// Passes writes through while hashing them.
-struct Md5Writer<'a, W> {
+struct HashWriter<'a, W> {
     inner: &'a mut W,
-    md5: md5::Md5,
+    md5: Option<md5::Md5>,
+    sha1: Option<sha1::Sha1>,
 }
 
-impl<W: io::Write> io::Write for Md5Writer<'_, W> {
+impl<W: io::Write> io::Write for HashWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        md5::Digest::update(&mut self.md5, &buf[..n]);
+        if let Some(h) = self.md5.as_mut() {
+            md5::Digest::update(h, &buf[..n]);
+        }
+        if let Some(h) = self.sha1.as_mut() {
+            sha1::Digest::update(h, &buf[..n]);
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {

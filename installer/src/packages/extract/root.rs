@@ -174,6 +174,23 @@ impl Root {
         self.dir(parent).is_ok_and(|d| rfs::statat(&d, name, AtFlags::SYMLINK_NOFOLLOW).is_ok())
     }
 
+    /// Sets the modification (and access) time of a file inside the root (not following a
+    /// final symlink).
+    pub fn set_mtime(&self, rel: &str, secs: i64) -> Result<()> {
+        let p = InRoot::parse(rel.trim_start_matches('/'))?;
+        let (dir, name) = self.parent_of(&p)?;
+        let t = rfs::Timespec { tv_sec: secs, tv_nsec: 0 };
+        rfs::utimensat(&dir, name, &rfs::Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW)
+            .with_context(|| format!("setting the mtime of {}", p.absolute()))
+    }
+
+    /// Whether `rel` exists, following symlinks inside the root (e.g. `bin/sh` through the
+    /// `bin → usr/bin` link and on to `busybox`).
+    pub fn resolves(&self, rel: &str) -> bool {
+        let rel = rel.trim_start_matches('/');
+        rfs::openat2(&self.fd, if rel.is_empty() { "." } else { rel }, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), Self::resolve_flags()).is_ok()
+    }
+
     /// Creates (or replaces) a symlink; its target is stored verbatim (our own lookups never
     /// follow it out of the root).
     pub fn symlink(&self, p: &InRoot, target: &str) -> Result<()> {

@@ -1,4 +1,5 @@
-//! OpenPGP keyrings and archive signatures (`InRelease`, `Release.gpg`).
+//! OpenPGP keyrings and signatures: Debian's `InRelease` and `Release.gpg`, Arch's detached
+//! package and database `.sig` files.
 //!
 //! rpgp checks the mathematics of a signature only. Whether a key may vouch for an archive
 //! is decided here, as gpgv would (RFC 9580 §5.2.3, §10.1): the key (or signing subkey) has a
@@ -8,7 +9,7 @@
 //! ignored (archives are signed by several keys); a signature from a known key that fails any
 //! check is an error; at least one good signature is required.
 
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -25,10 +26,44 @@ pub struct Keyring {
 
 impl Keyring {
     /// Loads a keyring file, binary (`.gpg`, as `debian-archive-keyring` installs) or
-    /// ASCII-armored (`.asc`).
+    /// ASCII-armored (`.asc`), or a directory laid out like archlinux-keyring's
+    /// `/usr/share/pacman/keyrings` (see [`Keyring::load_dir`]).
     pub fn load(path: &Path) -> Result<Keyring> {
+        if path.is_dir() {
+            return Keyring::load_dir(path);
+        }
         let data = std::fs::read(path).with_context(|| format!("reading the keyring {}", path.display()))?;
         Keyring::from_bytes(&data, &path.display().to_string())
+    }
+
+    /// Every key of the `*.gpg` files in `dir`, less those whose fingerprints a `*-revoked`
+    /// file lists (pacman-key(8) `--populate` reads the same files). The `*-trusted` lists
+    /// name the master keys whose certifications make packager keys valid in pacman's web of
+    /// trust; the packagers' keys are in the same `*.gpg` file, which is itself the trust
+    /// anchor here, so every key in it that is not revoked is accepted.
+    pub fn load_dir(dir: &Path) -> Result<Keyring> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading the keyring directory {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        names.sort();
+        let mut keys = Vec::new();
+        let mut revoked = Vec::new();
+        for p in &names {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".gpg") {
+                let data = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                keys.extend(Keyring::from_bytes(&data, &p.display().to_string())?.keys);
+            } else if name.ends_with("-revoked") {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                revoked.extend(text.lines().filter_map(|l| l.split(':').next()).map(|f| f.trim().to_ascii_lowercase()).filter(|f| !f.is_empty()));
+            }
+        }
+        keys.retain(|k| !revoked.contains(&hex::encode(k.primary_key.fingerprint().as_bytes())));
+        if keys.is_empty() {
+            bail!("the keyring directory {} holds no usable OpenPGP key (*.gpg)", dir.display());
+        }
+        Ok(Keyring { keys, origin: dir.display().to_string() })
     }
 
     pub fn from_bytes(data: &[u8], origin: &str) -> Result<Keyring> {
@@ -60,17 +95,23 @@ impl Keyring {
 
     /// Verifies a detached signature (`Release.gpg`, armored or binary) over `data`.
     pub fn verify_detached(&self, data: &[u8], signature: &[u8], now: u64) -> Result<()> {
-        let sigs: Vec<Signature> = if signature.starts_with(b"-----BEGIN") {
-            let (iter, _) = DetachedSignature::from_armor_many(signature).map_err(|e| anyhow!("reading the signature: {e}"))?;
-            iter.map(|s| s.map(|s| s.signature)).collect::<Result<_, _>>().map_err(|e| anyhow!("reading the signature: {e}"))?
-        } else {
-            DetachedSignature::from_bytes_many(signature)
-                .map_err(|e| anyhow!("reading the signature: {e}"))?
-                .map(|s| s.map(|s| s.signature))
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow!("reading the signature: {e}"))?
-        };
-        self.verify_all(&sigs, data, now)
+        self.verify_all(&parse_detached(signature)?, data, now)
+    }
+
+    /// Checks everything about a detached signature that does not need the signed data: it
+    /// parses, one of its signatures is by a key of ours, and that key (or subkey) and the
+    /// signature are valid at `now`. The data is verified later, as it streams, with
+    /// [`Checked::verify`]. Arch packages are checked this way before any disk is touched.
+    pub fn check_detached(&self, signature: &[u8], now: u64) -> Result<Checked<'_>> {
+        let sigs = parse_detached(signature)?;
+        let mut unknown = Vec::new();
+        for sig in sigs {
+            match self.signer(&sig, now)? {
+                Some((key, name)) => return Ok(Checked { sig, key, name }),
+                None => unknown.push(issuer(&sig)),
+            }
+        }
+        bail!("no signature by a key of {} (signed by: {})", self.origin, if unknown.is_empty() { "nobody".into() } else { unknown.join(", ") })
     }
 
     fn verify_all(&self, sigs: &[Signature], data: &[u8], now: u64) -> Result<()> {
@@ -96,6 +137,18 @@ impl Keyring {
     /// `Ok(Some(fingerprint))` for a good signature, `Ok(None)` if no key of ours made it,
     /// an error if one of ours did but the signature or the key is not acceptable.
     fn verify_one(&self, sig: &Signature, data: &[u8], now: u64) -> Result<Option<String>> {
+        let Some((key, name)) = self.signer(sig, now)? else { return Ok(None) };
+        let r = match key {
+            SignerKey::Primary(k) => sig.verify(k, data),
+            SignerKey::Sub(k) => sig.verify(k, data),
+        };
+        r.map_err(|e| anyhow!("BAD signature by key {name}: {e}"))?;
+        Ok(Some(name))
+    }
+
+    /// The key of ours that made `sig`, after checking that it and the signature are valid
+    /// at `now`; `Ok(None)` if none of ours made it.
+    fn signer(&self, sig: &Signature, now: u64) -> Result<Option<(SignerKey<'_>, String)>> {
         let fprs: Vec<String> = sig.issuer_fingerprint().iter().map(|f| hex::encode(f.as_bytes())).collect();
         let ids: Vec<String> = sig.issuer_key_id().iter().map(|k| hex::encode(k.as_ref())).collect();
         let matches = |k: &dyn VerifyingKey| {
@@ -106,8 +159,7 @@ impl Keyring {
             if matches(&key.primary_key) {
                 check_primary(key, now, true).with_context(|| format!("key {name} of {}", self.origin))?;
                 check_signature_time(sig, now)?;
-                sig.verify(&key.primary_key, data).map_err(|e| anyhow!("BAD signature by key {name}: {e}"))?;
-                return Ok(Some(name));
+                return Ok(Some((SignerKey::Primary(&key.primary_key), name)));
             }
             for sub in &key.public_subkeys {
                 if matches(&sub.key) {
@@ -115,13 +167,56 @@ impl Keyring {
                     check_primary(key, now, false).with_context(|| format!("key {name} of {}", self.origin))?;
                     check_subkey(key, sub, now).with_context(|| format!("subkey {sname} of key {name} ({})", self.origin))?;
                     check_signature_time(sig, now)?;
-                    sig.verify(&sub.key, data).map_err(|e| anyhow!("BAD signature by subkey {sname}: {e}"))?;
-                    return Ok(Some(sname));
+                    return Ok(Some((SignerKey::Sub(&sub.key), sname)));
                 }
             }
         }
         Ok(None)
     }
+}
+
+/// The key that made a signature: a primary key or a subkey.
+#[derive(Clone, Copy)]
+enum SignerKey<'k> {
+    Primary(&'k pgp::packet::PublicKey),
+    Sub(&'k pgp::packet::PublicSubkey),
+}
+
+/// A detached signature whose key has been checked; only the data is left to verify.
+pub struct Checked<'k> {
+    sig: Signature,
+    key: SignerKey<'k>,
+    /// The fingerprint of the (sub)key that signed.
+    pub name: String,
+}
+
+impl Checked<'_> {
+    /// Verifies the signature over all of `data` (read to its end).
+    pub fn verify(&self, data: impl Read) -> Result<()> {
+        let r = match self.key {
+            SignerKey::Primary(k) => self.sig.verify(k, data),
+            SignerKey::Sub(k) => self.sig.verify(k, data),
+        };
+        r.map_err(|e| anyhow!("BAD signature by key {}: {e}", self.name))
+    }
+}
+
+/// The signatures of a detached signature file, armored or binary.
+fn parse_detached(signature: &[u8]) -> Result<Vec<Signature>> {
+    let sigs: Vec<Signature> = if signature.starts_with(b"-----BEGIN") {
+        let (iter, _) = DetachedSignature::from_armor_many(signature).map_err(|e| anyhow!("reading the signature: {e}"))?;
+        iter.map(|s| s.map(|s| s.signature)).collect::<Result<_, _>>().map_err(|e| anyhow!("reading the signature: {e}"))?
+    } else {
+        DetachedSignature::from_bytes_many(signature)
+            .map_err(|e| anyhow!("reading the signature: {e}"))?
+            .map(|s| s.map(|s| s.signature))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow!("reading the signature: {e}"))?
+    };
+    if sigs.is_empty() {
+        bail!("the signature file holds no signature");
+    }
+    Ok(sigs)
 }
 
 fn issuer(sig: &Signature) -> String {
