@@ -14,7 +14,8 @@ ANEMOS := $(REL)/anemos
 KERNEL_CACHE ?= $(HOME)/.cache/anemos/kernel
 
 APT_PACKAGES := qemu-system-x86 ovmf musl-tools e2fsprogs dosfstools fdisk gdisk mtools \
-	dpkg-dev cpio kmod xz-utils zstd file mmdebstrap debootstrap age grub-common time gnupg openssl binutils
+	dpkg-dev cpio kmod xz-utils zstd file mmdebstrap debootstrap age grub-common time gnupg openssl binutils \
+	pacman-package-manager makepkg libarchive-tools busybox-static
 
 .PHONY: help setup build init anemos kernel test unit-test demo bench clean fuzz-smoke
 

@@ -160,18 +160,19 @@ fn event_endpoint_needs_the_token_streams_events_and_takes_control() {
     assert_eq!(anemos_tests::http(port, "GET", "/events", Some("wrong"), wait).unwrap().0, 401);
     let (code, body) = anemos_tests::http(port, "GET", "/events?after=0", Some("s3cret-token"), wait).unwrap();
     assert_eq!(code, 200);
-    assert!(body.lines().any(|l| l.contains("\"event\":\"ready\"")), "{body}");
+    assert!(body.lines().any(|l| l.contains("\"event\":\"phase_started\"") && l.contains("\"modules\"")), "{body}");
     assert!(body.lines().any(|l| l.contains("\"event\":\"failed\"") && l.contains("anemos.fail=payload")), "{body}");
     assert!(body.lines().any(|l| l.contains("\"event\":\"log\"")), "log lines are not events: {body}");
     let (_, log) = anemos_tests::http(port, "GET", "/log", Some("s3cret-token"), wait).unwrap();
     assert!(log.contains("step payload failed"), "{log}");
     assert!(!vm.output_text().contains("s3cret-token"), "the token leaked onto the console");
-    // Retry re-executes the init, which fails the same way again and comes back.
-    let before = vm.events().iter().filter(|e| matches!(e, Event::Ready { .. })).count();
+    // Retry re-executes the init, which fails the same way again and comes back, with the
+    // network (brought up for the rescue, since the failure came before it) up again.
+    let before = vm.events().iter().filter(|e| matches!(e, Event::Rescue)).count();
     assert_eq!(anemos_tests::http(port, "POST", "/control/retry", Some("s3cret-token"), wait).unwrap().0, 202);
-    vm.expect_event(BOOT, |e| matches!(e, Event::Ready { .. })).unwrap();
+    vm.expect_event(BOOT, |e| matches!(e, Event::Failed { .. })).unwrap();
     vm.expect_event(BOOT, |e| matches!(e, Event::Rescue)).unwrap();
-    assert_eq!(vm.events().iter().filter(|e| matches!(e, Event::Ready { .. })).count(), before + 1);
+    assert_eq!(vm.events().iter().filter(|e| matches!(e, Event::Rescue)).count(), before + 1);
     assert_eq!(anemos_tests::http(port, "POST", "/control/poweroff", Some("s3cret-token"), wait).unwrap().0, 202);
     assert!(vm.wait_exit(Duration::from_secs(60)).unwrap().success());
 }

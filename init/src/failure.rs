@@ -14,6 +14,8 @@ use crate::{rescue, shutdown};
 static FAILING: AtomicBool = AtomicBool::new(false);
 static ON_FAILURE: Mutex<Action> = Mutex::new(Action::Rescue);
 static SAFETY_HOOKS: Mutex<Vec<(String, Box<dyn Fn() -> anyhow::Result<()> + Send>)>> = Mutex::new(Vec::new());
+type RescuePrep = Box<dyn Fn() + Send>;
+static BEFORE_RESCUE: Mutex<Option<RescuePrep>> = Mutex::new(None);
 
 /// The last failure, shown again by the rescue console.
 pub static LAST: Mutex<Option<(String, String)>> = Mutex::new(None);
@@ -29,6 +31,14 @@ pub fn set_action(action: Action) {
 pub fn add_safety_hook(name: &str, hook: impl Fn() -> anyhow::Result<()> + Send + 'static) {
     if let Ok(mut h) = SAFETY_HOOKS.lock() {
         h.push((name.to_string(), Box::new(hook)));
+    }
+}
+
+/// Registers what to do just before the rescue console starts after a failure (bring the
+/// network and the event endpoint up if the failure came before they were).
+pub fn set_before_rescue(prep: impl Fn() + Send + 'static) {
+    if let Ok(mut p) = BEFORE_RESCUE.lock() {
+        *p = Some(Box::new(prep));
     }
 }
 
@@ -55,7 +65,14 @@ pub fn fail(step: &str, error: &anyhow::Error) -> ! {
     rustix::fs::sync();
     run_safety_hooks();
     match action {
-        Action::Rescue => rescue::run(),
+        Action::Rescue => {
+            if let Ok(prep) = BEFORE_RESCUE.lock() {
+                if let Some(prep) = prep.as_ref() {
+                    prep();
+                }
+            }
+            rescue::run()
+        }
         Action::Reboot | Action::Kexec => shutdown::shutdown(Action::Reboot),
         Action::Poweroff => shutdown::shutdown(Action::Poweroff),
     }

@@ -18,6 +18,7 @@ mod status;
 mod step;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use installer::event::{emit, Event};
 
@@ -46,6 +47,8 @@ fn main() {
     step::run(&opts, "reaper", installer::exec::start_reaper);
     let loaded = step::run(&opts, "modules", || bringup::modules(&opts));
     step::run(&opts, "devices", || bringup::wait_for_devices(&opts));
+    let rescue_opts = opts.clone();
+    failure::set_before_rescue(move || rescue_network(&rescue_opts));
     let payload = (opts.mode == Mode::Install).then(|| step::run(&opts, "payload", load_payload));
     let plan = payload.as_ref().map(|p| &p.plan);
     if let Some(action) = plan.map(|p| p.on_failure) {
@@ -61,6 +64,7 @@ fn main() {
         Some(cfg) => step::run(&opts, "network", || bringup::network(&cfg)),
         None => Vec::new(),
     };
+    NETWORK_TRIED.store(true, Ordering::SeqCst);
     if !network.is_empty() {
         let port = opts.status_port.or(plan.map(|p| p.status_port)).unwrap_or(7777);
         step::run(&opts, "status", || status::start(port));
@@ -86,6 +90,28 @@ fn main() {
             Some(payload) => install::run(&opts, payload),
             None => failure::fail("payload", &anyhow::anyhow!("no payload was loaded")),
         },
+    }
+}
+
+/// Set once the main path has configured the network (or decided there is none).
+static NETWORK_TRIED: AtomicBool = AtomicBool::new(false);
+
+/// A failure before the network step (a bad payload, a missing disk) still leaves a
+/// reachable rescue: the network from the command line or the captured configuration, and
+/// the event endpoint if the payload carries a token. Errors here are logged, not fatal.
+fn rescue_network(opts: &Options) {
+    if NETWORK_TRIED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let Some(cfg) = bringup::network_config(opts, None) else { return };
+    match bringup::network(&cfg) {
+        Ok(links) if !links.is_empty() => {
+            if let Err(e) = status::start(opts.status_port.unwrap_or(7777)) {
+                log::warn!("rescue: the event endpoint did not start: {e:#}");
+            }
+        }
+        Ok(_) => log::warn!("rescue: no network link came up"),
+        Err(e) => log::warn!("rescue: the network did not come up: {e:#}"),
     }
 }
 
