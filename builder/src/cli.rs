@@ -244,6 +244,10 @@ pub struct ImageArgs {
     /// Keep the build VM's console log here.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Attach another disk image to the build VM (e.g. a disk the plan preserves), with the
+    /// serial number its selector names; repeatable.
+    #[arg(long, value_name = "FILE:SERIAL")]
+    pub attach: Vec<String>,
 }
 
 #[derive(Args)]

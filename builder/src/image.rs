@@ -31,6 +31,8 @@ pub struct ImageRequest {
     pub memory_mib: u32,
     /// Where the VM's console log goes.
     pub log: Option<PathBuf>,
+    /// More disks for the build VM: (image file, serial).
+    pub attach: Vec<(PathBuf, Option<String>)>,
 }
 
 /// A finished image and how long its phases took.
@@ -97,6 +99,7 @@ fn raw(req: &ImageRequest, plan: &Plan, revealed: &std::collections::BTreeMap<St
     config.accel = choose_accel(&kernel.vmlinuz, &initrd);
     config.memory_mib = req.memory_mib;
     config.disks = vec![Disk { serial: Some(IMAGE_SERIAL.into()), ..Disk::raw(&image) }];
+    config.disks.extend(req.attach.iter().map(|(file, serial)| Disk { serial: serial.clone(), ..Disk::raw(file) }));
     config.net = Some(Net::default());
     if wants_uefi(plan) {
         config.firmware = Firmware::Uefi(Ovmf::find()?);

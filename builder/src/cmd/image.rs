@@ -24,5 +24,9 @@ pub fn request(args: &ImageArgs) -> ImageRequest {
         identity: args.project.identity.clone(),
         memory_mib: args.memory,
         log: args.log.clone(),
+        attach: args.attach.iter().map(|a| match a.rsplit_once(':') {
+            Some((file, serial)) => (file.into(), Some(serial.to_string())),
+            None => (a.into(), None),
+        }).collect(),
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{kernel_cmdline, Kind, Spec};
-use crate::packages::debian::chroot;
+use crate::packages::chroot;
 
 pub fn install(root: &Path, spec: &Spec) -> Result<()> {
     write_defaults(root, spec)?;

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{installed_kernels, kernel_cmdline, Spec};
-use crate::packages::debian::chroot;
+use crate::packages::chroot;
 
 const EFI_BINARY: &str = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 

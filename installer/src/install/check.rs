@@ -50,7 +50,18 @@ pub fn run(inst: &mut Install) -> Result<()> {
         .with_context(|| format!("fitting the layout to {} ({})", chosen.path.display(), disk::human_size(chosen.size)))?;
     log::info!("target disk: {}", disk::describe(chosen));
     log::info!("{planned}");
-    inst.preserved = inst.plan.preserve.iter().map(|p| find_preserved(p, &disks, chosen)).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+    // An image build (the target named on the command line) may have no preserved disks
+    // attached: their fstab lines are then left out, with a warning.
+    let image_build = target.is_some();
+    let mut preserved = Vec::new();
+    for p in &inst.plan.preserve {
+        match find_preserved(p, &disks, chosen) {
+            Ok(found) => preserved.extend(found),
+            Err(e) if image_build => log::warn!("preserved {} is not attached to this image build; its fstab line is left out ({e:#})", p.what),
+            Err(e) => return Err(e),
+        }
+    }
+    inst.preserved = preserved;
     for p in &inst.preserved {
         log::info!("preserved: {} ({}) mounted at {}", p.device.display(), p.uuid.as_deref().unwrap_or("no UUID"), p.mountpoint);
     }

@@ -8,20 +8,38 @@ use anyhow::{bail, Context, Result};
 
 use super::{Install, Where};
 use crate::bootloader;
-use crate::packages::debian;
+use crate::packages::{alpine, arch, debian};
 use crate::plan::{Bootloader, Target};
 
-pub use debian::Prepared;
+/// The resolved, verified package set of one distribution.
+pub enum Prepared {
+    Debian(debian::Prepared),
+    Arch(arch::Prepared),
+    Alpine(alpine::Prepared),
+}
 
 /// Releases that have no `-updates` or `-security` suites.
 const ROLLING: &[&str] = &["unstable", "sid", "experimental", "rc-buggy"];
 
 pub fn prepare(inst: &mut Install) -> Result<()> {
-    let Target::Debian { suite } = &inst.plan.target else {
-        bail!("target {} is not supported by this build's packages step", inst.plan.target.name());
+    let prepared = match &inst.plan.target {
+        Target::Debian { suite } => Prepared::Debian(prepare_debian(inst, suite)?),
+        Target::Arch => Prepared::Arch(arch::prepare(&arch_config(inst)?)?),
+        Target::Alpine => Prepared::Alpine(alpine::prepare(&alpine_config(inst)?)?),
     };
+    let (n, bytes) = match &prepared {
+        Prepared::Debian(p) => (p.packages.len(), p.download_size()),
+        Prepared::Arch(p) => (p.packages.len(), p.download_size()),
+        Prepared::Alpine(p) => (p.packages.len(), p.download_size()),
+    };
+    log::info!("{n} packages, {} to download", crate::disk::human_size(bytes));
+    inst.packages = Some(prepared);
+    Ok(())
+}
+
+fn prepare_debian(inst: &Install, suite: &str) -> Result<debian::Prepared> {
     let mut sources = vec![debian::Source::parse(&format!("{} {suite} main", inst.plan.mirror.url), suite)?];
-    if !ROLLING.contains(&suite.as_str()) {
+    if !ROLLING.contains(&suite) {
         sources.push(debian::Source::parse(&format!("{} {suite}-updates main", inst.plan.mirror.url), suite)?);
         if let Some(sec) = &inst.plan.mirror.security_url {
             sources.push(debian::Source::parse(&format!("{sec} {suite}-security main"), suite)?);
@@ -31,25 +49,75 @@ pub fn prepare(inst: &mut Install) -> Result<()> {
     config.include = wanted_packages(inst);
     config.fetch.proxy = inst.plan.proxy.clone();
     log::info!("packages wanted besides the base system: {}", config.include.join(" "));
-    let prepared = debian::prepare(&config)?;
-    log::info!(
-        "{} packages, {} to download",
-        prepared.packages.len(),
-        crate::disk::human_size(prepared.download_size())
-    );
-    inst.packages = Some(prepared);
-    Ok(())
+    debian::prepare(&config)
+}
+
+/// Arch: the project's pacman.conf (mirrorlist Includes that the installer does not have
+/// fall back to the plan's mirror), the keyring the payload carries.
+fn arch_config(inst: &Install) -> Result<arch::Config> {
+    let conf_file = inst.payload.project_file("pacman.conf");
+    let text = if conf_file.is_file() {
+        std::fs::read_to_string(&conf_file).with_context(|| format!("reading {}", conf_file.display()))?
+    } else {
+        "[options]\nArchitecture = auto\nSigLevel = Required DatabaseOptional\n\n[core]\n\n[extra]\n".to_string()
+    };
+    let no_includes = |_: &str| -> Result<Vec<(String, String)>> { Ok(Vec::new()) };
+    let conf = arch::PacmanConf::parse(&text, "pacman.conf", &no_includes)?;
+    let mut targets = inst.plan.packages.clone();
+    if targets.is_empty() {
+        targets.push("base".into());
+    }
+    let mut config = arch::Config::new(conf, targets);
+    config.conf_text = conf_file.is_file().then_some(text);
+    config.default_server = Some(inst.plan.mirror.url.clone());
+    let keyring = inst.payload.dir.join(crate::payload::KEYRINGS_DIR).join("pacman");
+    config.keyring = keyring.is_dir().then_some(keyring);
+    config.fetch.proxy = inst.plan.proxy.clone();
+    Ok(config)
+}
+
+/// Alpine: the project's `repositories` (else the plan's mirror, latest-stable main and
+/// community) and `keys/` (else the keys the payload carries).
+fn alpine_config(inst: &Install) -> Result<alpine::Config> {
+    let repos_file = inst.payload.project_file("repositories");
+    let repositories = if repos_file.is_file() {
+        alpine::parse_repositories(&std::fs::read_to_string(&repos_file)?)
+    } else {
+        let base = inst.plan.mirror.url.trim_end_matches('/');
+        ["main", "community"].iter().map(|r| alpine::Repository { url: format!("{base}/latest-stable/{r}"), tag: None }).collect()
+    };
+    let keys_dir = inst.payload.project_file("keys");
+    let keys_dir = if keys_dir.is_dir() { keys_dir } else { inst.payload.dir.join(crate::payload::KEYRINGS_DIR).join("apk") };
+    let keys = alpine::Keys::load_dir(&keys_dir).with_context(|| format!("loading the apk keys in {}", keys_dir.display()))?;
+    let mut world = inst.plan.packages.clone();
+    if world.is_empty() {
+        world.push("alpine-base".into());
+    }
+    let mut config = alpine::Config::new(repositories, keys, world);
+    config.fetch.proxy = inst.plan.proxy.clone();
+    Ok(config)
 }
 
 pub fn install(inst: &mut Install) -> Result<()> {
-    let prepared = inst.packages.as_ref().context("the indexes phase did not run")?;
-    let report = debian::install(prepared, &inst.root, &debian::InstallOptions::default())?;
+    let (n, bytes, unpack, configure) = match inst.packages.as_ref().context("the indexes phase did not run")? {
+        Prepared::Debian(p) => {
+            let r = debian::install(p, &inst.root, &debian::InstallOptions::default())?;
+            (r.packages, r.bytes, r.unpack_ms, r.configure_ms)
+        }
+        Prepared::Arch(p) => {
+            let r = arch::install(p, &inst.root, &arch::InstallOptions::default())?;
+            (r.packages, r.bytes, r.unpack_ms, r.configure_ms)
+        }
+        Prepared::Alpine(p) => {
+            let r = alpine::install(p, &inst.root, &alpine::InstallOptions::default())?;
+            (r.packages, r.bytes, r.unpack_ms, r.configure_ms)
+        }
+    };
     log::info!(
-        "installed {} packages ({}): unpack {:.1} s, configure {:.1} s",
-        report.packages,
-        crate::disk::human_size(report.bytes),
-        report.unpack_ms as f64 / 1000.0,
-        report.configure_ms as f64 / 1000.0
+        "installed {n} packages ({}): unpack {:.1} s, configure {:.1} s",
+        crate::disk::human_size(bytes),
+        unpack as f64 / 1000.0,
+        configure as f64 / 1000.0
     );
     Ok(())
 }
@@ -64,7 +132,17 @@ pub fn initramfs(inst: &mut Install) -> Result<()> {
             std::fs::write(conf.join("anemos.conf"), "# Written by anemos: the modules this machine's root needs.\nMODULES=dep\n")?;
         }
     }
-    debian::finish(&inst.root)?;
+    match inst.packages.as_ref() {
+        Some(Prepared::Arch(_)) => {
+            arch::finish(&inst.root)?;
+        }
+        Some(Prepared::Alpine(_)) => {
+            alpine::finish(&inst.root)?;
+        }
+        _ => {
+            debian::finish(&inst.root)?;
+        }
+    }
     Ok(())
 }
 
@@ -73,6 +151,7 @@ pub fn initramfs(inst: &mut Install) -> Result<()> {
 fn wanted_packages(inst: &Install) -> Vec<String> {
     let mut want = inst.plan.packages.clone();
     let Where::Disk { uefi, .. } = inst.place else { return want };
+    // Debian's package names; Arch and Alpine plans name their kernel and loader themselves.
     if !want.iter().any(|p| p.starts_with("linux-image")) {
         log::info!("the plan names no kernel: adding linux-image-amd64");
         want.push("linux-image-amd64".into());

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use anyhow::{bail, Context, Result};
 
 use super::Install;
-use crate::packages::debian::chroot;
+use crate::packages::chroot;
 
 const SCRIPT_DIR: &str = "run/anemos";
 

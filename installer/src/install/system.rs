@@ -94,7 +94,7 @@ pub fn bootloader(inst: &mut Install) -> Result<()> {
         anyhow::bail!("GRUB for BIOS on a GPT disk needs a bios-boot partition (add \"bios 1M bios-boot\" to partitions=)");
     }
     let spec = Spec { kind, disk, esp, root_uuid, cmdline: inst.cmdline(), timeout: 1 };
-    let _mounts = crate::packages::debian::chroot::Mounts::setup(&crate::packages::extract::Root::open(&inst.root)?)?;
+    let _mounts = crate::packages::chroot::Mounts::setup(&crate::packages::extract::Root::open(&inst.root)?)?;
     bootloader::install(&inst.root, &spec)
 }
 

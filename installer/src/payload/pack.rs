@@ -64,6 +64,26 @@ pub fn archive(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>,
             .with_context(|| format!("reading {HOST_DEBIAN_KEYRING}: install the debian-archive-keyring package on this workstation"))?;
         a.file(&format!("{DIR}/{KEYRINGS_DIR}/debian-archive-keyring.gpg"), 0o644, key)?;
     }
+    if plan.hostconf.contains(&crate::plan::HostConf::Keyring) {
+        // hostconf keyring: the host's pacman keyrings or apk keys verify the packages.
+        let (host, slot) = match plan.target {
+            crate::plan::Target::Arch => ("/usr/share/pacman/keyrings", "pacman"),
+            crate::plan::Target::Alpine => ("/etc/apk/keys", "apk"),
+            crate::plan::Target::Debian { .. } => ("", ""),
+        };
+        if !host.is_empty() {
+            let mut names: Vec<_> = std::fs::read_dir(host)
+                .with_context(|| format!("hostconf keyring: reading {host} on this workstation"))?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .collect();
+            names.sort_by_key(|e| e.file_name());
+            for e in names {
+                let name = e.file_name().to_string_lossy().into_owned();
+                a.file(&format!("{DIR}/{KEYRINGS_DIR}/{slot}/{name}"), 0o644, std::fs::read(e.path())?)?;
+            }
+        }
+    }
     if let Some(token) = &extras.token {
         a.file(&format!("{DIR}/{TOKEN_FILE}"), 0o600, format!("{token}\n"))?;
     }
