@@ -48,11 +48,25 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Held while a QEMU guest runs.
-pub fn vm_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// Held while a QEMU guest runs: one guest at a time in this process, and across
+/// processes (two test runs, a bench) through an flock on `/tmp/anemos-vm.lock`.
+pub struct VmLock {
+    _guard: MutexGuard<'static, ()>,
+    _file: Option<std::fs::File>,
 }
+
+pub fn vm_lock() -> VmLock {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(VM_LOCK_FILE).ok();
+    if let Some(f) = &file {
+        let _ = rustix::fs::flock(f, rustix::fs::FlockOperation::LockExclusive);
+    }
+    VmLock { _guard: guard, _file: file }
+}
+
+/// The lock file other tools take with `flock /tmp/anemos-vm.lock CMD` before a guest.
+pub const VM_LOCK_FILE: &str = "/tmp/anemos-vm.lock";
 
 /// Runs a shell command (fixture scripts, judges like cpio or e2fsck) and returns stdout.
 pub fn sh(cmd: &str) -> Result<String> {
