@@ -34,6 +34,10 @@ pub enum Command {
     Kexec(KexecArgs),
     /// Install a Debian system into a directory (prepare + install, as the installer does).
     Bootstrap(BootstrapArgs),
+    /// Reinstall running servers in place over ssh: copy, kexec, follow, wait for ssh.
+    Deploy(DeployArgs),
+    /// Talk to a failed installer: its last failure and log; retry, reboot or power off.
+    Rescue(RescueArgs),
 }
 
 #[derive(Args)]
@@ -274,7 +278,11 @@ pub struct TestArgs {
 #[derive(Args)]
 pub struct KexecArgs {
     /// The payload from `anemos pack` (or `anemos deploy`).
-    pub payload: PathBuf,
+    #[arg(required_unless_present = "exec_loaded")]
+    pub payload: Option<PathBuf>,
+    /// Boot the installer an earlier `--load-only` left loaded (after a clean shutdown).
+    #[arg(long, conflicts_with_all = ["dry_run", "load_only"])]
+    pub exec_loaded: bool,
     /// The kernel to boot [default: /boot/vmlinuz-$(uname -r)].
     #[arg(long)]
     pub kernel: Option<PathBuf>,
@@ -296,4 +304,88 @@ pub struct KexecArgs {
     /// Do not ask for the host name to be typed back.
     #[arg(long)]
     pub yes: bool,
+    /// Load the installer and stop (keep it loaded): `--exec-loaded` boots it later.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub load_only: bool,
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// The servers, as ssh knows them (`user@host`, or an alias from your ssh config).
+    #[arg(required = true, value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// The project directory (the one holding the IMGBUILD).
+    #[arg(short = 'C', long = "project", default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Replace the IMGBUILD's format (makeimg's override).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// An input directory, relative to the project; repeatable [default: files].
+    #[arg(long = "input", value_name = "DIR")]
+    pub inputs: Vec<String>,
+    /// The age identity file for secrets/NAME.age.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Use this package mirror (as the servers reach it) instead of the plan's.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// With --mirror: the security archive's mirror.
+    #[arg(long, value_name = "URL")]
+    pub security_mirror: Option<String>,
+    /// An ssh config file for every ssh command (ssh -F).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// An ssh option for every ssh command (ssh -o KEY=VALUE); repeatable.
+    #[arg(short = 'o', long = "ssh-option", value_name = "KEY=VALUE")]
+    pub ssh_options: Vec<String>,
+    /// Run anemos on the servers through `sudo -n` (for a non-root ssh user).
+    #[arg(long)]
+    pub sudo: bool,
+    /// The installers use DHCP instead of each server's captured network configuration.
+    #[arg(long)]
+    pub dhcp: bool,
+    /// Extra kernel command-line options for the installers.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Where a host's event endpoint answers, if not at its ssh host name and the plan's
+    /// status_port (port forwards, NAT): `HOST=ADDR:PORT`, or `ADDR:PORT` for a single host;
+    /// repeatable.
+    #[arg(long, value_name = "[HOST=]ADDR:PORT")]
+    pub events: Vec<String>,
+    /// The static anemos binary to copy to the servers [default: this program].
+    #[arg(long, value_name = "FILE")]
+    pub anemos: Option<PathBuf>,
+    /// Seconds to wait for an install to finish after kexec.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    /// Seconds to wait for the new system to answer on ssh.
+    #[arg(long, default_value_t = 900)]
+    pub ssh_timeout: u64,
+    /// Do not ask for the host names to be typed back.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Args)]
+pub struct RescueArgs {
+    /// The host a deploy left in its rescue console.
+    pub host: String,
+    /// Print the installer's whole log.
+    #[arg(long)]
+    pub log: bool,
+    /// Run the install again from the start.
+    #[arg(long, conflicts_with_all = ["reboot", "poweroff"])]
+    pub retry: bool,
+    /// Reboot the machine (into its old system if the disk was not touched).
+    #[arg(long, conflicts_with = "poweroff")]
+    pub reboot: bool,
+    /// Power the machine off.
+    #[arg(long)]
+    pub poweroff: bool,
+    /// The deploy token [default: the one the last deploy of HOST recorded].
+    #[arg(long)]
+    pub token: Option<String>,
+    /// The event endpoint ADDR:PORT [default: the one the last deploy of HOST recorded].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub events: Option<String>,
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod cmd;
 mod compress;
+mod deploy;
 mod embedded;
 mod image;
 mod imagedir;
@@ -29,6 +30,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Image(args) => cmd::image::run(args),
         cli::Command::Test(args) => cmd::test::run(args),
         cli::Command::Kexec(args) => cmd::kexec::run(args),
+        cli::Command::Deploy(args) => cmd::deploy::run(args),
+        cli::Command::Rescue(args) => cmd::rescue::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

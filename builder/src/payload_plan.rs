@@ -40,7 +40,7 @@ pub fn read(payload: &Path) -> Result<Plan> {
 /// Loads the plan and checks it against this host's disks: the target must be exactly one
 /// disk (it may be in use: it is the running system's), preserved disks must be present
 /// and must not be the target. Returns the text to show before asking for confirmation.
-pub fn check_against_host(payload: &Path) -> Result<String> {
+pub fn check_against_host(payload: &Path) -> Result<(Plan, String)> {
     let plan = read(payload)?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let disks = disk::inventory(Path::new("/sys"), &mountinfo)?;
@@ -59,5 +59,5 @@ pub fn check_against_host(payload: &Path) -> Result<String> {
     }
     let mut text = format!("The installer will WIPE {}:\n{}\n", target.path.display(), disk::describe(target));
     text += &installer::plan::render_human(&plan);
-    Ok(text)
+    Ok((plan, text))
 }

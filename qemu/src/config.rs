@@ -76,6 +76,9 @@ pub struct Config {
     pub smp: u32,
     pub accel: Accel,
     pub extra: Vec<String>,
+    /// Let a guest reboot reset the machine (a server that reboots into its new system)
+    /// instead of ending QEMU.
+    pub allow_reboot: bool,
 }
 
 impl Config {
@@ -92,6 +95,7 @@ impl Config {
             smp: 2,
             accel: Accel::Tcg,
             extra: Vec::new(),
+            allow_reboot: false,
         }
     }
 
@@ -103,7 +107,10 @@ impl Config {
     /// The QEMU command. `vars` is this VM's private copy of the UEFI variable store.
     pub fn command(&self, vars: Option<&Path>) -> Result<Command> {
         let mut c = Command::new("qemu-system-x86_64");
-        c.args(["-machine", "q35", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
+        c.args(["-machine", "q35", "-nodefaults", "-no-user-config", "-display", "none"]);
+        if !self.allow_reboot {
+            c.arg("-no-reboot");
+        }
         c.args(["-serial", "stdio", "-monitor", "none"]);
         match self.accel {
             Accel::Tcg => c.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),

@@ -198,3 +198,8 @@ pub fn unmount_below(dir: &Path) {
         let _ = Command::new("umount").arg("-l").arg(p).status();
     }
 }
+
+/// Single-quotes a word for `sh -c` (and for the remote shell ssh hands a command to).
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

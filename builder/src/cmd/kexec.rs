@@ -12,14 +12,19 @@ use crate::cli::{Compression, KexecArgs};
 use crate::initramfs::{build, ModuleChoice, Request};
 
 pub fn run(args: KexecArgs) -> Result<()> {
+    let Some(payload) = args.payload.clone() else {
+        return exec_loaded();
+    };
     let release = rustix::system::uname().release().to_string_lossy().into_owned();
     let kernel_path = args.kernel.clone().unwrap_or_else(|| PathBuf::from(format!("/boot/vmlinuz-{release}")));
     let kernel = File::open(&kernel_path).with_context(|| format!("opening the kernel {} (name another with --kernel)", kernel_path.display()))?;
-    let plan = crate::payload_plan::check_against_host(&args.payload)?;
-    confirm(&args, &plan)?;
+    let (plan, text) = crate::payload_plan::check_against_host(&payload)?;
+    confirm(&args, &text)?;
     let work = tempdir()?;
     let mut extras = Vec::new();
-    if !args.dhcp {
+    // The captured configuration only where the plan asks for it (the default): a plan
+    // saying dhcp or static gets what it says.
+    if !args.dhcp && plan.network == installer::plan::Network::Captured {
         let net = installer::net::capture(Path::new("/etc/resolv.conf")).context("capturing this host's network configuration")?;
         if net.interfaces.is_empty() {
             bail!("this host has no interface with a global address to capture; use --dhcp");
@@ -32,7 +37,7 @@ pub fn run(args: KexecArgs) -> Result<()> {
     let built = build(&Request {
         compression: Compression::Zstd,
         modules: ModuleChoice::Tree { release: Some(release.clone()), dir: args.modules_dir.clone(), defaults: true, extra: args.modules.clone(), autodetect: Some(true) },
-        payload: Some(args.payload.clone()),
+        payload: Some(payload.clone()),
     })?;
     let initrd_path = work.join("initramfs.img");
     let mut bytes = built.bytes;
@@ -51,6 +56,20 @@ pub fn run(args: KexecArgs) -> Result<()> {
         installer::sys::kexec_file_load(None, None, "", installer::sys::KEXEC_FILE_UNLOAD).context("unloading after the dry run")?;
         println!("dry run: the kernel and initramfs loaded fine and were unloaded again; nothing else changed");
         return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    if args.load_only {
+        println!("the installer is loaded; `anemos kexec --exec-loaded` boots it (a reboot discards it)");
+        return Ok(());
+    }
+    execute()
+}
+
+/// Boots what `--load-only` left loaded.
+fn exec_loaded() -> Result<()> {
+    let loaded = std::fs::read_to_string("/sys/kernel/kexec_loaded").context("reading /sys/kernel/kexec_loaded")?;
+    if loaded.trim() != "1" {
+        bail!("no kexec kernel is loaded: run `anemos kexec --load-only PAYLOAD` first");
     }
     execute()
 }

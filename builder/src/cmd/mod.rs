@@ -3,9 +3,11 @@
 pub mod boot;
 pub mod bootstrap;
 pub mod check;
+pub mod deploy;
 pub mod disks;
 pub mod image;
 pub mod initramfs;
 pub mod kexec;
 pub mod pack;
+pub mod rescue;
 pub mod test;
