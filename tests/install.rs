@@ -58,6 +58,14 @@ fn boot(disks: Vec<Disk>, uefi: bool, forwards: Vec<(u16, u16)>, log: &Path) -> 
     Vm::start(&config, Console::Capture(log.to_path_buf())).unwrap()
 }
 
+/// Waits for the login prompt, which may already have been printed before the report line
+/// (getty and the report unit race).
+fn wait_login(vm: &mut Vm) {
+    if !vm.output_text().contains(" login: ") {
+        vm.expect("login:", BOOT).unwrap();
+    }
+}
+
 /// The fields of the example's `ANEMOS-REPORT` line.
 fn report(vm: &mut Vm) -> std::collections::BTreeMap<String, String> {
     vm.expect("ANEMOS-REPORT ", BOOT).unwrap();
@@ -82,7 +90,7 @@ fn debian_minimal_uefi_systemd_boot_comes_up_clean() {
     assert_eq!(r["fstab"], "valid");
     assert_eq!(r["mounted"], "/,/boot/efi");
     assert_eq!(r.get("missing").map(String::as_str), Some(""));
-    vm.expect("login:", BOOT).unwrap();
+    wait_login(&mut vm);
     // The user key from files/ lets the demo user in; the install log is in the new system.
     let out = sh(&format!(
         "ssh -i {} -p {ssh_port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=20 demo@127.0.0.1 'hostname; sudo test -s /var/log/anemos/install.log && echo log-present; ls /boot/efi/EFI/BOOT'",
