@@ -173,6 +173,14 @@ fn event_endpoint_needs_the_token_streams_events_and_takes_control() {
     vm.expect_event(BOOT, |e| matches!(e, Event::Failed { .. })).unwrap();
     vm.expect_event(BOOT, |e| matches!(e, Event::Rescue)).unwrap();
     assert_eq!(vm.events().iter().filter(|e| matches!(e, Event::Rescue)).count(), before + 1);
-    assert_eq!(anemos_tests::http(port, "POST", "/control/poweroff", Some("s3cret-token"), wait).unwrap().0, 202);
+    // `anemos rescue` shows the failure and the log, and powers the machine off.
+    let events = format!("127.0.0.1:{port}");
+    let refused = anemos_tests::anemos(&["rescue", "guest", "--token", "wrong", "--events", &events, "--reboot"]).unwrap_err();
+    assert!(format!("{refused:#}").contains("answered 401"), "{refused:#}");
+    let out = anemos_tests::anemos(&["rescue", "guest", "--token", "s3cret-token", "--events", &events, "--log", "--poweroff"]).unwrap();
+    assert!(out.contains("guest: failed in phase payload: failure injected by anemos.fail=payload"), "{out}");
+    assert!(out.contains("waits in its rescue console"), "{out}");
+    assert!(out.contains("step payload failed"), "the log is missing: {out}");
+    assert!(out.contains("guest: poweroff accepted"), "{out}");
     assert!(vm.wait_exit(Duration::from_secs(60)).unwrap().success());
 }

@@ -267,8 +267,9 @@ fn deploy_reinstalls_a_running_server_over_ssh_keeping_home() {
     let _lock = vm_lock();
     let server = start_server("deploy-server");
     let before = server.home_sums();
-    // Captured static network (the default): another host name and another package.
-    let project = variant("deploy-mail2", "\nhostname=mail2\npackages=\"$packages tree\"\n");
+    // Captured static network (the default): another host name, another package, and
+    // GRUB for BIOS on a GPT disk with a BIOS boot partition this time.
+    let project = variant("deploy-mail2", "\nhostname=mail2\npackages=\"$packages tree\"\ntable=gpt\npartitions=\"\n\tbios 1M bios-boot\n\troot rest root ext4 /\n\"\n");
     let (ok, stdout, stderr) = server.deploy(&project, &[]);
     assert!(ok, "deploy failed:\n{stdout}\n{stderr}");
     for want in ["connected to the installer", "installer ready", "packages done in", "install done in"] {
@@ -278,6 +279,8 @@ fn deploy_reinstalls_a_running_server_over_ssh_keeping_home() {
     let console = server.vm.output_text();
     assert!(console.contains("10.0.2.15/24 (static)"), "the installer did not use the captured static address");
     assert_eq!(server.ssh("hostname; dpkg-query -W -f='${Status}\\n' tree"), "mail2\ninstall ok installed\n");
+    let table = server.ssh("sfdisk -d /dev/disk/by-id/virtio-mail-system");
+    assert!(table.contains("label: gpt") && table.contains("21686148-6449-6E6F-744E-656564454649"), "not GRUB on GPT with a BIOS boot partition: {table}");
     assert_eq!(server.home_sums(), before, "/home changed across the reinstall");
     // The same with DHCP in the installer.
     let project = variant("deploy-mail3", "\nhostname=mail3\n");

@@ -21,6 +21,11 @@ pub fn run(opts: &Options, payload: Payload) -> ! {
     let uefi = Path::new("/sys/firmware/efi").exists();
     let format = payload.plan.format.to_string();
     let on_success = payload.plan.on_success;
+    // Maintainer scripts ask the kernel for the host name (postfix's postinst derives
+    // myhostname from it): give them the new system's, not "(none)".
+    if let Err(e) = rustix::system::sethostname(payload.plan.hostname.as_bytes()) {
+        log::warn!("setting the installer's host name to {}: {e}", payload.plan.hostname);
+    }
     let place = Where::Disk { target: opts.target.clone(), uefi };
     let mut inst = Install::new(payload, Path::new(TARGET), place, format, Box::new(logger::memory));
     for (name, phase) in inst.phases() {

@@ -99,6 +99,12 @@ fn alpine_config(inst: &Install) -> Result<alpine::Config> {
 }
 
 pub fn install(inst: &mut Install) -> Result<()> {
+    // Maintainer scripts look for the host name before the system phase writes the rest of
+    // the identity: postfix's postinst falls back to /etc/hostname and fails on an empty
+    // name. The system phase writes it again with everything else.
+    let etc = inst.root.join("etc");
+    std::fs::create_dir_all(&etc).with_context(|| format!("creating {}", etc.display()))?;
+    std::fs::write(etc.join("hostname"), format!("{}\n", inst.plan.hostname)).with_context(|| format!("writing {}/hostname", etc.display()))?;
     let (n, bytes, unpack, configure) = match inst.packages.as_ref().context("the indexes phase did not run")? {
         Prepared::Debian(p) => {
             let r = debian::install(p, &inst.root, &debian::InstallOptions::default())?;

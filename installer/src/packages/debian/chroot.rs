@@ -30,23 +30,76 @@ pub fn run_dpkg_with_progress(root: &Path, args: &[&str], total: u64) -> Result<
     let mut cmd = command(root, "dpkg", args)?;
     let mut done = 0u64;
     let mut last = std::time::Instant::now();
+    // What each package's configuration printed, for the error if it fails.
+    let mut output: Vec<(String, Vec<String>)> = Vec::new();
     let mut on_line = |line: &str| {
         log::debug!("[dpkg] {line}");
         if let Some(rest) = line.strip_prefix("Setting up ") {
             done += 1;
             let pkg = rest.split_whitespace().next().unwrap_or("");
+            output.push((pkg.split(':').next().unwrap_or(pkg).to_string(), Vec::new()));
             if last.elapsed() >= std::time::Duration::from_secs(2) || done == total {
                 last = std::time::Instant::now();
                 log::info!("configuring {done}/{total}: {pkg}");
                 crate::event::emit(crate::event::Event::Progress { phase: "configure".into(), done, total, unit: "packages".into() });
             }
+        } else if let Some((_, lines)) = output.last_mut() {
+            if lines.len() < 40 {
+                lines.push(line.to_string());
+            }
         }
     };
     let (status, stderr) = crate::exec::output_lines(&mut cmd, &mut on_line)?;
     if !status.success() {
-        bail!("`dpkg {}` in {} failed ({status}):\n{}", args.join(" "), root.display(), tail(&stderr));
+        let stderr = String::from_utf8_lossy(&stderr);
+        let report = failed_packages_report(&stderr, &output);
+        for line in report.lines() {
+            log::error!("{line}");
+        }
+        bail!("`dpkg {}` in {} failed ({status}):\n{}", args.join(" "), root.display(), if report.is_empty() { tail(stderr.as_bytes()) } else { report });
     }
     Ok(())
+}
+
+/// For each package dpkg names after "Errors were encountered while processing:", what its
+/// configuration printed and the stderr lines just before dpkg's "error processing" line
+/// (its maintainer script's own complaints), so the error says why, not only who.
+fn failed_packages_report(stderr: &str, output: &[(String, Vec<String>)]) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let failed: Vec<&str> = match lines.iter().position(|l| l.starts_with("Errors were encountered while processing:")) {
+        Some(i) => lines[i + 1..].iter().map(|l| l.trim()).filter(|l| !l.is_empty()).collect(),
+        None => return String::new(),
+    };
+    let mut report = String::new();
+    for pkg in failed {
+        let name = pkg.split(':').next().unwrap_or(pkg);
+        report.push_str(&format!("package {pkg} failed to configure:\n"));
+        if let Some((_, out)) = output.iter().rev().find(|(p, _)| p == name) {
+            for l in out.iter().filter(|l| !l.trim().is_empty()) {
+                report.push_str(&format!("  | {l}\n"));
+            }
+        }
+        if let Some(at) = lines.iter().position(|l| l.starts_with("dpkg: error processing package") && l.contains(name)) {
+            for l in &lines[at.saturating_sub(12)..(at + 2).min(lines.len())] {
+                report.push_str(&format!("  ! {l}\n"));
+            }
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_report_names_the_failed_package_and_its_own_output() {
+        let stderr = "invoke-rc.d: policy-rc.d denied execution of start.\npostconf: fatal: bad parameter value: (none)\ndpkg: error processing package postfix (--configure):\n installed postfix package post-installation script subprocess returned error exit status 1\nCreating SSH2 RSA key\nErrors were encountered while processing:\n postfix\n";
+        let output = vec![("postfix".to_string(), vec!["Adding group `postfix'".to_string()]), ("ssh".to_string(), vec!["ok".to_string()])];
+        let r = super::failed_packages_report(stderr, &output);
+        assert!(r.starts_with("package postfix failed to configure:"), "{r}");
+        assert!(r.contains("| Adding group `postfix'") && r.contains("! postconf: fatal: bad parameter value"), "{r}");
+        assert!(!r.contains("| ok"), "{r}");
+        assert_eq!(super::failed_packages_report("dpkg: warning\n", &output), "");
+    }
 }
 
 pub const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
