@@ -3,6 +3,7 @@
 #   make setup   install what a fresh Debian machine lacks (apt packages, the musl target)
 #   make demo    set up, build, and boot the demo in QEMU with the console on this terminal
 #   make test    unit tests, integration tests on image files, QEMU boot tests
+#   make test-long  the deploy tests (a server VM reinstalled over ssh; ~1 h under TCG)
 #   make bench   sizes and timings beside the baseline tools, measured in the same run
 #   make build   the static init, then the anemos binary that embeds it
 #   make fuzz-smoke  run each cargo-fuzz target briefly (FUZZ_SECONDS each, default 20)
@@ -17,7 +18,7 @@ APT_PACKAGES := qemu-system-x86 ovmf musl-tools e2fsprogs dosfstools fdisk gdisk
 	dpkg-dev cpio kmod xz-utils zstd file mmdebstrap debootstrap age grub-common time gnupg openssl binutils \
 	pacman-package-manager makepkg libarchive-tools busybox-static
 
-.PHONY: help setup build init anemos kernel test unit-test demo bench clean fuzz-smoke
+.PHONY: help setup build init anemos kernel test test-long unit-test demo bench clean fuzz-smoke
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -48,6 +49,11 @@ unit-test:
 
 test: build kernel
 	$(CARGO) test --workspace
+
+# The deploy tests: a mail server built, booted, and reinstalled over ssh (kexec) twice.
+# Too long for CI's budget under TCG; run by hand before touching deploy/kexec/the init.
+test-long: build kernel
+	$(CARGO) test -p anemos-tests --test install -- --ignored --nocapture
 
 demo: setup build kernel
 	qemu/demo.sh

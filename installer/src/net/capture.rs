@@ -51,7 +51,16 @@ pub fn name_servers(resolv_conf: &Path) -> Result<Vec<IpAddr>> {
             .filter_map(|v| v.trim().split('%').next().and_then(|a| a.parse().ok()))
             .collect()
     };
-    let text = std::fs::read_to_string(resolv_conf).with_context(|| format!("reading {}", resolv_conf.display()))?;
+    // No resolv.conf (a server with systemd-networkd and no resolver): no name servers,
+    // which is fine when the mirror is given by address.
+    let text = match std::fs::read_to_string(resolv_conf) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            log::warn!("{} does not exist: the installer gets no name servers", resolv_conf.display());
+            String::new()
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", resolv_conf.display())),
+    };
     let mut servers = parse(&text);
     if servers.iter().any(|s| s.is_loopback()) {
         if let Ok(upstream) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
@@ -87,6 +96,8 @@ mod tests {
         let p = dir.join("resolv.conf");
         std::fs::write(&p, "# x\nsearch example\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\noptions edns0\n").unwrap();
         assert_eq!(name_servers(&p).unwrap(), ["192.0.2.53".parse::<IpAddr>().unwrap(), "fe80::1".parse().unwrap()]);
+        assert_eq!(name_servers(&dir.join("missing")).unwrap(), Vec::<IpAddr>::new());
+        assert!(name_servers(&dir).is_err(), "a directory is not a resolv.conf");
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(is_global("10.0.2.15".parse().unwrap()));
         assert!(!is_global("fe80::5054:ff:fe12:3456".parse().unwrap()));
