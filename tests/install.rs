@@ -93,7 +93,7 @@ fn debian_minimal_uefi_systemd_boot_comes_up_clean() {
     wait_login(&mut vm);
     // The user key from files/ lets the demo user in; the install log is in the new system.
     let out = sh(&format!(
-        "ssh -i {} -p {ssh_port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=20 demo@127.0.0.1 'hostname; sudo test -s /var/log/anemos/install.log && echo log-present; ls /boot/efi/EFI/BOOT'",
+        "ssh -i {} -p {ssh_port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=20 demo@127.0.0.1 'hostname; sudo test -s /var/log/anemos/install.log && echo log-present; sudo ls /boot/efi/EFI/BOOT'",
         dir.join("id_ed25519").display()
     ))
     .unwrap();
