@@ -29,6 +29,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Image(args) => cmd::image::run(args),
         cli::Command::Test(args) => cmd::test::run(args),
         cli::Command::Kexec(args) => cmd::kexec::run(args),
+        cli::Command::Pxe(args) => cmd::pxe::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

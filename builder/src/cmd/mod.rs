@@ -8,4 +8,5 @@ pub mod image;
 pub mod initramfs;
 pub mod kexec;
 pub mod pack;
+pub mod pxe;
 pub mod test;
