@@ -185,6 +185,7 @@ fn netboot_sets_the_clock_and_serves_events_to_the_token() {
     let Event::Failed { phase, error, .. } = failed else { unreachable!() };
     assert_eq!(phase, "indexes", "{error}");
     vm.expect_event(boot, |e| matches!(e, Event::Rescue)).unwrap();
+    eprintln!("netboot: QEMU start to the failed indexes phase in {:.1} s ({:?})", vm.elapsed().as_secs_f64(), config.accel);
     let console = vm.output_text();
     assert!(console.contains("command line: initrd=initramfs.img anemos.mode=install console=tty0 console=ttyS0,115200"), "iPXE did not run the script");
     assert!(console.contains("clock: 2001-01-01 00:00:"), "the RTC's time was not logged:\n{console}");

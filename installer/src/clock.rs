@@ -100,9 +100,13 @@ pub fn set(to: SystemTime) -> Result<()> {
     rustix::time::clock_settime(rustix::time::ClockId::Realtime, ts).with_context(|| format!("setting the clock to {} (clock_settime)", format(to)))
 }
 
-/// Seconds since the epoch, as the payload's `build-time` file holds them.
+/// 9999-12-31 23:59:59 UTC: the latest time anemos handles (dates have four-digit years).
+pub const MAX_UNIX: u64 = 253_402_300_799;
+
+/// Seconds since the epoch, as the payload's `build-time` file holds them, capped at
+/// [`MAX_UNIX`] so that no value can make the time arithmetic panic.
 pub fn from_unix(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
+    UNIX_EPOCH + Duration::from_secs(secs.min(MAX_UNIX))
 }
 
 /// `2024-01-31 12:00:00 UTC`, for logs.
@@ -299,6 +303,8 @@ mod tests {
         }
         assert_eq!(format(t(784_111_777)), "1994-11-06 08:49:37 UTC");
         assert_eq!(format(t(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format(t(MAX_UNIX)), "9999-12-31 23:59:59 UTC");
+        assert_eq!(t(u64::MAX), t(MAX_UNIX), "capped, not a panic");
     }
 
     #[test]

@@ -107,6 +107,9 @@ impl Payload {
             Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
         };
         let secs: u64 = text.trim().parse().with_context(|| format!("{} holds {:?}, not a number of seconds; pack the payload again", file.display(), text.trim()))?;
+        if secs > crate::clock::MAX_UNIX {
+            bail!("{} says the payload was built after the year 9999 ({secs}); pack it again", file.display());
+        }
         Ok(Some(crate::clock::from_unix(secs)))
     }
 

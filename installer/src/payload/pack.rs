@@ -247,6 +247,8 @@ mod tests {
         assert_eq!(payload.build_time().unwrap(), Some(crate::clock::from_unix(1_650_000_000)));
         std::fs::write(payload.dir.join("build-time"), "tomorrow\n").unwrap();
         assert!(payload.build_time().unwrap_err().to_string().contains("not a number"));
+        std::fs::write(payload.dir.join("build-time"), format!("{}\n", u64::MAX)).unwrap();
+        assert!(payload.build_time().unwrap_err().to_string().contains("after the year 9999"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
