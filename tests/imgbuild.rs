@@ -168,7 +168,7 @@ fn pack_writes_a_payload_that_zstd_and_cpio_read_back() {
     let out = dir.parent().unwrap().join("mx.payload");
     let key = dir.join("age.key");
     let said = anemos(&["pack", dir.to_str().unwrap(), "-o", out.to_str().unwrap(), "--identity", key.to_str().unwrap()]).unwrap();
-    assert!(said.contains("for mx (1 input trees, 2 secrets)"), "{said}");
+    assert!(said.contains("for mx (1 input trees, 2 secrets; built "), "{said}");
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
     let root = dir.parent().unwrap().join("unpacked");
     let listing = unpack(&out, &root);
@@ -191,14 +191,35 @@ fn pack_writes_a_payload_that_zstd_and_cpio_read_back() {
 fn pack_is_byte_identical_for_identical_inputs() {
     let dir = arch_mail("imgbuild-repro", false);
     let key = dir.join("age.key");
-    let a = dir.parent().unwrap().join("a.payload");
-    let b = dir.parent().unwrap().join("b.payload");
-    anemos(&["pack", dir.to_str().unwrap(), "-o", a.to_str().unwrap(), "--identity", key.to_str().unwrap()]).unwrap();
-    // New mtimes, and the age files re-encrypted (different ciphertext, same secret).
-    sh(&format!("touch {}/IMGBUILD {}/files/etc/motd-new && rm {}/files/etc/motd-new", dir.display(), dir.display(), dir.display())).unwrap();
+    let out = |name: &str| dir.parent().unwrap().join(name);
+    let pack = |to: &Path, epoch: Option<&str>| {
+        let mut cmd = Command::new(anemos_bin());
+        cmd.args(["pack", dir.to_str().unwrap(), "-o", to.to_str().unwrap(), "--identity", key.to_str().unwrap()]);
+        match epoch {
+            Some(e) => cmd.env("SOURCE_DATE_EPOCH", e),
+            None => cmd.env_remove("SOURCE_DATE_EPOCH"),
+        };
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(to).unwrap()
+    };
+    let build_time = |payload: &Path| sh(&format!("zstd -dc {} | cpio -i --quiet --to-stdout anemos/payload/build-time", payload.display())).unwrap();
+    let a = pack(&out("a.payload"), None);
+    // A directory's new mtime, and the age files re-encrypted (different ciphertext, same
+    // secret): neither is an input of the payload.
+    sh(&format!("touch {0}/files/etc/motd-new && rm {0}/files/etc/motd-new", dir.display())).unwrap();
     sh(&format!("cd {} && age -d -i age.key secrets/dkim_key.age | age -r $(age-keygen -y age.key) -o secrets/dkim_key.age.new && mv secrets/dkim_key.age.new secrets/dkim_key.age", dir.display())).unwrap();
-    anemos(&["pack", dir.to_str().unwrap(), "-o", b.to_str().unwrap(), "--identity", key.to_str().unwrap()]).unwrap();
-    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(pack(&out("b.payload"), None) == a, "the payload changed");
+    // A touched IMGBUILD is newer: the build time (the installer's clock floor) follows it,
+    // and nothing else changes, as SOURCE_DATE_EPOCH shows.
+    let old = build_time(&out("a.payload"));
+    std::thread::sleep(Duration::from_secs(1));
+    sh(&format!("touch {}/IMGBUILD", dir.display())).unwrap();
+    pack(&out("c.payload"), None);
+    let touched = sh(&format!("stat -c %Y {}/IMGBUILD", dir.display())).unwrap();
+    assert_eq!(build_time(&out("c.payload")), touched);
+    assert_ne!(touched, old);
+    assert!(pack(&out("d.payload"), Some(old.trim())) == a, "only the build time may differ");
 }
 
 /// A target root as packages would leave it, with links planted to lead writes astray.

@@ -32,6 +32,8 @@ pub enum Command {
     Test(TestArgs),
     /// On the server: boot the installer with this payload via kexec (destroys the disk).
     Kexec(KexecArgs),
+    /// Check and pack the project, then write kernel, initramfs and an iPXE script for a network boot.
+    Pxe(PxeArgs),
     /// Install a Debian system into a directory (prepare + install, as the installer does).
     Bootstrap(BootstrapArgs),
     /// Reinstall running servers in place over ssh: copy, kexec, follow, wait for ssh.
@@ -273,6 +275,36 @@ pub struct TestArgs {
     /// Boot through BIOS.
     #[arg(long)]
     pub bios: bool,
+}
+
+#[derive(Args)]
+pub struct PxeArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// The directory to write vmlinuz, initramfs.img, boot.ipxe and payload.token into (created if missing).
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub output: PathBuf,
+    /// The kernel the machines boot [default: /boot/vmlinuz-$(uname -r)].
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    /// The release of that kernel, whose modules the initramfs carries [default: read from the kernel image, else the name of --modules-dir, else the running kernel's].
+    #[arg(long, value_name = "RELEASE")]
+    pub kernel_release: Option<String>,
+    /// The module tree for that kernel [default: /lib/modules/RELEASE].
+    #[arg(long, value_name = "DIR")]
+    pub modules_dir: Option<PathBuf>,
+    /// Also carry this module (or alias) and its dependencies, e.g. a network driver the default set lacks; repeatable.
+    #[arg(long = "module", value_name = "NAME")]
+    pub modules: Vec<String>,
+    /// A kernel console (`console=` value); repeatable, the last one is where the rescue console runs [default: tty0 and ttyS0,115200].
+    #[arg(long = "console", value_name = "DEV")]
+    pub consoles: Vec<String>,
+    /// Extra kernel command-line options for the installer (e.g. "anemos.on_failure=reboot").
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// The deploy token for the installer's event endpoint [default: a new random one].
+    #[arg(long)]
+    pub token: Option<String>,
 }
 
 #[derive(Args)]

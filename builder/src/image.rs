@@ -83,7 +83,8 @@ fn raw(req: &ImageRequest, plan: &Plan, revealed: &std::collections::BTreeMap<St
     vm_plan.mirror.url = guest_url(&vm_plan.mirror.url);
     vm_plan.mirror.security_url = vm_plan.mirror.security_url.as_deref().map(guest_url);
     let payload_path = work.join("payload.cpio.zst");
-    std::fs::write(&payload_path, payload::pack(&req.project, &vm_plan, revealed, &payload::Extras::default())?)?;
+    let extras = payload::Extras { build_time: Some(payload::build_time(&req.project, plan)?), ..Default::default() };
+    std::fs::write(&payload_path, payload::pack(&req.project, &vm_plan, revealed, &extras)?)?;
     let initrd = work.join("initramfs.img");
     let built = build_initramfs(&Request {
         compression: Compression::Zstd,

@@ -96,9 +96,14 @@ fn append_payload(bytes: &mut Vec<u8>, path: &Path) -> Result<()> {
             path.display()
         );
     }
+    append(bytes, &data);
+    Ok(())
+}
+
+/// Appends another archive (a payload) after padding to a 4-byte boundary.
+pub fn append(bytes: &mut Vec<u8>, archive: &[u8]) {
     while bytes.len() % 4 != 0 {
         bytes.push(0);
     }
-    bytes.extend_from_slice(&data);
-    Ok(())
+    bytes.extend_from_slice(archive);
 }

@@ -32,6 +32,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Kexec(args) => cmd::kexec::run(args),
         cli::Command::Deploy(args) => cmd::deploy::run(args),
         cli::Command::Rescue(args) => cmd::rescue::run(args),
+        cli::Command::Pxe(args) => cmd::pxe::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

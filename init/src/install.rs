@@ -28,6 +28,8 @@ pub fn run(opts: &Options, payload: Payload) -> ! {
     }
     let place = Where::Disk { target: opts.target.clone(), uefi };
     let mut inst = Install::new(payload, Path::new(TARGET), place, format, Box::new(logger::memory));
+    // PID 1 owns this machine's clock: the indexes phase may correct it from the mirror.
+    inst.set_clock = true;
     for (name, phase) in inst.phases() {
         if name == "disks" {
             guard_disk(&inst);

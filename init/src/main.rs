@@ -126,6 +126,17 @@ fn load_payload() -> anyhow::Result<installer::payload::Payload> {
     for line in installer::payload::summary(&payload.plan) {
         log::info!("{line}");
     }
+    // The RTC may be wrong; the payload's build time is a floor for the clock. A failure
+    // here is not fatal: the mirror's Date may still correct the clock later.
+    match payload.build_time() {
+        Ok(Some(built)) => {
+            if let Err(e) = installer::clock::raise_to_floor(built) {
+                log::warn!("{e:#}");
+            }
+        }
+        Ok(None) => log::info!("the payload records no build time: the clock keeps the RTC's time until the mirror answers"),
+        Err(e) => log::warn!("{e:#}"),
+    }
     emit(Event::PlanLoaded {
         imgname: payload.plan.imgname.clone(),
         target: payload.plan.target.name().to_string(),

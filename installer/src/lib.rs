@@ -6,6 +6,7 @@
 //! this crate without it, so none of that is linked into PID 1.
 
 pub mod bootloader;
+pub mod clock;
 pub mod disk;
 pub mod event;
 pub mod exec;

@@ -60,6 +60,11 @@ pub struct Net {
     /// (host port on 127.0.0.1, guest port) TCP forwards.
     pub forwards: Vec<(u16, u16)>,
     pub mac: Option<String>,
+    /// A directory QEMU serves over TFTP at 10.0.2.2.
+    pub tftp: Option<PathBuf>,
+    /// The boot file QEMU's DHCP server names (relative to `tftp`); with no kernel given,
+    /// the VM then boots from the network through the NIC's iPXE option ROM.
+    pub bootfile: Option<String>,
 }
 
 /// A VM profile.
@@ -104,6 +109,18 @@ impl Config {
         Config { kernel: None, initrd: None, disks: vec![disk], firmware, ..Config::direct("", "") }
     }
 
+    /// A network boot (PXE through iPXE, BIOS): QEMU's DHCP hands out `bootfile` from the
+    /// TFTP directory `tftp` (an iPXE script such as `anemos pxe` writes, or a binary).
+    pub fn netboot(tftp: impl Into<PathBuf>, bootfile: &str) -> Self {
+        let net = Net { tftp: Some(tftp.into()), bootfile: Some(bootfile.to_string()), ..Net::default() };
+        Config { kernel: None, initrd: None, net: Some(net), ..Config::direct("", "") }
+    }
+
+    /// Whether the firmware boots from the network rather than the first disk.
+    fn boots_from_net(&self) -> bool {
+        self.kernel.is_none() && self.net.as_ref().is_some_and(|n| n.bootfile.is_some())
+    }
+
     /// The QEMU command. `vars` is this VM's private copy of the UEFI variable store.
     pub fn command(&self, vars: Option<&Path>) -> Result<Command> {
         let mut c = Command::new("qemu-system-x86_64");
@@ -138,7 +155,7 @@ impl Config {
             }
             c.arg("-drive").arg(spec);
             let mut dev = format!("virtio-blk-pci,drive=d{i}");
-            if i == 0 && self.kernel.is_none() {
+            if i == 0 && self.kernel.is_none() && !self.boots_from_net() {
                 dev += ",bootindex=0";
             }
             if let Some(s) = &d.serial {
@@ -151,14 +168,58 @@ impl Config {
             for (host, guest) in &net.forwards {
                 spec += &format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
             }
+            if let Some(dir) = &net.tftp {
+                spec += &format!(",tftp={}", option_value(&dir.to_string_lossy())?);
+            }
+            if let Some(file) = &net.bootfile {
+                spec += &format!(",bootfile={}", option_value(file)?);
+            }
             c.arg("-netdev").arg(spec);
             let mut dev = "virtio-net-pci,netdev=n0".to_string();
             if let Some(mac) = &net.mac {
                 dev += &format!(",mac={mac}");
             }
+            if self.boots_from_net() {
+                dev += ",bootindex=0";
+            }
             c.arg("-device").arg(dev);
         }
         c.args(&self.extra);
         Ok(c)
+    }
+}
+
+/// A value inside a QEMU `-netdev` option list, where `,` separates options.
+fn option_value(v: &str) -> Result<&str> {
+    if v.contains(',') {
+        bail!("{v:?} contains a comma, which QEMU's option syntax cannot take here; use another path");
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(c: &Config) -> Vec<String> {
+        c.command(None).unwrap().get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn a_netboot_serves_tftp_and_boots_the_nic_first() {
+        let mut c = Config::netboot("/srv/pxe", "boot.ipxe");
+        c.disks = vec![Disk::raw("/tmp/disk.img")];
+        let a = args(&c);
+        assert!(a.contains(&"user,id=n0,tftp=/srv/pxe,bootfile=boot.ipxe".to_string()), "{a:?}");
+        assert!(a.contains(&"virtio-net-pci,netdev=n0,bootindex=0".to_string()), "{a:?}");
+        assert!(a.iter().any(|x| x.starts_with("virtio-blk-pci") && !x.contains("bootindex")), "{a:?}");
+        assert!(!a.contains(&"-kernel".to_string()));
+        assert!(Config::netboot("/srv/a,b", "boot.ipxe").command(None).is_err());
+        // A disk boot is unchanged: the disk first, the NIC without a boot index.
+        let mut d = Config::from_disk(Disk::raw("/tmp/disk.img"), Firmware::Bios);
+        d.net = Some(Net::default());
+        let a = args(&d);
+        assert!(a.iter().any(|x| x.starts_with("virtio-blk-pci") && x.contains("bootindex=0")), "{a:?}");
+        assert!(a.contains(&"virtio-net-pci,netdev=n0".to_string()), "{a:?}");
     }
 }

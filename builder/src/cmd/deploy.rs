@@ -31,7 +31,8 @@ pub fn run(args: DeployArgs) -> Result<()> {
     let command = plan.variables.get("secrets_command").map(String::as_str).filter(|c| !c.trim().is_empty());
     let revealed = secrets::reveal(&args.dir, &plan.secrets, command, args.identity.as_deref())?;
     let token = new_token()?;
-    let bytes = payload::pack(&args.dir, &plan, &revealed, &payload::Extras { token: Some(token.clone()) })?;
+    let build_time = payload::build_time(&args.dir, &plan)?;
+    let bytes = payload::pack(&args.dir, &plan, &revealed, &payload::Extras { token: Some(token.clone()), build_time: Some(build_time) })?;
     let anemos = match &args.anemos {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("finding this program to copy it to the servers")?,

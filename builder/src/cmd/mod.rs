@@ -9,5 +9,6 @@ pub mod image;
 pub mod initramfs;
 pub mod kexec;
 pub mod pack;
+pub mod pxe;
 pub mod rescue;
 pub mod test;

@@ -79,6 +79,9 @@ pub struct Install {
     packages: Option<packages::Prepared>,
     /// Set when the disk was written: a failure from then on must not leave it bootable.
     pub disk_written: Option<PathBuf>,
+    /// Whether the indexes phase may correct the system clock from the mirror's `Date`
+    /// ([`crate::clock`]): only the init sets this; host builds leave their host's clock alone.
+    pub set_clock: bool,
 }
 
 /// One phase: its name (for logs, events and `anemos.fail`) and what it does.
@@ -99,6 +102,7 @@ impl Install {
             mounts: None,
             packages: None,
             disk_written: None,
+            set_clock: false,
         }
     }
 

@@ -4,10 +4,13 @@
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 
 use super::{Install, Where};
 use crate::bootloader;
+use crate::packages::fetch::{self, FetchConfig};
 use crate::packages::{alpine, arch, debian};
 use crate::plan::{Bootloader, Target};
 
@@ -22,6 +25,9 @@ pub enum Prepared {
 const ROLLING: &[&str] = &["unstable", "sid", "experimental", "rc-buggy"];
 
 pub fn prepare(inst: &mut Install) -> Result<()> {
+    if inst.set_clock {
+        correct_clock(inst);
+    }
     let prepared = match &inst.plan.target {
         Target::Debian { suite } => Prepared::Debian(prepare_debian(inst, suite)?),
         Target::Arch => Prepared::Arch(arch::prepare(&arch_config(inst)?)?),
@@ -35,6 +41,31 @@ pub fn prepare(inst: &mut Install) -> Result<()> {
     log::info!("{n} packages, {} to download", crate::disk::human_size(bytes));
     inst.packages = Some(prepared);
     Ok(())
+}
+
+/// Before the first index is fetched and any certificate is checked, the mirror's `Date`
+/// corrects the clock (see [`crate::clock`]). Nothing here stops the install: an unreachable
+/// mirror is reported by the fetch that follows, with its retries and a better message.
+fn correct_clock(inst: &Install) {
+    let Some(url) = fetch::origin(&inst.plan.mirror.url) else {
+        log::info!("clock: the mirror {:?} is not an http(s) URL; the clock is not checked", inst.plan.mirror.url);
+        return;
+    };
+    let built = inst.payload.build_time().unwrap_or_else(|e| {
+        log::warn!("{e:#}");
+        None
+    });
+    let config = FetchConfig { proxy: inst.plan.proxy.clone(), connect_timeout: Duration::from_secs(10), read_timeout: Duration::from_secs(10), ..FetchConfig::default() };
+    let now = || crate::clock::format(std::time::SystemTime::now());
+    match fetch::server_date(&config, &url) {
+        Ok(Some(date)) => {
+            if let Err(e) = crate::clock::correct_from_server(date, built, &url) {
+                log::warn!("clock: {e:#}");
+            }
+        }
+        Ok(None) => log::info!("clock: {url} sent no usable Date header; the clock stays at {}", now()),
+        Err(e) => log::warn!("clock: asking {url} for the time: {e:#}; the clock stays at {}", now()),
+    }
 }
 
 fn prepare_debian(inst: &Install, suite: &str) -> Result<debian::Prepared> {

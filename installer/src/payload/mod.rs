@@ -11,6 +11,7 @@
 //! keyrings/…       public keyrings the packages step verifies with (Debian: the packing
 //!                  host's debian-archive-keyring)
 //! token            the per-deploy token of the event endpoint (deploys and image builds)
+//! build-time       when the payload was built, seconds since the epoch: the clock's floor
 //! ```
 
 #[cfg(feature = "host")]
@@ -26,7 +27,7 @@ use crate::files::InputDir;
 use crate::plan::{Plan, PLAN_VERSION};
 
 #[cfg(feature = "host")]
-pub use pack::{archive, pack, Extras};
+pub use pack::{archive, build_time, new_token, pack, Extras};
 
 /// Where the payload is, relative to the initramfs root.
 pub const DIR: &str = "anemos/payload";
@@ -39,6 +40,8 @@ pub const PROJECT_DIR: &str = "project";
 pub const KEYRINGS_DIR: &str = "keyrings";
 /// The per-deploy token of the init's event endpoint (mode 0600).
 pub const TOKEN_FILE: &str = "token";
+/// When the payload was built (decimal seconds since the epoch and a newline).
+pub const BUILD_TIME_FILE: &str = "build-time";
 
 /// A payload unpacked under some root (`/` in the initramfs).
 #[derive(Debug, Clone)]
@@ -93,6 +96,21 @@ impl Payload {
             out.insert(s.name.clone(), v);
         }
         Ok(out)
+    }
+
+    /// When the payload was built; `Ok(None)` for a payload that does not say.
+    pub fn build_time(&self) -> Result<Option<std::time::SystemTime>> {
+        let file = self.dir.join(BUILD_TIME_FILE);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        };
+        let secs: u64 = text.trim().parse().with_context(|| format!("{} holds {:?}, not a number of seconds; pack the payload again", file.display(), text.trim()))?;
+        if secs > crate::clock::MAX_UNIX {
+            bail!("{} says the payload was built after the year 9999 ({secs}); pack it again", file.display());
+        }
+        Ok(Some(crate::clock::from_unix(secs)))
     }
 
     pub fn imgbuild(&self) -> PathBuf {

@@ -7,16 +7,61 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{DIR, IMGBUILD_FILE, KEYRINGS_DIR, PLAN_FILE, PROJECT_DIR, SECRETS_DIR, TOKEN_FILE};
+use super::{BUILD_TIME_FILE, DIR, IMGBUILD_FILE, KEYRINGS_DIR, PLAN_FILE, PROJECT_DIR, SECRETS_DIR, TOKEN_FILE};
 use crate::files::{scan, EntryKind, InputDir};
 use crate::initramfs::Archive;
 use crate::plan::Plan;
 
-/// What a payload carries besides the project: set by `anemos deploy` and image builds.
+/// What a payload carries besides the project: set by `anemos pack`, `pxe`, `deploy` and
+/// image builds.
 #[derive(Debug, Clone, Default)]
 pub struct Extras {
     /// The per-deploy token guarding the init's event endpoint.
     pub token: Option<String>,
+    /// When the payload was built (seconds since the epoch, from [`build_time`]): the init
+    /// never lets its clock be earlier.
+    pub build_time: Option<u64>,
+}
+
+/// The payload's build time, reproducibly: `SOURCE_DATE_EPOCH` when set, else the newest
+/// modification time among the project's inputs (the IMGBUILD, every file and symlink of
+/// the input trees, the project files such as pacman.conf), so the same project gives the
+/// same payload. A time in the future (a skewed workstation clock) is capped at now.
+pub fn build_time(project: &Path, plan: &Plan) -> Result<u64> {
+    build_time_with(project, plan, std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
+}
+
+fn build_time_with(project: &Path, plan: &Plan, source_date_epoch: Option<&str>) -> Result<u64> {
+    if let Some(v) = source_date_epoch {
+        return v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
+    }
+    let mut paths = vec![project.join("IMGBUILD")];
+    for input in &plan.inputs {
+        let tree = scan(&InputDir { path: project.join(&input.source), label: input.source.clone() })?;
+        paths.extend(tree.entries.iter().filter(|e| !matches!(e.kind, EntryKind::Dir)).map(|e| tree.source(e)));
+    }
+    paths.extend(plan.project_files.iter().map(|rel| project.join(rel)));
+    let mut newest = std::time::UNIX_EPOCH;
+    for p in &paths {
+        let meta = std::fs::symlink_metadata(p).with_context(|| format!("reading the modification time of {}", p.display()))?;
+        newest = newest.max(meta.modified().with_context(|| format!("reading the modification time of {}", p.display()))?);
+    }
+    let now = std::time::SystemTime::now();
+    if newest > now {
+        log::warn!("a project file is dated {} (in the future): the payload's build time is now instead", crate::clock::format(newest));
+        newest = now;
+    }
+    Ok(newest.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+}
+
+/// A fresh per-deploy token: 32 random bytes from the kernel, in hex.
+pub fn new_token() -> Result<String> {
+    let mut b = [0u8; 32];
+    let mut done = 0;
+    while done < b.len() {
+        done += rustix::rand::getrandom(&mut b[done..], rustix::rand::GetRandomFlags::empty()).context("reading random bytes for the deploy token")?;
+    }
+    Ok(hex::encode(b))
 }
 
 /// Where the building host keeps the Debian archive keyring (debian-archive-keyring).
@@ -87,6 +132,9 @@ pub fn archive(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>,
     if let Some(token) = &extras.token {
         a.file(&format!("{DIR}/{TOKEN_FILE}"), 0o600, format!("{token}\n"))?;
     }
+    if let Some(t) = extras.build_time {
+        a.file(&format!("{DIR}/{BUILD_TIME_FILE}"), 0o644, format!("{t}\n"))?;
+    }
     Ok(a)
 }
 
@@ -104,6 +152,7 @@ mod tests {
 
     use proptest::prelude::*;
 
+    use crate::initramfs::Node;
     use crate::plan::{InputTree, SecretRef, SecretSource};
 
     /// One member of a generated tree: a file (contents, mode) or a symlink (target).
@@ -137,6 +186,70 @@ mod tests {
                 Member::Link(target) => std::os::unix::fs::symlink(target, &p).unwrap(),
             }
         }
+    }
+
+    fn set_mtime(p: &Path, secs: u64) {
+        use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD};
+        let t = Timespec { tv_sec: secs as i64, tv_nsec: 0 };
+        utimensat(CWD, p, &Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    }
+
+    /// The newest file or symlink (its own time, not its target's) of the IMGBUILD and the
+    /// input trees; directories do not count; the future is capped at now.
+    #[test]
+    fn build_time_is_the_newest_input() {
+        let dir = std::env::temp_dir().join(format!("anemos-build-time-{}", std::process::id()));
+        write_project(&dir, &[("a/f".into(), Member::File(b"x".to_vec(), 0o644)), ("a/l".into(), Member::Link("f".into()))], 0);
+        let mut plan = crate::plan::tests::sample();
+        plan.inputs = vec![InputTree { source: "files".into(), payload_dir: "inputs/0".into(), files: 0, symlinks: 0, patches: vec![], templates: vec![] }];
+        set_mtime(&dir.join("IMGBUILD"), 1_500_000_000);
+        set_mtime(&dir.join("files/a/f"), 1_600_000_000);
+        set_mtime(&dir.join("files/a/l"), 1_650_000_000);
+        set_mtime(&dir.join("files/a"), 1_700_000_000);
+        assert_eq!(super::build_time_with(&dir, &plan, None).unwrap(), 1_650_000_000, "the symlink's own time");
+        set_mtime(&dir.join("files/a/l"), 1_400_000_000);
+        assert_eq!(super::build_time_with(&dir, &plan, None).unwrap(), 1_600_000_000);
+        set_mtime(&dir.join("IMGBUILD"), 1_610_000_000);
+        assert_eq!(super::build_time_with(&dir, &plan, None).unwrap(), 1_610_000_000);
+        assert_eq!(super::build_time_with(&dir, &plan, Some("1234\n")).unwrap(), 1234);
+        assert!(super::build_time_with(&dir, &plan, Some("soon")).unwrap_err().to_string().contains("SOURCE_DATE_EPOCH"));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        set_mtime(&dir.join("files/a/f"), now + 86_400 * 365);
+        let capped = super::build_time_with(&dir, &plan, None).unwrap();
+        assert!(capped >= now && capped < now + 60, "{capped} vs {now}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn build_time_and_token_travel_in_the_payload() {
+        let dir = std::env::temp_dir().join(format!("anemos-build-time-payload-{}", std::process::id()));
+        write_project(&dir, &[], 0);
+        let mut plan = crate::plan::tests::sample();
+        plan.secrets.clear();
+        let token = super::new_token().unwrap();
+        assert_eq!(token.len(), 64);
+        assert_ne!(token, super::new_token().unwrap());
+        let extras = super::Extras { token: Some(token.clone()), build_time: Some(1_650_000_000) };
+        let a = super::archive(&dir, &plan, &BTreeMap::new(), &extras).unwrap();
+        let file = |name: &str| match a.get(&format!("{}/{name}", crate::payload::DIR)) {
+            Some(Node::File { mode, data }) => (*mode, String::from_utf8(data.clone()).unwrap()),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(file("build-time"), (0o644, "1650000000\n".to_string()));
+        assert_eq!(file("token"), (0o600, format!("{token}\n")));
+        let none = super::archive(&dir, &plan, &BTreeMap::new(), &Default::default()).unwrap();
+        assert!(none.get(&format!("{}/build-time", crate::payload::DIR)).is_none());
+        // The init reads it back.
+        let payload = crate::payload::Payload { dir: dir.join("unpacked"), plan };
+        std::fs::create_dir_all(&payload.dir).unwrap();
+        assert_eq!(payload.build_time().unwrap(), None);
+        std::fs::write(payload.dir.join("build-time"), "1650000000\n").unwrap();
+        assert_eq!(payload.build_time().unwrap(), Some(crate::clock::from_unix(1_650_000_000)));
+        std::fs::write(payload.dir.join("build-time"), "tomorrow\n").unwrap();
+        assert!(payload.build_time().unwrap_err().to_string().contains("not a number"));
+        std::fs::write(payload.dir.join("build-time"), format!("{}\n", u64::MAX)).unwrap();
+        assert!(payload.build_time().unwrap_err().to_string().contains("after the year 9999"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     proptest! {

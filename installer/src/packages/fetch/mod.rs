@@ -72,25 +72,7 @@ pub struct Probe {
 
 impl Fetcher {
     pub fn new(config: FetchConfig) -> Result<Fetcher> {
-        let mut builder = Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(config.connect_timeout))
-            .timeout_resolve(Some(config.connect_timeout))
-            .timeout_recv_response(Some(config.read_timeout))
-            .timeout_per_read(Some(config.read_timeout))
-            .timeout_recv_body(None)
-            .timeout_global(None)
-            .user_agent(concat!("anemos/", env!("CARGO_PKG_VERSION")))
-            .max_redirects(5);
-        builder = match config.proxy.as_deref() {
-            None => builder.proxy(ureq::Proxy::try_from_env()),
-            Some("") => builder.proxy(None),
-            Some(p) => builder.proxy(Some(ureq::Proxy::new(p).with_context(|| format!("bad proxy URL {p:?}"))?)),
-        };
-        if !config.extra_ca_pem.is_empty() {
-            builder = builder.tls_config(TlsConfig::builder().root_certs(roots_with(&config.extra_ca_pem)?).build());
-        }
-        Ok(Fetcher { agent: builder.build().new_agent(), config })
+        Ok(Fetcher { agent: agent(&config, true)?, config })
     }
 
     /// Sends one GET (optionally from byte `offset`), retrying connection failures and
@@ -164,6 +146,54 @@ impl Fetcher {
             ranges: header("accept-ranges").is_some_and(|r| r.contains("bytes")) || resp.status() == StatusCode::PARTIAL_CONTENT,
         })
     }
+}
+
+/// The client for `config`. `verify: false` turns certificate checks off: only for
+/// [`server_date`], which must work while the clock (and with it every certificate's
+/// validity period) is still wrong.
+fn agent(config: &FetchConfig, verify: bool) -> Result<Agent> {
+    let mut builder = Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(config.connect_timeout))
+        .timeout_resolve(Some(config.connect_timeout))
+        .timeout_recv_response(Some(config.read_timeout))
+        .timeout_per_read(Some(config.read_timeout))
+        .timeout_recv_body(None)
+        .timeout_global(None)
+        .user_agent(concat!("anemos/", env!("CARGO_PKG_VERSION")))
+        .max_redirects(5);
+    builder = match config.proxy.as_deref() {
+        None => builder.proxy(ureq::Proxy::try_from_env()),
+        Some("") => builder.proxy(None),
+        Some(p) => builder.proxy(Some(ureq::Proxy::new(p).with_context(|| format!("bad proxy URL {p:?}"))?)),
+    };
+    if !verify {
+        builder = builder.tls_config(TlsConfig::builder().disable_verification(true).build());
+    } else if !config.extra_ca_pem.is_empty() {
+        builder = builder.tls_config(TlsConfig::builder().root_certs(roots_with(&config.extra_ca_pem)?).build());
+    }
+    Ok(builder.build().new_agent())
+}
+
+/// The server's clock: the `Date` header of a HEAD request for `url`, whatever the status
+/// (a 404 carries a Date too). `Ok(None)` when the server sends none or one that does not
+/// parse. Certificates are not checked — a wrong clock is what this is for, and the
+/// answer's body is never used; the `Date` is as trustworthy as any plain-HTTP answer, and
+/// [`crate::clock`] never lets it take the clock back before the payload was built.
+pub fn server_date(config: &FetchConfig, url: &str) -> Result<Option<std::time::SystemTime>> {
+    let resp = agent(config, false)?.head(url).call().with_context(|| format!("HEAD {url}"))?;
+    let date = resp.headers().get("date").and_then(|v| v.to_str().ok());
+    Ok(date.and_then(crate::clock::parse_http_date))
+}
+
+/// `scheme://host[:port]/` of a URL, or `None` if it has no `scheme://host`.
+pub fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if scheme.is_empty() || host.is_empty() {
+        return None;
+    }
+    Some(format!("{scheme}://{host}/"))
 }
 
 fn retryable(s: StatusCode) -> bool {
