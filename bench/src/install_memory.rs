@@ -2,10 +2,12 @@
 //! between 128 and 1024 MiB to a 32 MiB resolution, the goal (256 MiB) tried first, beside
 //! the goal and what the peers document (nixos-anywhere: at least 1 GiB).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 use crate::report::table;
 use crate::util::{anemos_bin, sh};
@@ -16,7 +18,7 @@ const RESOLUTION: u32 = 32;
 const GOAL: u32 = 256;
 /// A probe that takes longer than this is stopped and counted as failed (a guest out of
 /// memory may hang rather than fail).
-const PROBE_TIMEOUT_S: u32 = 1500;
+const PROBE_TIMEOUT_S: u64 = 1200;
 
 /// One probe: the memory, whether the install completed, its wall time and why it failed.
 struct Probe {
@@ -87,20 +89,45 @@ pub fn bisect(mut works: impl FnMut(u32) -> bool) -> Option<u32> {
     Some(good)
 }
 
-/// `anemos image` of the project with `mib` of guest memory into `out`.
+/// `anemos image` of the project with `mib` of guest memory into `out`. It runs in its own
+/// process group, so that a guest that panicked (out of memory with nothing left to kill: the
+/// kernel then hangs) or a timeout stops QEMU too, not only `anemos`.
 pub fn image(project: &Path, out: &Path, mirror_args: &[String], mib: u32) -> Result<PathBuf> {
     std::fs::create_dir_all(out)?;
     let log = out.join("install.log");
-    let cmd = format!(
-        "timeout {PROBE_TIMEOUT_S} {} image {} -o {} --memory {mib} --log {} {} 2>{}",
-        anemos_bin().display(),
-        project.display(),
-        out.display(),
-        log.display(),
-        mirror_args.join(" "),
-        out.join("anemos.err").display()
-    );
-    sh(&cmd)?;
+    let err = std::fs::File::create(out.join("anemos.err"))?;
+    let mut child = Command::new(anemos_bin())
+        .arg("image")
+        .arg(project)
+        .arg("-o")
+        .arg(out)
+        .args(["--memory", &mib.to_string(), "--log"])
+        .arg(&log)
+        .args(mirror_args)
+        .stdout(Stdio::null())
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .context("starting anemos image")?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let panicked = std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Kernel panic"));
+        if panicked || started.elapsed().as_secs() > PROBE_TIMEOUT_S {
+            let _ = sh(&format!("kill -TERM -- -{}", child.id()));
+            let _ = child.wait();
+            if panicked {
+                bail!("the guest kernel panicked");
+            }
+            bail!("no result within {PROBE_TIMEOUT_S} s");
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    if !status.success() {
+        bail!("anemos image failed ({status}); see {}", out.join("anemos.err").display());
+    }
     let img = out.join("debian-minimal.img");
     let _ = std::fs::remove_file(&img);
     Ok(img)
@@ -110,17 +137,12 @@ pub fn image(project: &Path, out: &Path, mirror_args: &[String], mib: u32) -> Re
 /// failure event, or a timeout.
 fn why(e: &anyhow::Error, out: &Path) -> String {
     let log = std::fs::read_to_string(out.join("install.log")).unwrap_or_default();
-    if let Some(l) = log.lines().find(|l| l.contains("Out of memory") || l.contains("Kernel panic")) {
-        return l.trim().chars().take(100).collect();
-    }
+    let oom = log.lines().find(|l| l.contains("Out of memory") || l.contains("invoked oom-killer") || l.contains("Kernel panic"));
     let err = std::fs::read_to_string(out.join("anemos.err")).unwrap_or_default();
-    if let Some(l) = err.lines().find(|l| l.contains("failed in phase")) {
-        return l.trim().chars().take(140).collect();
-    }
-    if format!("{e:#}").contains("exit status: 124") {
-        return format!("no result within {PROBE_TIMEOUT_S} s");
-    }
-    err.lines().last().unwrap_or("unknown").chars().take(140).collect()
+    let failed = err.lines().find(|l| l.contains("failed in phase"));
+    let phase = log.lines().filter_map(|l| l.split("[started] ").nth(1)).last().map(|p| format!("in {}: ", p.trim()));
+    let what = oom.or(failed).map(|l| l.trim().chars().take(120).collect::<String>()).unwrap_or_else(|| format!("{e}"));
+    format!("{}{what}", phase.unwrap_or_default())
 }
 
 #[cfg(test)]
