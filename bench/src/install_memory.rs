@@ -140,7 +140,7 @@ fn why(e: &anyhow::Error, out: &Path) -> String {
     let oom = log.lines().find(|l| l.contains("Out of memory") || l.contains("invoked oom-killer") || l.contains("Kernel panic"));
     let err = std::fs::read_to_string(out.join("anemos.err")).unwrap_or_default();
     let failed = err.lines().find(|l| l.contains("failed in phase"));
-    let phase = log.lines().filter_map(|l| l.split("[started] ").nth(1)).last().map(|p| format!("in {}: ", p.trim()));
+    let phase = log.lines().filter_map(|l| l.split("[started] ").nth(1)).next_back().map(|p| format!("in {}: ", p.trim()));
     let what = oom.or(failed).map(|l| l.trim().chars().take(120).collect::<String>()).unwrap_or_else(|| format!("{e}"));
     format!("{}{what}", phase.unwrap_or_default())
 }
