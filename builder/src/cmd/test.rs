@@ -51,7 +51,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     if args.console {
         println!("the console is yours (press Enter for a fresh prompt); Ctrl-a x switches the VM off, Ctrl-a h helps");
         let status = attach(&mut vm)?;
-        println!("\r\nthe VM is off ({status})");
+        println!("\r\n{}", if status.success() { "the guest powered off" } else { "the VM was switched off" });
     }
     Ok(())
 }
