@@ -121,8 +121,10 @@ impl Vm {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            let before = self.cursor;
             self.expect(installer::event::PREFIX, left)?;
-            let line_end = self.expect("\n", left)?;
+            // A timeout in the middle of a line gives the event back to the next call.
+            let line_end = self.expect("\n", left).inspect_err(|_| self.cursor = before)?;
             let line = format!("{}{}", installer::event::PREFIX, line_end);
             if let Some(ev) = Event::parse_line(&line) {
                 if pred(&ev) {
