@@ -1,11 +1,13 @@
 # anemos — the front door. `make help` lists the targets.
 #
 #   make setup   install what a fresh Debian machine lacks (apt packages, the musl target)
-#   make demo    set up, build, and boot the demo in QEMU with the console on this terminal
+#   make demo    set up, build, install examples/debian-minimal in QEMU and land at its console
 #   make test    unit tests, integration tests on image files, QEMU boot tests
 #   make test-long  the deploy tests (a server VM reinstalled over ssh; ~1 h under TCG)
 #   make bench   sizes and timings beside the baseline tools, measured in the same run
+#                (one section: make bench SECTION=install; sections: initramfs mkfs bootstrap install)
 #   make build   the static init, then the anemos binary that embeds it
+#   make mirror  the caching mirror proxy (anemos-mirror) the demo and manual runs use
 #   make fuzz-smoke  run each cargo-fuzz target briefly (FUZZ_SECONDS each, default 20)
 
 CARGO  ?= cargo
@@ -15,10 +17,10 @@ ANEMOS := $(REL)/anemos
 KERNEL_CACHE ?= $(HOME)/.cache/anemos/kernel
 
 APT_PACKAGES := qemu-system-x86 ovmf musl-tools e2fsprogs dosfstools fdisk gdisk mtools \
-	dpkg-dev cpio kmod xz-utils zstd file mmdebstrap debootstrap age grub-common time gnupg openssl binutils \
+	dpkg-dev cpio kmod xz-utils zstd file mmdebstrap debootstrap age grub-common time gnupg openssl binutils openssh-client \
 	pacman-package-manager makepkg libarchive-tools busybox-static
 
-.PHONY: help setup build init anemos kernel test test-long unit-test demo bench clean fuzz-smoke
+.PHONY: help setup build init anemos mirror kernel test test-long unit-test demo bench clean fuzz-smoke
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -41,6 +43,10 @@ anemos: init
 
 build: anemos
 
+# The caching proxy of the host's apt sources on loopback (tests/src/mirror.rs).
+mirror:
+	$(CARGO) build --release -p anemos-tests --bin anemos-mirror
+
 kernel:
 	qemu/fetch-kernel.sh "$(KERNEL_CACHE)" >/dev/null
 
@@ -55,11 +61,12 @@ test: build kernel
 test-long: build kernel
 	$(CARGO) test -p anemos-tests --test install -- --ignored --nocapture
 
-demo: setup build kernel
+demo: setup build mirror kernel
 	qemu/demo.sh
 
+SECTION ?=
 bench: build kernel
-	$(CARGO) run --release -p anemos-bench
+	$(CARGO) run --release -p anemos-bench -- $(SECTION)
 
 # cargo-fuzz on stable Rust: RUSTC_BOOTSTRAP=1 lets stable rustc take the -Z sanitizer
 # flags cargo-fuzz passes. The fuzz crate builds for the host's gnu target on its own.

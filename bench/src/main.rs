@@ -5,6 +5,8 @@
 
 mod bootstrap;
 mod initramfs;
+mod install;
+mod install_memory;
 mod mkfs;
 mod report;
 mod util;
@@ -18,6 +20,7 @@ const SECTIONS: &[Section] = &[
     ("initramfs", "initramfs sizes and time to ready vs Debian's initramfs-tools", initramfs::run),
     ("mkfs", "in-process ext4 vs mke2fs -t ext4: time and bytes written on sparse files", mkfs::run),
     ("bootstrap", "Debian minbase into a directory: anemos vs mmdebstrap vs debootstrap", bootstrap::run),
+    ("install", "anemos test examples/debian-minimal phase by phase vs mmdebstrap; least guest memory", install::run),
 ];
 
 fn main() -> ExitCode {
@@ -35,6 +38,11 @@ fn main() -> ExitCode {
                 }
             };
         }
+    }
+    if let Some(unknown) = wanted.iter().find(|w| !SECTIONS.iter().any(|(n, _, _)| n == w)) {
+        let names: Vec<&str> = SECTIONS.iter().map(|(n, _, _)| *n).collect();
+        eprintln!("anemos-bench: no section {unknown:?}; the sections are {}", names.join(", "));
+        return ExitCode::FAILURE;
     }
     let mut failed = false;
     for (name, about, run) in SECTIONS {

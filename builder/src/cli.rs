@@ -275,6 +275,19 @@ pub struct TestArgs {
     /// Boot through BIOS.
     #[arg(long)]
     pub bios: bool,
+    /// Show the new system's console here while it boots, then hand it to this terminal at
+    /// the marker (a login prompt): type into the guest; Ctrl-a x switches the VM off.
+    #[arg(long)]
+    pub console: bool,
+    /// Forward a TCP port of 127.0.0.1 to the booted guest (e.g. 2222:22 for ssh); repeatable.
+    #[arg(long, value_name = "HOSTPORT:GUESTPORT", value_parser = parse_forward)]
+    pub forward: Vec<(u16, u16)>,
+}
+
+fn parse_forward(s: &str) -> Result<(u16, u16), String> {
+    let (host, guest) = s.split_once(':').ok_or_else(|| format!("--forward {s}: expected HOSTPORT:GUESTPORT, e.g. 2222:22"))?;
+    let port = |p: &str| p.parse::<u16>().map_err(|_| format!("--forward {s}: {p:?} is not a port number (1-65535)"));
+    Ok((port(host)?, port(guest)?))
 }
 
 #[derive(Args)]

@@ -124,20 +124,51 @@ fn raw(req: &ImageRequest, plan: &Plan, revealed: &std::collections::BTreeMap<St
     }
 }
 
-/// Follows the install's events until it is done or failed, printing progress.
+/// How long `follow` stays silent before saying that a phase is still running.
+const HEARTBEAT: Duration = Duration::from_secs(20);
+
+/// Follows the install's events until it is done or failed, printing each phase, progress
+/// at most every few seconds, and a line when a phase has been quiet for a while.
 pub fn follow(vm: &mut Vm) -> Result<Vec<(String, u64)>> {
     let mut phases = Vec::new();
+    let mut current: Option<(String, Instant)> = None;
+    let mut progress = ProgressLines::default();
+    let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
-        let ev = vm.expect_event(Duration::from_secs(3600), |_| true)?;
+        let ev = match vm.expect_event(HEARTBEAT, |_| true) {
+            Ok(ev) => ev,
+            Err(_) if !vm.console_closed() && vm.try_wait()?.is_none() && Instant::now() < deadline => {
+                if let Some((phase, since)) = &current {
+                    eprintln!("anemos: [{:>6.1} s] {phase}: still running ({:.0} s)", vm.elapsed().as_secs_f64(), since.elapsed().as_secs_f64());
+                }
+                continue;
+            }
+            Err(e) => return Err(e.context("following the installer's events")),
+        };
+        let at = vm.elapsed().as_secs_f64();
         match ev {
-            Event::PhaseStarted { phase } => eprintln!("anemos: [{:>6.1} s] {phase} …", vm.elapsed().as_secs_f64()),
+            Event::Ready { uptime_ms, .. } => {
+                eprintln!("anemos: [{at:>6.1} s] installer ready ({:.1} s after the kernel started)", uptime_ms as f64 / 1000.0);
+                phases.push((READY.to_string(), uptime_ms));
+            }
+            // A phase may announce itself again from inside (the packages install does):
+            // one line each, the outer (longer) time kept.
+            Event::PhaseStarted { phase } if current.as_ref().is_some_and(|(c, _)| *c == phase) => {}
+            Event::PhaseStarted { phase } => {
+                eprintln!("anemos: [{at:>6.1} s] {phase} …");
+                current = Some((phase, Instant::now()));
+            }
+            Event::PhaseFinished { phase, ms } if phases.last().is_some_and(|(p, _): &(String, u64)| *p == phase) => {
+                if let Some(last) = phases.last_mut() {
+                    last.1 = ms;
+                }
+            }
             Event::PhaseFinished { phase, ms } => {
-                eprintln!("anemos: [{:>6.1} s] {phase} done in {:.1} s", vm.elapsed().as_secs_f64(), ms as f64 / 1000.0);
+                eprintln!("anemos: [{at:>6.1} s] {phase} done in {:.1} s", ms as f64 / 1000.0);
                 phases.push((phase, ms));
+                current = None;
             }
-            Event::Progress { phase, done, total, unit } if done == total || done % 25 == 0 => {
-                eprintln!("anemos:            {phase}: {done}/{total} {unit}");
-            }
+            Event::Progress { phase, done, total, unit } => progress.show(at, &phase, done, total, &unit),
             Event::Failed { phase, error, .. } => bail!("the install failed in phase {phase}: {error}"),
             Event::Rescue => bail!("the installer entered its rescue console"),
             Event::Done { .. } => return Ok(phases),
@@ -145,6 +176,42 @@ pub fn follow(vm: &mut Vm) -> Result<Vec<(String, u64)>> {
         }
     }
 }
+
+/// Progress events as lines: downloads as `n/N packages, x/y MiB` (the byte count arrives
+/// as a second event right after the package count), others as `n/N UNIT`; at most one line
+/// per 5 s per phase, and always the last.
+#[derive(Default)]
+struct ProgressLines {
+    items: Option<(u64, u64)>,
+    last: std::collections::HashMap<String, Instant>,
+}
+
+impl ProgressLines {
+    fn show(&mut self, at: f64, phase: &str, done: u64, total: u64, unit: &str) {
+        let text = match unit {
+            "bytes" => {
+                let (n, of) = self.items.take().unwrap_or_default();
+                let mib = |b: u64| b as f64 / 1048576.0;
+                (n, of, format!("{n}/{of} packages, {:.1}/{:.1} MiB", mib(done), mib(total)))
+            }
+            "packages" if phase == "packages" => {
+                self.items = Some((done, total));
+                return;
+            }
+            _ => (done, total, format!("{done}/{total} {unit}")),
+        };
+        let (n, of, line) = text;
+        let due = self.last.get(phase).is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+        if n == of || due {
+            eprintln!("anemos: [{at:>6.1} s]   {phase}: {line}");
+            self.last.insert(phase.to_string(), Instant::now());
+        }
+    }
+}
+
+/// The entry of [`Built::phases`] that holds the kernel's uptime when the installer was
+/// ready (the initramfs boot), not a phase's duration.
+pub const READY: &str = "ready";
 
 /// The guest reaches the host's loopback as 10.0.2.2 (QEMU user networking).
 pub fn guest_url(url: &str) -> String {

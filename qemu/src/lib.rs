@@ -6,11 +6,13 @@
 //! exists but guests hang). `ANEMOS_ACCEL=tcg|kvm` overrides the probe.
 
 mod accel;
+mod attach;
 mod config;
 mod kernel;
 mod vm;
 
 pub use accel::{choose_accel, Accel};
+pub use attach::{attach, Escape, Key, HELP as ATTACH_HELP};
 pub use kernel::{cache_dir, Kernel};
 pub use config::{Config, Disk, Firmware, Net, Ovmf};
 pub use vm::{Console, Vm};

@@ -26,6 +26,8 @@ struct Output {
     /// Readers still attached (stdout and stderr); the VM's output ended when this is 0.
     open: usize,
     closed: bool,
+    /// Also copy the console to this process's stdout as it arrives.
+    tee: bool,
 }
 
 /// A QEMU process. Dropping it kills QEMU.
@@ -119,8 +121,10 @@ impl Vm {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            let before = self.cursor;
             self.expect(installer::event::PREFIX, left)?;
-            let line_end = self.expect("\n", left)?;
+            // A timeout in the middle of a line gives the event back to the next call.
+            let line_end = self.expect("\n", left).inspect_err(|_| self.cursor = before)?;
             let line = format!("{}{}", installer::event::PREFIX, line_end);
             if let Some(ev) = Event::parse_line(&line) {
                 if pred(&ev) {
@@ -155,6 +159,36 @@ impl Vm {
     /// Waits for QEMU with no deadline (interactive boots).
     pub fn wait(&mut self) -> Result<ExitStatus> {
         self.child.wait().context("waiting for QEMU")
+    }
+
+    /// Whether the console's output has ended (QEMU exited or closed it).
+    pub fn console_closed(&self) -> bool {
+        self.output.0.lock().map(|o| o.closed).unwrap_or(true)
+    }
+
+    /// QEMU's exit status if it has exited.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.child.try_wait().context("checking on QEMU")
+    }
+
+    /// Stops QEMU (the guest is switched off, not shut down).
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        if self.child.try_wait().context("checking on QEMU")?.is_none() {
+            let _ = self.child.kill();
+        }
+        self.child.wait().context("waiting for QEMU")
+    }
+
+    /// Copies the captured console to this process's stdout from now on (or stops).
+    pub fn set_tee(&self, on: bool) {
+        if let Ok(mut out) = self.output.0.lock() {
+            out.tee = on;
+        }
+    }
+
+    /// Takes the pipe to the serial console's input (for [`crate::attach`]).
+    pub(crate) fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
     }
 
     /// Everything the console printed so far.
@@ -201,6 +235,11 @@ fn spawn_reader(mut src: impl Read + Send + 'static, mut log: Option<File>, outp
                     out.closed = out.open == 0;
                 } else {
                     out.bytes.extend_from_slice(&buf[..n]);
+                    if out.tee && log.is_some() {
+                        let mut stdout = std::io::stdout().lock();
+                        let _ = stdout.write_all(&buf[..n]);
+                        let _ = stdout.flush();
+                    }
                 }
             }
             cv.notify_all();

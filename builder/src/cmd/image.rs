@@ -3,13 +3,14 @@
 use anyhow::Result;
 
 use crate::cli::ImageArgs;
-use crate::image::{build, ImageRequest};
+use crate::image::{build, ImageRequest, READY};
 
 pub fn run(args: ImageArgs) -> Result<()> {
     let built = build(&request(&args))?;
     println!("built {} in {:.0} s", built.path.display(), built.total.as_secs_f64());
     for (phase, ms) in &built.phases {
-        println!("  {phase:<12} {:>7.1} s", *ms as f64 / 1000.0);
+        let label = if phase == READY { "installer ready (kernel uptime)" } else { phase.as_str() };
+        println!("  {label:<12} {:>7.1} s", *ms as f64 / 1000.0);
     }
     Ok(())
 }

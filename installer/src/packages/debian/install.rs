@@ -89,6 +89,7 @@ fn in_process(prepared: &Prepared, r: &Root, opts: &InstallOptions, report: &mut
     let t = Instant::now();
     let all: Vec<&Package> = prepared.packages.iter().collect();
     let unpacked = unpack_all(prepared, &all, r, &opts.extract)?;
+    log::info!("registering {} packages in the dpkg database", unpacked.len());
     dpkgdb::register(r, &unpacked)?;
     report.unpack_ms = t.elapsed().as_millis() as u64;
     if !opts.configure {
@@ -97,6 +98,7 @@ fn in_process(prepared: &Prepared, r: &Root, opts: &InstallOptions, report: &mut
     let t = Instant::now();
     let _mounts = Mounts::setup(r)?;
     chroot::forbid_daemons(r)?;
+    log::info!("running the pre-unpack maintainer scripts (preinst install)");
     let n = run_preinsts(r, &unpacked, &prepared.config.arch)?;
     log::info!("ran {n} preinst scripts");
     chroot::divert_initramfs(r)?;

@@ -21,11 +21,14 @@ pub fn unpack_all(prepared: &Prepared, pkgs: &[&Package], root: &Root, opts: &ex
     let progress = Progress::new("packages", pkgs.len() as u64, bytes);
     let results = pool::run(pkgs, fetcher.config.parallel, |p| {
         let url = prepared.url(p);
+        let t = std::time::Instant::now();
         let r = unpack_one(&fetcher, &url, p, root, opts, &progress)
             .with_context(|| format!("package {} {} ({url})", p.name, p.version));
+        progress.add_work(t.elapsed());
         progress.item_done();
         r
     })?;
+    log::info!("{} on {} workers", progress.summary(), fetcher.config.parallel);
     warn_overlaps(&results);
     Ok(results.into_iter().map(|(u, _)| u).collect())
 }
@@ -40,7 +43,10 @@ fn largest_first<'a>(pkgs: &[&'a Package]) -> Vec<&'a Package> {
 
 fn unpack_one(fetcher: &Fetcher, url: &str, p: &Package, root: &Root, opts: &extract::Options, progress: &Progress) -> Result<(Unpacked, Vec<String>)> {
     let expected = Expected { size: Some(p.size), sha256: Some(p.sha256.clone()), limit: None };
-    let mut reader = fetcher.open(url, expected)?.with_progress(progress);
+    let t = std::time::Instant::now();
+    let reader = fetcher.open(url, expected)?;
+    progress.add_wait(t.elapsed());
+    let mut reader = reader.with_progress(progress);
     let (mut control, written) = deb::read(&mut reader, |control, data| {
         let conffiles = conffiles_of(control);
         let place = |path: &str| conffiles.iter().any(|c| c == path).then(|| format!("{path}.dpkg-new"));

@@ -109,8 +109,13 @@ impl<'f> VerifiedReader<'f> {
         self.breaks += 1;
         let delay = self.fetcher.config.backoff * 2u32.pow(self.breaks.min(6) - 1);
         log::warn!("GET {}: {why} after {} bytes; resuming ({}/{}) in {delay:?}", self.url, self.pos, self.breaks, self.fetcher.config.retries);
+        let t = std::time::Instant::now();
         std::thread::sleep(delay.min(Duration::from_secs(30)));
-        self.connect().map_err(|e| io::Error::other(format!("{e:#}")))
+        let connected = self.connect().map_err(|e| io::Error::other(format!("{e:#}")));
+        if let Some(p) = self.progress {
+            p.add_wait(t.elapsed());
+        }
+        connected
     }
 
     fn check_end(&mut self) -> io::Result<()> {
@@ -140,7 +145,12 @@ impl Read for VerifiedReader<'_> {
                 self.resume("no connection")?;
                 continue;
             };
-            match body.read(buf) {
+            let t = std::time::Instant::now();
+            let got = body.read(buf);
+            if let Some(p) = self.progress {
+                p.add_wait(t.elapsed());
+            }
+            match got {
                 Ok(0) if self.expected.size.is_some_and(|s| self.pos < s) => self.resume("the body ended early")?,
                 Ok(0) => {
                     self.check_end()?;
