@@ -293,7 +293,9 @@ fn the_init_loads_the_plan_in_qemu() {
     let kernel = test_kernel();
     let mut config = Config::direct(&kernel.vmlinuz, &initrd);
     config.accel = choose_accel(&kernel.vmlinuz, &initrd);
-    config.append = "anemos.done=poweroff".into();
+    // No network card and no disk here: after the plan the install fails at the network
+    // step, and on_failure=poweroff ends the VM.
+    config.append = "anemos.done=poweroff anemos.on_failure=poweroff".into();
     let mut vm = Vm::start(&config, Console::Capture(base.join("console.log"))).unwrap();
     let ev = vm.expect_event(Duration::from_secs(120), |e| matches!(e, Event::PlanLoaded { .. })).unwrap();
     assert_eq!(ev, Event::PlanLoaded { imgname: "files".into(), target: "debian".into(), packages: 3, partitions: 3 });
