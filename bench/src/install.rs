@@ -51,20 +51,50 @@ pub fn run() -> Result<()> {
     let mirror = sources.first().context("no Debian source on this host")?.uri.clone();
     let security = sources.iter().find(|s| s.suite.ends_with("-security")).map(|s| s.uri.clone());
     println!("   mirror: {mirror} (the host's apt sources through the caching proxy), suite {SUITE}");
-    let dir = scratch("install")?;
+    let parts = parts()?;
+    // Parts run alone get their own scratch directory: a memory bisection (which holds the
+    // VM lock) and a host-only run may go on at once.
+    let dir = scratch(&if parts.len() == 3 { "install".to_string() } else { format!("install-{}", parts.join("-")) })?;
     let project = project_copy(&dir)?;
     let mut mirror_args = vec!["--mirror".to_string(), mirror.clone()];
     if let Some(s) = &security {
         mirror_args.extend(["--security-mirror".to_string(), s.clone()]);
     }
     let specs: Vec<String> = sources.iter().map(|s| format!("{} {} {}", s.uri, s.suite, s.components.join(" "))).collect();
-    warm(&dir, &project, &specs)?;
-    let (ours, include) = anemos_test(&dir, &project, &mirror_args)?;
-    println!("   the install's package requests besides minbase: {}", include.join(" "));
-    let native = anemos_bootstrap(&dir, &specs, &include)?;
-    let mm = mmdebstrap(&dir, &specs, &include)?;
-    print_table(&ours, &native, &mm);
-    crate::install_memory::run(&dir, &project, &mirror_args)
+    let include = warm(&dir, &project, &specs)?;
+    let ours = if parts.contains(&"guest") {
+        let (t, asked) = anemos_test(&dir, &project, &mirror_args)?;
+        if asked != include {
+            println!("   note: the install asked for {}, the host runs use {}", asked.join(" "), include.join(" "));
+        }
+        t
+    } else {
+        Timings::new()
+    };
+    if parts.contains(&"host") {
+        let native = anemos_bootstrap(&dir, &specs, &include)?;
+        let mm = mmdebstrap(&dir, &specs, &include)?;
+        print_table(&ours, &native, &mm);
+    }
+    if parts.contains(&"memory") {
+        crate::install_memory::run(&dir, &project, &mirror_args)?;
+    }
+    Ok(())
+}
+
+/// The parts to run, from `ANEMOS_BENCH_INSTALL` (comma-separated `guest`, `host`, `memory`;
+/// default all): the guest install, the host baselines, the memory bisection.
+fn parts() -> Result<Vec<&'static str>> {
+    const ALL: [&str; 3] = ["guest", "host", "memory"];
+    let Ok(wanted) = std::env::var("ANEMOS_BENCH_INSTALL") else { return Ok(ALL.to_vec()) };
+    let mut out = Vec::new();
+    for w in wanted.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        match ALL.iter().find(|a| **a == w) {
+            Some(a) => out.push(*a),
+            None => bail!("ANEMOS_BENCH_INSTALL={wanted}: {w:?} is not a part; the parts are guest, host, memory"),
+        }
+    }
+    Ok(out)
 }
 
 /// A copy of the example with a fresh ssh key for its demo user.
@@ -78,8 +108,9 @@ fn project_copy(dir: &Path) -> Result<PathBuf> {
 }
 
 /// An untimed `anemos bootstrap` of the example's packages (and its boot loader's) fills
-/// the proxy's cache, so that no tool below pays for the network.
-fn warm(dir: &Path, project: &Path, specs: &[String]) -> Result<()> {
+/// the proxy's cache, so that no tool below pays for the network. Returns those requests
+/// (what the install asks for besides minbase).
+fn warm(dir: &Path, project: &Path, specs: &[String]) -> Result<Vec<String>> {
     let checked = installer::imgbuild::check(project, &installer::imgbuild::CheckOptions::default());
     let plan = checked.plan.context("the example does not pass `anemos check`")?;
     let mut include = plan.packages.clone();
@@ -92,7 +123,7 @@ fn warm(dir: &Path, project: &Path, specs: &[String]) -> Result<()> {
     println!("   warming the proxy's cache (an untimed anemos bootstrap of the same packages) …");
     sh(&cmd).context("warming the mirror cache")?;
     fresh(dir, "warm")?;
-    Ok(())
+    Ok(include)
 }
 
 /// `anemos test` of the project: the phase timings and the packages it asked for.
