@@ -3,9 +3,9 @@
 #   make setup   install what a fresh Debian machine lacks (apt packages, the musl target)
 #   make demo    set up, build, install examples/debian-minimal in QEMU and land at its console
 #   make test    unit tests, integration tests on image files, QEMU boot tests
-#   make test-long  the deploy tests (a server VM reinstalled over ssh; ~1 h under TCG)
+#   make test-long  the mail-server example and a DHCP deploy (~30 min under TCG; not in make test)
 #   make bench   sizes and timings beside the baseline tools, measured in the same run
-#                (one section: make bench SECTION=install; sections: initramfs mkfs bootstrap install)
+#                (one section: make bench SECTION=deploy; sections: initramfs mkfs bootstrap install deploy)
 #   make build   the static init, then the anemos binary that embeds it
 #   make mirror  the caching mirror proxy (anemos-mirror) the demo and manual runs use
 #   make fuzz-smoke  run each cargo-fuzz target briefly (FUZZ_SECONDS each, default 20)
@@ -56,8 +56,8 @@ unit-test:
 test: build kernel
 	$(CARGO) test --workspace
 
-# The deploy tests: a mail server built, booted, and reinstalled over ssh (kexec) twice.
-# Too long for CI's budget under TCG; run by hand before touching deploy/kexec/the init.
+# The mail-server example built and booted, and a second full deploy (DHCP in the installer):
+# ~30 min under TCG, over CI's budget beside the rest; run by hand before touching them.
 test-long: build kernel
 	$(CARGO) test -p anemos-tests --test install -- --ignored --nocapture
 
