@@ -12,10 +12,10 @@ use anyhow::{bail, Context, Result};
 use crate::report::table;
 use crate::util::{anemos_bin, sh};
 
-const LOW: u32 = 128;
-const HIGH: u32 = 1024;
+pub const LOW: u32 = 128;
+pub const HIGH: u32 = 1024;
 const RESOLUTION: u32 = 32;
-const GOAL: u32 = 256;
+pub const GOAL: u32 = 256;
 /// A probe that takes longer than this is stopped and counted as failed (a guest out of
 /// memory may hang rather than fail).
 const PROBE_TIMEOUT_S: u64 = 1200;

@@ -4,6 +4,7 @@
 //! peak RSS.
 
 mod bootstrap;
+mod deploy;
 mod initramfs;
 mod install;
 mod install_memory;
@@ -21,6 +22,7 @@ const SECTIONS: &[Section] = &[
     ("mkfs", "in-process ext4 vs mke2fs -t ext4: time and bytes written on sparse files", mkfs::run),
     ("bootstrap", "Debian minbase into a directory: anemos vs mmdebstrap vs debootstrap", bootstrap::run),
     ("install", "anemos test examples/debian-minimal phase by phase vs mmdebstrap; least guest memory", install::run),
+    ("deploy", "anemos deploy of a running server split by phase; least server memory vs nixos-anywhere's 1 GiB", deploy::run),
 ];
 
 fn main() -> ExitCode {

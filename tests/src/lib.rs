@@ -15,36 +15,21 @@ use anyhow::{bail, Context, Result};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
 }
 
 /// The release `anemos` binary (`make` builds it before the tests).
 pub fn anemos_bin() -> PathBuf {
     let p = workspace().join("target/x86_64-unknown-linux-musl/release/anemos");
-    assert!(
-        p.is_file(),
-        "{} is missing: run the tests through `make test`",
-        p.display()
-    );
+    assert!(p.is_file(), "{} is missing: run the tests through `make test`", p.display());
     p
 }
 
 /// Runs `anemos ARGS…` and returns stdout; a failure carries stderr.
 pub fn anemos(args: &[&str]) -> Result<String> {
-    let out = Command::new(anemos_bin())
-        .args(args)
-        .output()
-        .context("running anemos")?;
+    let out = Command::new(anemos_bin()).args(args).output().context("running anemos")?;
     if !out.status.success() {
-        bail!(
-            "anemos {} failed ({}):\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("anemos {} failed ({}):\n{}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -77,23 +62,11 @@ pub fn vm_lock() -> VmLock {
     // A whole run may hold the lock from outside: `flock /tmp/anemos-vm.lock env
     // ANEMOS_VM_LOCK_HELD=1 cargo test …` (then taking it again here would wait forever).
     let held = std::env::var_os("ANEMOS_VM_LOCK_HELD").is_some();
-    let file = (!held)
-        .then(|| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(VM_LOCK_FILE)
-                .ok()
-        })
-        .flatten();
+    let file = (!held).then(|| std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(VM_LOCK_FILE).ok()).flatten();
     if let Some(f) = &file {
         let _ = rustix::fs::flock(f, rustix::fs::FlockOperation::LockExclusive);
     }
-    VmLock {
-        _guard: guard,
-        _file: file,
-    }
+    VmLock { _guard: guard, _file: file }
 }
 
 /// The lock file other tools take with `flock /tmp/anemos-vm.lock CMD` before a guest.
@@ -101,18 +74,9 @@ pub const VM_LOCK_FILE: &str = "/tmp/anemos-vm.lock";
 
 /// Runs a shell command (fixture scripts, judges like cpio or e2fsck) and returns stdout.
 pub fn sh(cmd: &str) -> Result<String> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .with_context(|| format!("running {cmd}"))?;
+    let out = Command::new("sh").arg("-c").arg(cmd).output().with_context(|| format!("running {cmd}"))?;
     if !out.status.success() {
-        bail!(
-            "`{cmd}` failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("`{cmd}` failed ({}):\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -126,9 +90,7 @@ pub struct Loop {
 impl Loop {
     pub fn attach(image: &Path) -> Result<Loop> {
         let dev = sh(&format!("losetup --find --show {}", image.display()))?;
-        Ok(Loop {
-            dev: PathBuf::from(dev.trim()),
-        })
+        Ok(Loop { dev: PathBuf::from(dev.trim()) })
     }
 }
 
@@ -146,14 +108,8 @@ pub struct Mount {
 impl Mount {
     pub fn new(dev: &Path, dir: &Path, fstype: &str) -> Result<Mount> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        sh(&format!(
-            "mount -t {fstype} {} {}",
-            dev.display(),
-            dir.display()
-        ))?;
-        Ok(Mount {
-            dir: dir.to_path_buf(),
-        })
+        sh(&format!("mount -t {fstype} {} {}", dev.display(), dir.display()))?;
+        Ok(Mount { dir: dir.to_path_buf() })
     }
 
     /// Unmounts now, reporting failure (dropping only tries).
@@ -173,17 +129,14 @@ impl Drop for Mount {
 /// Creates a sparse file of `len` bytes.
 pub fn sparse_file(path: &Path, len: u64) -> Result<()> {
     let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    f.set_len(len)
-        .with_context(|| format!("sizing {}", path.display()))
+    f.set_len(len).with_context(|| format!("sizing {}", path.display()))
 }
 
 /// Fills `path` with `len` pseudo-random bytes (xorshift from `seed`): a disk full of
 /// old data that must not be mistaken for metadata.
 pub fn random_file(path: &Path, len: u64, seed: u64) -> Result<()> {
     use std::io::Write;
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    );
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
     let mut x = seed | 1;
     let mut block = vec![0u8; 1 << 20];
     let mut left = len;
@@ -195,52 +148,32 @@ pub fn random_file(path: &Path, len: u64, seed: u64) -> Result<()> {
             chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
         }
         let n = left.min(block.len() as u64) as usize;
-        f.write_all(&block[..n])
-            .with_context(|| format!("writing {}", path.display()))?;
+        f.write_all(&block[..n]).with_context(|| format!("writing {}", path.display()))?;
         left -= n as u64;
     }
-    f.flush()
-        .with_context(|| format!("writing {}", path.display()))
+    f.flush().with_context(|| format!("writing {}", path.display()))
 }
 
 /// A free TCP port on 127.0.0.1 (for QEMU port forwards).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// A minimal HTTP/1.1 request to 127.0.0.1:`port`; returns (status, body). Retries the
 /// connection for up to `wait` (a guest's port forward answers only once QEMU runs).
-pub fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    wait: std::time::Duration,
-) -> Result<(u16, String)> {
+pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, wait: std::time::Duration) -> Result<(u16, String)> {
     use std::io::{Read, Write};
     let deadline = std::time::Instant::now() + wait;
     loop {
         let attempt = (|| -> Result<(u16, String)> {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
             s.set_read_timeout(Some(std::time::Duration::from_secs(40)))?;
-            let auth = token
-                .map(|t| format!("Authorization: Bearer {t}\r\n"))
-                .unwrap_or_default();
+            let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
             write!(s, "{method} {path} HTTP/1.1\r\nHost: guest\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
             let mut text = String::new();
             s.read_to_string(&mut text)?;
-            let status = text
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .context("no HTTP status in the reply")?;
-            let body = text
-                .split_once("\r\n\r\n")
-                .map(|(_, b)| b.to_string())
-                .unwrap_or_default();
+            let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no HTTP status in the reply")?;
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
             Ok((status, body))
         })();
         match attempt {
@@ -257,9 +190,7 @@ pub fn http(
 /// Detaches every mount at or below `dir` (a chroot's /proc, /sys, /dev binds left by a
 /// killed run), so that removing the directory can never reach into the host's /dev.
 pub fn unmount_below(dir: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
     let prefix = dir.to_string_lossy().into_owned();
     let mut points: Vec<&str> = info
         .lines()
