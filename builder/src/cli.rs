@@ -86,7 +86,11 @@ pub struct PackArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Compression {
+    /// zstd level 19: the smallest, for an initramfs kept or served (PXE)
     Zstd,
+    /// zstd level 3: about a fifth bigger and ~90 times faster to make (31 s → 0.35 s for
+    /// Debian's default module set here), for an initramfs made to be used once
+    ZstdFast,
     Gzip,
     None,
 }
