@@ -7,9 +7,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anemos_qemu::{Config, Console, Disk, Firmware, Net, Ovmf, Vm};
-use anemos_tests::server::{
-    self, build_server, guest_mirror_args, Server, ServerBuild, BOOT, DATA_SUMS,
-};
+use anemos_tests::server::{self, build_server, guest_mirror_args, Server, ServerBuild, BOOT, DATA_SUMS};
 use anemos_tests::{anemos, free_port, scratch, sh, vm_lock, workspace};
 
 /// The server, built once for this test binary; the caller holds the VM lock.
@@ -17,10 +15,8 @@ fn server_build() -> &'static ServerBuild {
     static BUILD: OnceLock<ServerBuild> = OnceLock::new();
     BUILD.get_or_init(|| {
         // By hand, `ANEMOS_TEST_REUSE_IMAGES=1` reuses the server an earlier run built.
-        let kept = std::env::var_os("ANEMOS_TEST_REUSE_IMAGES")
-            .and_then(|_| ServerBuild::kept("install-server"));
-        kept.unwrap_or_else(|| build_server("install-server"))
-            .unwrap_or_else(|e| panic!("{e:#}"))
+        let kept = std::env::var_os("ANEMOS_TEST_REUSE_IMAGES").and_then(|_| ServerBuild::kept("install-server"));
+        kept.unwrap_or_else(|| build_server("install-server")).unwrap_or_else(|e| panic!("{e:#}"))
     })
 }
 
@@ -33,17 +29,10 @@ fn build(project: &Path, out: &Path, extra: &[&str]) -> PathBuf {
 }
 
 fn boot(disks: Vec<Disk>, uefi: bool, forwards: Vec<(u16, u16)>, log: &Path) -> Vm {
-    let firmware = if uefi {
-        Firmware::Uefi(Ovmf::find().unwrap())
-    } else {
-        Firmware::Bios
-    };
+    let firmware = if uefi { Firmware::Uefi(Ovmf::find().unwrap()) } else { Firmware::Bios };
     let mut config = Config::from_disk(disks[0].clone(), firmware);
     config.disks = disks;
-    config.net = Some(Net {
-        forwards,
-        ..Default::default()
-    });
+    config.net = Some(Net { forwards, ..Default::default() });
     Vm::start(&config, Console::Capture(log.to_path_buf())).unwrap()
 }
 
@@ -55,10 +44,7 @@ fn wait_login(vm: &mut Vm) {
 fn report(vm: &mut Vm) -> std::collections::BTreeMap<String, String> {
     vm.expect("ANEMOS-REPORT ", BOOT).unwrap();
     let line = vm.expect("\n", Duration::from_secs(10)).unwrap();
-    line.split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    line.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn ssh_demo(dir: &Path, port: u16, cmd: &str) -> String {
@@ -76,37 +62,13 @@ fn debian_minimal_uefi_systemd_boot_with_swap_and_a_kept_disk_comes_up_clean() {
     let _lock = vm_lock();
     let b = server_build();
     let log = std::fs::read_to_string(b.dir.join("install.log")).unwrap();
-    for phase in [
-        "check",
-        "indexes",
-        "disks",
-        "packages",
-        "files",
-        "system",
-        "provision",
-        "initramfs",
-        "bootloader",
-        "log",
-        "unmount",
-    ] {
-        assert!(
-            log.contains(&format!("[finished] {phase} in")),
-            "phase {phase} missing from the install log"
-        );
+    for phase in ["check", "indexes", "disks", "packages", "files", "system", "provision", "initramfs", "bootloader", "log", "unmount"] {
+        assert!(log.contains(&format!("[finished] {phase} in")), "phase {phase} missing from the install log");
     }
-    assert_eq!(
-        sh(&format!("sha256sum < {}", b.data.display())).unwrap(),
-        b.data_sum,
-        "the install wrote to the kept disk"
-    );
+    assert_eq!(sh(&format!("sha256sum < {}", b.data.display())).unwrap(), b.data_sum, "the install wrote to the kept disk");
     let dir = scratch("install-server-boot");
     let ssh_port = free_port();
-    let mut vm = boot(
-        b.disks(&dir).unwrap(),
-        true,
-        vec![(ssh_port, 22)],
-        &dir.join("boot.log"),
-    );
+    let mut vm = boot(b.disks(&dir).unwrap(), true, vec![(ssh_port, 22)], &dir.join("boot.log"));
     let r = report(&mut vm);
     assert_eq!(r["host"], "server");
     assert_eq!(r["dpkg-audit"], "clean");
@@ -118,15 +80,8 @@ fn debian_minimal_uefi_systemd_boot_with_swap_and_a_kept_disk_comes_up_clean() {
     // The user key from files/ lets the demo user in; the install log is in the new system;
     // the kept disk's files are the ones written before the install.
     let out = ssh_demo(&dir, ssh_port, "hostname; sudo test -s /var/log/anemos/install.log && echo log-present; sudo ls /boot/efi/EFI/BOOT");
-    assert!(
-        out.contains("server") && out.contains("log-present") && out.contains("BOOTX64.EFI"),
-        "{out}"
-    );
-    assert_eq!(
-        ssh_demo(&dir, ssh_port, DATA_SUMS),
-        b.data_files,
-        "the kept disk's files changed"
-    );
+    assert!(out.contains("server") && out.contains("log-present") && out.contains("BOOTX64.EFI"), "{out}");
+    assert_eq!(ssh_demo(&dir, ssh_port, DATA_SUMS), b.data_files, "the kept disk's files changed");
 }
 
 /// The mail-server example built once for this test binary, its seeded /home disk, and
@@ -176,78 +131,27 @@ fn mail_build() -> &'static MailBuild {
 fn mail_server_bios_grub_keeps_home_and_serves_mail() {
     let _lock = vm_lock();
     let m = mail_build();
-    assert_eq!(
-        sh(&format!("sha256sum < {}", m.home.display())).unwrap(),
-        m.home_sum,
-        "the install wrote to the preserved disk"
-    );
+    assert_eq!(sh(&format!("sha256sum < {}", m.home.display())).unwrap(), m.home_sum, "the install wrote to the preserved disk");
     // Boot copies, so that an image kept for ANEMOS_TEST_REUSE_IMAGES stays as built.
     let dir = scratch("install-mail-boot");
     let (image, home) = (dir.join("mail.img"), dir.join("home.img"));
-    sh(&format!(
-        "cp --sparse=always {} {} && cp --sparse=always {} {}",
-        m.image.display(),
-        image.display(),
-        m.home.display(),
-        home.display()
-    ))
-    .unwrap();
+    sh(&format!("cp --sparse=always {} {} && cp --sparse=always {} {}", m.image.display(), image.display(), m.home.display(), home.display())).unwrap();
     let (imap, smtp) = (free_port(), free_port());
-    let disks = vec![
-        Disk {
-            serial: Some("mail-system".into()),
-            ..Disk::raw(&image)
-        },
-        Disk {
-            serial: Some("mail-home".into()),
-            ..Disk::raw(&home)
-        },
-    ];
-    let mut vm = boot(
-        disks,
-        false,
-        vec![(imap, 143), (smtp, 25)],
-        &dir.join("boot.log"),
-    );
+    let disks = vec![Disk { serial: Some("mail-system".into()), ..Disk::raw(&image) }, Disk { serial: Some("mail-home".into()), ..Disk::raw(&home) }];
+    let mut vm = boot(disks, false, vec![(imap, 143), (smtp, 25)], &dir.join("boot.log"));
     let r = report(&mut vm);
-    assert_eq!(
-        (
-            r["host"].as_str(),
-            r["dpkg-audit"].as_str(),
-            r["fstab"].as_str()
-        ),
-        ("mail", "clean", "valid")
-    );
+    assert_eq!((r["host"].as_str(), r["dpkg-audit"].as_str(), r["fstab"].as_str()), ("mail", "clean", "valid"));
     assert_eq!(r["mounted"], "/,/home");
     // The secret reached Dovecot's config: a login with it works (the password is read
     // from the age file here and never printed).
-    let password = sh(&format!(
-        "age -d -i {} {}",
-        m.identity.display(),
-        m.project.join("secrets/mailpass.age").display()
-    ))
-    .unwrap();
+    let password = sh(&format!("age -d -i {} {}", m.identity.display(), m.project.join("secrets/mailpass.age").display())).unwrap();
     let session = format!("a LOGIN alice {password}\\r\\nb SELECT INBOX\\r\\nc LOGOUT\\r\\n");
     let reply = imap_session(imap, &session);
     assert!(reply.contains("a OK"), "IMAP login with the secret failed");
-    assert!(
-        reply.contains("* 1 EXISTS"),
-        "the mailbox on the preserved disk is not there"
-    );
-    let banner = sh(&format!(
-        "timeout 20 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{smtp}; head -1 <&3'"
-    ))
-    .unwrap();
-    assert!(
-        banner.starts_with("220 mail.example.test ESMTP Postfix"),
-        "{banner}"
-    );
-    assert!(
-        !std::fs::read_to_string(m.dir.join("install.log"))
-            .unwrap()
-            .contains(password.trim()),
-        "the secret reached the install log"
-    );
+    assert!(reply.contains("* 1 EXISTS"), "the mailbox on the preserved disk is not there");
+    let banner = sh(&format!("timeout 20 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{smtp}; head -1 <&3'")).unwrap();
+    assert!(banner.starts_with("220 mail.example.test ESMTP Postfix"), "{banner}");
+    assert!(!std::fs::read_to_string(m.dir.join("install.log")).unwrap().contains(password.trim()), "the secret reached the install log");
 }
 
 /// Sends an IMAP session once the server greets, retrying while the forward is not up yet.
@@ -263,9 +167,7 @@ fn imap_session(port: u16, session: &str) -> String {
 }
 
 fn start_server(name: &str) -> Server {
-    server_build()
-        .start(name, 1024)
-        .unwrap_or_else(|e| panic!("{e:#}"))
+    server_build().start(name, 1024).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn variant(name: &str, lines: &str) -> PathBuf {
@@ -277,9 +179,7 @@ fn ssh(server: &Server, cmd: &str) -> String {
 }
 
 fn deploy(server: &Server, project: &Path, extra: &[&str]) -> (bool, String, String) {
-    let d = server
-        .deploy(project, extra)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let d = server.deploy(project, extra).unwrap_or_else(|e| panic!("{e:#}"));
     (d.ok, d.stdout, d.stderr)
 }
 
@@ -291,40 +191,16 @@ fn deploy_reinstalls_a_running_server_over_ssh_keeping_its_data_disk() {
     assert_eq!(before, server_build().data_files);
     // Captured static network (the default): another host name, another package, and GRUB
     // on UEFI in place of systemd-boot.
-    let project = variant(
-        "deploy-server2",
-        "\nhostname=server2\npackages=\"$packages tree\"\nbootloader=grub\n",
-    );
+    let project = variant("deploy-server2", "\nhostname=server2\npackages=\"$packages tree\"\nbootloader=grub\n");
     let (ok, stdout, stderr) = deploy(&server, &project, &[]);
     assert!(ok, "deploy failed:\n{stdout}\n{stderr}");
-    for want in [
-        "connected to the installer",
-        "installer ready",
-        "packages done in",
-        "install done in",
-    ] {
-        assert!(
-            stderr.contains(want),
-            "no progress line {want:?} reached the workstation:\n{stderr}"
-        );
+    for want in ["connected to the installer", "installer ready", "packages done in", "install done in"] {
+        assert!(stderr.contains(want), "no progress line {want:?} reached the workstation:\n{stderr}");
     }
     assert!(stdout.contains("server: deployed"), "{stdout}");
-    assert!(
-        server.vm.output_text().contains("10.0.2.15/24 (static)"),
-        "the installer did not use the captured static address"
-    );
-    assert_eq!(
-        ssh(
-            &server,
-            "hostname; dpkg-query -W -f='${Status}\\n' tree grub-efi-amd64"
-        ),
-        "server2\ninstall ok installed\ninstall ok installed\n"
-    );
-    assert_eq!(
-        ssh(&server, DATA_SUMS),
-        before,
-        "/srv/data changed across the reinstall"
-    );
+    assert!(server.vm.output_text().contains("10.0.2.15/24 (static)"), "the installer did not use the captured static address");
+    assert_eq!(ssh(&server, "hostname; dpkg-query -W -f='${Status}\\n' tree grub-efi-amd64"), "server2\ninstall ok installed\ninstall ok installed\n");
+    assert_eq!(ssh(&server, DATA_SUMS), before, "/srv/data changed across the reinstall");
 }
 
 #[test]
@@ -336,58 +212,23 @@ fn deploy_with_dhcp_in_the_installer_reinstalls_too() {
     let project = variant("deploy-server3", "\nhostname=server3\n");
     let (ok, stdout, stderr) = deploy(&server, &project, &["--dhcp"]);
     assert!(ok, "deploy with --dhcp failed:\n{stdout}\n{stderr}");
-    assert!(
-        server
-            .vm
-            .output_text()
-            .contains("10.0.2.15/24 (DHCP from 10.0.2.2)"),
-        "the installer did not use DHCP"
-    );
-    assert_eq!(
-        ssh(
-            &server,
-            "hostname; sudo test -f /boot/efi/loader/loader.conf && echo systemd-boot"
-        ),
-        "server3\nsystemd-boot\n"
-    );
-    assert_eq!(
-        ssh(&server, DATA_SUMS),
-        before,
-        "/srv/data changed across the reinstall"
-    );
+    assert!(server.vm.output_text().contains("10.0.2.15/24 (DHCP from 10.0.2.2)"), "the installer did not use DHCP");
+    assert_eq!(ssh(&server, "hostname; sudo test -f /boot/efi/loader/loader.conf && echo systemd-boot"), "server3\nsystemd-boot\n");
+    assert_eq!(ssh(&server, DATA_SUMS), before, "/srv/data changed across the reinstall");
 }
 
 #[test]
 fn deploy_of_a_missing_package_fails_before_the_wipe_and_the_old_system_boots() {
     let _lock = vm_lock();
     let mut server = start_server("deploy-fails");
-    let project = variant(
-        "deploy-missing",
-        "\npackages=\"$packages no-such-package-anemos\"\non_failure=reboot\n",
-    );
+    let project = variant("deploy-missing", "\npackages=\"$packages no-such-package-anemos\"\non_failure=reboot\n");
     // With DHCP in the installer: the indexes it fetched came over the leased address.
     let (ok, stdout, stderr) = deploy(&server, &project, &["--dhcp"]);
     assert!(!ok, "the deploy of a missing package succeeded:\n{stdout}");
-    assert!(
-        stderr.contains("connected to the installer"),
-        "the events never reached the workstation:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("no-such-package-anemos"),
-        "the event stream did not say why:\n{stderr}"
-    );
-    assert!(
-        stdout.contains("FAILED: the install failed in phase indexes")
-            && stdout.contains("the disk was not touched"),
-        "{stdout}"
-    );
-    assert!(
-        server
-            .vm
-            .output_text()
-            .contains("10.0.2.15/24 (DHCP from 10.0.2.2)"),
-        "the installer did not use DHCP"
-    );
+    assert!(stderr.contains("connected to the installer"), "the events never reached the workstation:\n{stderr}");
+    assert!(stderr.contains("no-such-package-anemos"), "the event stream did not say why:\n{stderr}");
+    assert!(stdout.contains("FAILED: the install failed in phase indexes") && stdout.contains("the disk was not touched"), "{stdout}");
+    assert!(server.vm.output_text().contains("10.0.2.15/24 (DHCP from 10.0.2.2)"), "the installer did not use DHCP");
     // The installer reboots; the firmware finds the old, untouched system.
     server.vm.expect("login:", BOOT).unwrap();
     assert_eq!(ssh(&server, "hostname"), "server\n");
@@ -400,11 +241,7 @@ fn provision_failure_stops_in_rescue_showing_the_command_and_leaves_no_bootable_
     let project = dir.join("project");
     std::fs::create_dir_all(&project).unwrap();
     let mirrors = guest_mirror_args().unwrap();
-    let security = mirrors
-        .iter()
-        .position(|a| a == "--security-mirror")
-        .map(|i| format!("security_mirror={}\n", mirrors[i + 1]))
-        .unwrap_or_default();
+    let security = mirrors.iter().position(|a| a == "--security-mirror").map(|i| format!("security_mirror={}\n", mirrors[i + 1])).unwrap_or_default();
     std::fs::write(
         project.join("IMGBUILD"),
         format!(
@@ -414,70 +251,30 @@ fn provision_failure_stops_in_rescue_showing_the_command_and_leaves_no_bootable_
     )
     .unwrap();
     let payload = dir.join("payload.cpio");
-    anemos(&[
-        "pack",
-        project.to_str().unwrap(),
-        "-o",
-        payload.to_str().unwrap(),
-    ])
-    .unwrap();
+    anemos(&["pack", project.to_str().unwrap(), "-o", payload.to_str().unwrap()]).unwrap();
     let kernel = anemos_tests::test_kernel();
     let initrd = dir.join("initramfs.img");
     let modules = kernel.modules_dir.display().to_string();
-    anemos(&[
-        "initramfs",
-        "-o",
-        initrd.to_str().unwrap(),
-        "--kernel-release",
-        &kernel.release,
-        "--modules-dir",
-        &modules,
-        "--no-autodetect",
-        "--payload",
-        payload.to_str().unwrap(),
-    ])
-    .unwrap();
+    anemos(&["initramfs", "-o", initrd.to_str().unwrap(), "--kernel-release", &kernel.release, "--modules-dir", &modules, "--no-autodetect", "--payload", payload.to_str().unwrap()]).unwrap();
     // The disk holds an old system: a partition table and a filesystem.
     let disk = dir.join("disk.img");
     sh(&format!("truncate -s 2G {0} && echo 'start=2048, type=83' | sfdisk -q {0} && mke2fs -q -t ext4 -E offset=1048576 -L oldroot {0} 1G", disk.display())).unwrap();
     let mut config = Config::direct(&kernel.vmlinuz, &initrd);
     config.accel = anemos_qemu::choose_accel(&kernel.vmlinuz, &initrd);
     config.append = "anemos.target=serial:provision-disk".into();
-    config.disks = vec![Disk {
-        serial: Some("provision-disk".into()),
-        ..Disk::raw(&disk)
-    }];
+    config.disks = vec![Disk { serial: Some("provision-disk".into()), ..Disk::raw(&disk) }];
     config.net = Some(Net::default());
     let mut vm = Vm::start(&config, Console::Capture(dir.join("console.log"))).unwrap();
-    vm.expect_event(Duration::from_secs(1800), |e| {
-        matches!(e, installer::event::Event::Rescue)
-    })
-    .unwrap();
+    vm.expect_event(Duration::from_secs(1800), |e| matches!(e, installer::event::Event::Rescue)).unwrap();
     let screen = vm.output_text();
-    let failure = &screen[screen
-        .find("step provision failed")
-        .expect("the failure is on the console")..];
-    assert!(
-        failure.contains("the last command was: ls /nonexistent-anemos-path"),
-        "{failure}"
-    );
-    assert!(
-        failure.contains("No such file or directory")
-            && failure.contains("setting up the frobnicator"),
-        "the command's output is not shown: {failure}"
-    );
+    let failure = &screen[screen.find("step provision failed").expect("the failure is on the console")..];
+    assert!(failure.contains("the last command was: ls /nonexistent-anemos-path"), "{failure}");
+    assert!(failure.contains("No such file or directory") && failure.contains("setting up the frobnicator"), "the command's output is not shown: {failure}");
     assert!(!screen.contains("never reached"));
-    assert!(
-        screen.contains("safety step done: make the half-installed"),
-        "the disk was not made unbootable"
-    );
+    assert!(screen.contains("safety step done: make the half-installed"), "the disk was not made unbootable");
     vm.send("poweroff\n").unwrap();
     assert!(vm.wait_exit(Duration::from_secs(120)).unwrap().success());
     // No partition table, no boot code: neither firmware nor a person takes it for a system.
-    sh(&format!("cmp -n 1048576 {} /dev/zero", disk.display()))
-        .expect("the start of the disk is not zeroed");
-    assert!(
-        sh(&format!("sfdisk -d {}", disk.display())).is_err(),
-        "a partition table survived"
-    );
+    sh(&format!("cmp -n 1048576 {} /dev/zero", disk.display())).expect("the start of the disk is not zeroed");
+    assert!(sh(&format!("sfdisk -d {}", disk.display())).is_err(), "a partition table survived");
 }

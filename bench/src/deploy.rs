@@ -23,15 +23,8 @@ const PROBE_TIMEOUT_S: u64 = 1500;
 pub fn run() -> Result<()> {
     let _lock = anemos_tests::vm_lock();
     let build = server()?;
-    let variant = build.variant(
-        "bench-deploy-variant",
-        "\nhostname=server2\npackages=\"$packages tree\"\n",
-    )?;
-    println!(
-        "   the server: {} ({} MiB), deployed with a new host name and one more package",
-        build.image.display(),
-        TIMED_MIB
-    );
+    let variant = build.variant("bench-deploy-variant", "\nhostname=server2\npackages=\"$packages tree\"\n")?;
+    println!("   the server: {} ({} MiB), deployed with a new host name and one more package", build.image.display(), TIMED_MIB);
     let wall = Instant::now();
     let server = build.start("bench-deploy-timed", TIMED_MIB)?;
     let booted = wall.elapsed().as_secs_f64();
@@ -53,10 +46,7 @@ fn server() -> Result<ServerBuild> {
     }
     let t = Instant::now();
     let b = build_server("bench-deploy-server")?;
-    println!(
-        "   built the server with anemos image in {:.0} s",
-        t.elapsed().as_secs_f64()
-    );
+    println!("   built the server with anemos image in {:.0} s", t.elapsed().as_secs_f64());
     Ok(b)
 }
 
@@ -74,22 +64,11 @@ impl Summary {
     /// Reads `kexec at X s, installer ready at Y s, installed at Z s, total T s` and
     /// `phases: NAME N s, …`.
     fn parse(stdout: &str) -> Result<Summary> {
-        let line = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with("kexec at "))
-            .context("no `kexec at …` line in the deploy summary")?;
-        let nums: Vec<f64> = line
-            .split(", ")
-            .filter_map(|part| part.split_whitespace().rev().nth(1)?.parse().ok())
-            .collect();
-        let [kexec_at, ready_at, installed_at, total] = nums[..] else {
-            bail!("unexpected summary line: {line}")
-        };
+        let line = stdout.lines().find(|l| l.trim_start().starts_with("kexec at ")).context("no `kexec at …` line in the deploy summary")?;
+        let nums: Vec<f64> = line.split(", ").filter_map(|part| part.split_whitespace().rev().nth(1)?.parse().ok()).collect();
+        let [kexec_at, ready_at, installed_at, total] = nums[..] else { bail!("unexpected summary line: {line}") };
         let mut phases = Vec::new();
-        if let Some(p) = stdout
-            .lines()
-            .find_map(|l| l.trim_start().strip_prefix("phases: "))
-        {
+        if let Some(p) = stdout.lines().find_map(|l| l.trim_start().strip_prefix("phases: ")) {
             for part in p.split(", ") {
                 let mut w = part.rsplitn(3, ' ');
                 let (_s, secs, name) = (w.next(), w.next(), w.next());
@@ -101,65 +80,22 @@ impl Summary {
                 }
             }
         }
-        Ok(Summary {
-            kexec_at,
-            ready_at,
-            installed_at,
-            total,
-            phases,
-        })
+        Ok(Summary { kexec_at, ready_at, installed_at, total, phases })
     }
 
     fn print(&self, booted: f64) {
         let mut rows = vec![
-            vec![
-                "the server VM boots to its login prompt (before the deploy)".into(),
-                format!("{booted:.0} s"),
-            ],
-            vec![
-                "pack, copy over ssh, kexec load (plan re-checked on the server), exec".into(),
-                format!("{:.0} s", self.kexec_at),
-            ],
-            vec![
-                "kexec → installer ready (modules, network, event endpoint)".into(),
-                format!("{:.0} s", self.ready_at - self.kexec_at),
-            ],
+            vec!["the server VM boots to its login prompt (before the deploy)".into(), format!("{booted:.0} s")],
+            vec!["pack, copy over ssh, kexec load (plan re-checked on the server), exec".into(), format!("{:.0} s", self.kexec_at)],
+            vec!["kexec → installer ready (modules, network, event endpoint)".into(), format!("{:.0} s", self.ready_at - self.kexec_at)],
         ];
-        let install_phases = [
-            "check",
-            "indexes",
-            "disks",
-            "packages",
-            "files",
-            "system",
-            "provision",
-            "initramfs",
-            "bootloader",
-            "log",
-            "unmount",
-        ];
-        for (name, secs) in self
-            .phases
-            .iter()
-            .filter(|(n, _)| install_phases.contains(&n.as_str()))
-        {
-            rows.push(vec![
-                format!("  installer phase {name}"),
-                format!("{secs:.1} s"),
-            ]);
+        let install_phases = ["check", "indexes", "disks", "packages", "files", "system", "provision", "initramfs", "bootloader", "log", "unmount"];
+        for (name, secs) in self.phases.iter().filter(|(n, _)| install_phases.contains(&n.as_str())) {
+            rows.push(vec![format!("  installer phase {name}"), format!("{secs:.1} s")]);
         }
-        rows.push(vec![
-            "installer ready → install done".into(),
-            format!("{:.0} s", self.installed_at - self.ready_at),
-        ]);
-        rows.push(vec![
-            "reboot → the new system answers on ssh".into(),
-            format!("{:.0} s", self.total - self.installed_at),
-        ]);
-        rows.push(vec![
-            "anemos deploy, total wall".into(),
-            format!("{:.0} s", self.total),
-        ]);
+        rows.push(vec!["installer ready → install done".into(), format!("{:.0} s", self.installed_at - self.ready_at)]);
+        rows.push(vec!["reboot → the new system answers on ssh".into(), format!("{:.0} s", self.total - self.installed_at)]);
+        rows.push(vec!["anemos deploy, total wall".into(), format!("{:.0} s", self.total)]);
         table(&["deploy phase", "time"], &rows);
     }
 }
@@ -172,46 +108,16 @@ fn memory(build: &ServerBuild, variant: &std::path::Path) -> Result<()> {
         let t = Instant::now();
         let (ok, why) = match deploy_with(build, variant, mib) {
             Ok(()) => (true, String::new()),
-            Err(e) => (
-                false,
-                format!("{e:#}")
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(140)
-                    .collect(),
-            ),
+            Err(e) => (false, format!("{e:#}").lines().next().unwrap_or_default().chars().take(140).collect()),
         };
-        println!(
-            "   {mib:>5} MiB: {} in {:.0} s{}",
-            if ok { "deployed" } else { "failed" },
-            t.elapsed().as_secs_f64(),
-            if ok {
-                String::new()
-            } else {
-                format!(" ({why})")
-            }
-        );
-        rows.push(vec![
-            format!("{mib} MiB"),
-            if ok {
-                "deployed".into()
-            } else {
-                "failed".into()
-            },
-            format!("{:.0} s", t.elapsed().as_secs_f64()),
-            why,
-        ]);
+        println!("   {mib:>5} MiB: {} in {:.0} s{}", if ok { "deployed" } else { "failed" }, t.elapsed().as_secs_f64(), if ok { String::new() } else { format!(" ({why})") });
+        rows.push(vec![format!("{mib} MiB"), if ok { "deployed".into() } else { "failed".into() }, format!("{:.0} s", t.elapsed().as_secs_f64()), why]);
         ok
     };
     let least = match std::env::var("ANEMOS_BENCH_DEPLOY_PROBES") {
         Ok(list) => {
             println!("\n   server memory, the probes asked for ({list}):");
-            let mut sizes: Vec<u32> = list
-                .split(',')
-                .filter_map(|s| s.trim().parse().ok())
-                .collect();
+            let mut sizes: Vec<u32> = list.split(',').filter_map(|s| s.trim().parse().ok()).collect();
             sizes.sort_unstable_by(|a, b| b.cmp(a));
             let mut least = None;
             for mib in sizes {
@@ -221,11 +127,7 @@ fn memory(build: &ServerBuild, variant: &std::path::Path) -> Result<()> {
                     break;
                 }
             }
-            least.map(|m| {
-                format!(
-                    "{m} MiB (the smallest probe that deployed; smaller ones not probed or failed)"
-                )
-            })
+            least.map(|m| format!("{m} MiB (the smallest probe that deployed; smaller ones not probed or failed)"))
         }
         Err(_) => {
             println!("\n   least server memory for the deploy (bisection {LOW}–{HIGH} MiB; the goal {GOAL} MiB first):");
@@ -233,22 +135,13 @@ fn memory(build: &ServerBuild, variant: &std::path::Path) -> Result<()> {
         }
     };
     rows.sort_by_key(|r| r[0].trim_end_matches(" MiB").parse::<u32>().unwrap_or(0));
-    table(
-        &["server memory", "anemos deploy", "wall", "why it failed"],
-        &rows,
-    );
+    table(&["server memory", "anemos deploy", "wall", "why it failed"], &rows);
     table(
         &["", "least server memory"],
         &[
-            vec![
-                "anemos deploy (this run)".into(),
-                least.unwrap_or_else(|| format!("none of the probes up to {HIGH} MiB")),
-            ],
+            vec!["anemos deploy (this run)".into(), least.unwrap_or_else(|| format!("none of the probes up to {HIGH} MiB"))],
             vec!["goal".into(), format!("{GOAL} MiB")],
-            vec![
-                "nixos-anywhere (documented minimum)".into(),
-                "1024 MiB".into(),
-            ],
+            vec!["nixos-anywhere (documented minimum)".into(), "1024 MiB".into()],
         ],
     );
     Ok(())
@@ -256,28 +149,17 @@ fn memory(build: &ServerBuild, variant: &std::path::Path) -> Result<()> {
 
 /// Boots a fresh server with `mib` and deploys the variant to it.
 fn deploy_with(build: &ServerBuild, variant: &std::path::Path, mib: u32) -> Result<()> {
-    let mut server = build
-        .start(&format!("bench-deploy-{mib}"), mib)
-        .context("the server did not boot")?;
+    let mut server = build.start(&format!("bench-deploy-{mib}"), mib).context("the server did not boot")?;
     server.install_timeout_s = PROBE_TIMEOUT_S;
     let d = server.deploy(variant, &[])?;
     if d.ok {
         return Ok(());
     }
     let console = server.vm.output_text();
-    if let Some(l) = console.lines().find(|l| {
-        l.contains("Out of memory")
-            || l.contains("invoked oom-killer")
-            || l.contains("Kernel panic")
-    }) {
+    if let Some(l) = console.lines().find(|l| l.contains("Out of memory") || l.contains("invoked oom-killer") || l.contains("Kernel panic")) {
         bail!("{}", l.trim());
     }
-    let why = d
-        .stdout
-        .lines()
-        .find(|l| l.contains("FAILED:"))
-        .or_else(|| d.stderr.lines().rev().find(|l| l.contains("error")))
-        .unwrap_or("the deploy failed");
+    let why = d.stdout.lines().find(|l| l.contains("FAILED:")).or_else(|| d.stderr.lines().rev().find(|l| l.contains("error"))).unwrap_or("the deploy failed");
     bail!("{}", why.trim())
 }
 
@@ -289,15 +171,9 @@ mod tests {
     fn the_deploy_summary_is_read() {
         let out = "host summary:\n  server: deployed\n    kexec at 177 s, installer ready at 248 s, installed at 717 s, total 829 s\n    phases: modules 5.2 s, check 0.2 s, indexes 25.5 s, packages 292.8 s, packages 292.8 s, unmount 2.2 s\n";
         let s = Summary::parse(out).unwrap();
-        assert_eq!(
-            (s.kexec_at, s.ready_at, s.installed_at, s.total),
-            (177.0, 248.0, 717.0, 829.0)
-        );
+        assert_eq!((s.kexec_at, s.ready_at, s.installed_at, s.total), (177.0, 248.0, 717.0, 829.0));
         let names: Vec<&str> = s.phases.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            ["modules", "check", "indexes", "packages", "unmount"]
-        );
+        assert_eq!(names, ["modules", "check", "indexes", "packages", "unmount"]);
         assert_eq!(s.phases[3].1, 292.8);
         assert!(Summary::parse("nothing").is_err());
     }

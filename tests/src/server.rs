@@ -28,12 +28,8 @@ pub fn mirror_args() -> Result<Vec<String>> {
             PROXY.get_or_init(|| started)
         }
     };
-    let sources = proxy
-        .sources_for("bookworm")
-        .context("the host's apt sources")?;
-    let Some(main) = sources.first() else {
-        bail!("the host's apt sources name no Debian mirror")
-    };
+    let sources = proxy.sources_for("bookworm").context("the host's apt sources")?;
+    let Some(main) = sources.first() else { bail!("the host's apt sources name no Debian mirror") };
     let mut args = vec!["--mirror".to_string(), main.uri.clone()];
     if let Some(sec) = sources.iter().find(|s| s.suite.ends_with("-security")) {
         args.extend(["--security-mirror".to_string(), sec.uri.clone()]);
@@ -43,26 +39,16 @@ pub fn mirror_args() -> Result<Vec<String>> {
 
 /// The same mirrors as a QEMU guest reaches them (user networking: the host is 10.0.2.2).
 pub fn guest_mirror_args() -> Result<Vec<String>> {
-    Ok(mirror_args()?
-        .iter()
-        .map(|a| a.replace("://127.0.0.1", "://10.0.2.2"))
-        .collect())
+    Ok(mirror_args()?.iter().map(|a| a.replace("://127.0.0.1", "://10.0.2.2")).collect())
 }
 
 /// A scratch copy of an example with a fresh ssh key for its `demo` user; returns
 /// (project, scratch dir). The private key is `id_ed25519` in the scratch dir.
 pub fn project(name: &str, from: &str) -> Result<(PathBuf, PathBuf)> {
     let dir = scratch(name);
-    sh(&format!(
-        "cp -a {}/. {}/project",
-        workspace().join(from).display(),
-        dir.display()
-    ))?;
+    sh(&format!("cp -a {}/. {}/project", workspace().join(from).display(), dir.display()))?;
     let key = dir.join("id_ed25519");
-    sh(&format!(
-        "ssh-keygen -q -t ed25519 -N '' -f {}",
-        key.display()
-    ))?;
+    sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {}", key.display()))?;
     let auth = dir.join("project/files/home/demo/.ssh/authorized_keys");
     if auth.exists() {
         std::fs::copy(key.with_extension("pub"), &auth)?;
@@ -73,27 +59,14 @@ pub fn project(name: &str, from: &str) -> Result<(PathBuf, PathBuf)> {
 /// `anemos image` with the test mirror and the console log in `out/install.log`; returns
 /// the image path.
 pub fn build(project: &Path, out: &Path, extra: &[&str]) -> Result<PathBuf> {
-    let mut args: Vec<String> = vec![
-        "image".into(),
-        project.display().to_string(),
-        "-o".into(),
-        out.display().to_string(),
-    ];
+    let mut args: Vec<String> = vec!["image".into(), project.display().to_string(), "-o".into(), out.display().to_string()];
     args.extend(mirror_args()?);
-    args.extend([
-        "--log".into(),
-        out.join("install.log").display().to_string(),
-    ]);
+    args.extend(["--log".into(), out.join("install.log").display().to_string()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let summary = anemos(&refs)?;
-    let path = summary
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("built "))
-        .and_then(|l| l.split(" in ").next());
-    path.map(PathBuf::from)
-        .with_context(|| format!("`anemos image` printed no `built … in …`: {summary}"))
+    let path = summary.lines().next().and_then(|l| l.strip_prefix("built ")).and_then(|l| l.split(" in ").next());
+    path.map(PathBuf::from).with_context(|| format!("`anemos image` printed no `built … in …`: {summary}"))
 }
 
 /// Waits for the login prompt, which may already have been printed before a later line the
@@ -132,8 +105,7 @@ preserve=\"
 ";
 
 /// The checksums of the kept disk's files, read in the guest (as the demo user, with sudo).
-pub const DATA_SUMS: &str =
-    "sudo sh -c \"cd /srv/data && find . -type f | sort | xargs -d '\\n' sha256sum\"";
+pub const DATA_SUMS: &str = "sudo sh -c \"cd /srv/data && find . -type f | sort | xargs -d '\\n' sha256sum\"";
 
 /// Builds the server in the scratch dir `name` (about 6 minutes under TCG).
 pub fn build_server(name: &str) -> Result<ServerBuild> {
@@ -143,27 +115,13 @@ pub fn build_server(name: &str) -> Result<ServerBuild> {
     std::fs::write(&imgbuild, text)?;
     let seed = dir.join("data-seed");
     sh(&format!("mkdir -p {0}/notes && echo 'kept across installs' > {0}/notes/kept.txt && head -c 4194304 /dev/urandom > {0}/blob", seed.display()))?;
-    let data_files = sh(&format!(
-        "cd {} && find . -type f | sort | xargs -d '\\n' sha256sum",
-        seed.display()
-    ))?;
+    let data_files = sh(&format!("cd {} && find . -type f | sort | xargs -d '\\n' sha256sum", seed.display()))?;
     let data = dir.join("data.img");
-    sh(&format!(
-        "mke2fs -q -t ext4 -L data -d {} {} 64M",
-        seed.display(),
-        data.display()
-    ))?;
+    sh(&format!("mke2fs -q -t ext4 -L data -d {} {} 64M", seed.display(), data.display()))?;
     let data_sum = sh(&format!("sha256sum < {}", data.display()))?;
     let attach = format!("{}:server-data", data.display());
     let image = build(&project, &dir, &["--attach", &attach])?;
-    Ok(ServerBuild {
-        project,
-        dir,
-        image,
-        data,
-        data_sum,
-        data_files,
-    })
+    Ok(ServerBuild { project, dir, image, data, data_sum, data_files })
 }
 
 impl ServerBuild {
@@ -176,20 +134,10 @@ impl ServerBuild {
             return None;
         }
         let load = || -> Result<ServerBuild> {
-            let data_files = sh(&format!(
-                "cd {} && find . -type f | sort | xargs -d '\\n' sha256sum",
-                dir.join("data-seed").display()
-            ))?;
+            let data_files = sh(&format!("cd {} && find . -type f | sort | xargs -d '\\n' sha256sum", dir.join("data-seed").display()))?;
             let data = dir.join("data.img");
             let data_sum = sh(&format!("sha256sum < {}", data.display()))?;
-            Ok(ServerBuild {
-                project: dir.join("project"),
-                image,
-                data,
-                data_sum,
-                data_files,
-                dir,
-            })
+            Ok(ServerBuild { project: dir.join("project"), image, data, data_sum, data_files, dir })
         };
         Some(load())
     }
@@ -197,34 +145,15 @@ impl ServerBuild {
     /// Copies of the server's disks in `dir`, with the serials its IMGBUILD selects.
     pub fn disks(&self, dir: &Path) -> Result<Vec<Disk>> {
         let (image, data) = (dir.join("server.img"), dir.join("data.img"));
-        sh(&format!(
-            "cp --sparse=always {} {} && cp --sparse=always {} {}",
-            self.image.display(),
-            image.display(),
-            self.data.display(),
-            data.display()
-        ))?;
-        Ok(vec![
-            Disk {
-                serial: Some("server-system".into()),
-                ..Disk::raw(&image)
-            },
-            Disk {
-                serial: Some("server-data".into()),
-                ..Disk::raw(&data)
-            },
-        ])
+        sh(&format!("cp --sparse=always {} {} && cp --sparse=always {} {}", self.image.display(), image.display(), self.data.display(), data.display()))?;
+        Ok(vec![Disk { serial: Some("server-system".into()), ..Disk::raw(&image) }, Disk { serial: Some("server-data".into()), ..Disk::raw(&data) }])
     }
 
     /// A copy of the server's project in the scratch dir `name` with `lines` appended to its
     /// IMGBUILD (later assignments win in the shell).
     pub fn variant(&self, name: &str, lines: &str) -> Result<PathBuf> {
         let dir = scratch(name);
-        sh(&format!(
-            "cp -a {}/. {}/",
-            self.project.display(),
-            dir.display()
-        ))?;
+        sh(&format!("cp -a {}/. {}/", self.project.display(), dir.display()))?;
         let imgbuild = dir.join("IMGBUILD");
         let text = std::fs::read_to_string(&imgbuild)? + lines;
         std::fs::write(&imgbuild, text)?;
@@ -240,10 +169,7 @@ impl ServerBuild {
         let mut config = Config::from_disk(disks[0].clone(), Firmware::Uefi(Ovmf::find()?));
         config.disks = disks;
         config.memory_mib = memory_mib;
-        config.net = Some(Net {
-            forwards: vec![(ssh_port, 22), (events_port, 7777)],
-            ..Default::default()
-        });
+        config.net = Some(Net { forwards: vec![(ssh_port, 22), (events_port, 7777)], ..Default::default() });
         config.allow_reboot = true;
         let mut vm = Vm::start(&config, Console::Capture(dir.join("console.log")))?;
         // Consumed, so that a later expect("login:") waits for the next boot's prompt.
@@ -257,13 +183,7 @@ impl ServerBuild {
                 self.dir.join("id_ed25519").display()
             ),
         )?;
-        Ok(Server {
-            vm,
-            dir,
-            events_port,
-            ssh_config,
-            install_timeout_s: 2400,
-        })
+        Ok(Server { vm, dir, events_port, ssh_config, install_timeout_s: 2400 })
     }
 }
 
@@ -288,11 +208,7 @@ impl Server {
     /// Runs a command on the server over ssh as the demo user, retrying while sshd is not
     /// up yet.
     pub fn ssh(&self, cmd: &str) -> Result<String> {
-        let line = format!(
-            "ssh -F {} server {}",
-            self.ssh_config.display(),
-            shell_quote(cmd)
-        );
+        let line = format!("ssh -F {} server {}", self.ssh_config.display(), shell_quote(cmd));
         for _ in 0..20 {
             if let Ok(out) = sh(&line) {
                 return Ok(out);
@@ -309,41 +225,12 @@ impl Server {
         let ssh_config = self.ssh_config.display().to_string();
         let project = project.display().to_string();
         let timeout = self.install_timeout_s.to_string();
-        let mut args = vec![
-            "deploy",
-            "server",
-            "-C",
-            &project,
-            "--ssh-config",
-            &ssh_config,
-            "--sudo",
-            "--events",
-            &events,
-            "--yes",
-            "--timeout",
-            &timeout,
-            "--ssh-timeout",
-            "900",
-        ];
+        let mut args = vec!["deploy", "server", "-C", &project, "--ssh-config", &ssh_config, "--sudo", "--events", &events, "--yes", "--timeout", &timeout, "--ssh-timeout", "900"];
         args.extend(mirrors.iter().map(String::as_str));
         args.extend(extra);
-        let out = std::process::Command::new(anemos_bin())
-            .args(&args)
-            .output()
-            .context("running anemos deploy")?;
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        std::fs::write(
-            self.dir
-                .join(format!("deploy-{}.log", self.vm.elapsed().as_secs())),
-            format!("{stdout}\n{stderr}"),
-        )?;
-        Ok(Deployed {
-            ok: out.status.success(),
-            stdout,
-            stderr,
-        })
+        let out = std::process::Command::new(anemos_bin()).args(&args).output().context("running anemos deploy")?;
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        std::fs::write(self.dir.join(format!("deploy-{}.log", self.vm.elapsed().as_secs())), format!("{stdout}\n{stderr}"))?;
+        Ok(Deployed { ok: out.status.success(), stdout, stderr })
     }
 }
