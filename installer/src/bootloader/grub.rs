@@ -1,5 +1,5 @@
-//! GRUB through the target's own tools: `grub-install` (BIOS boot code into the disk, or
-//! the EFI binary on the ESP at the removable-media path) and `update-grub` for grub.cfg,
+//! GRUB through the target's own tools: `grub-install` (BIOS boot code into the disk, the
+//! EFI binary on the ESP at the removable-media path, or both) and `update-grub` for grub.cfg,
 //! with the serial console and command line in /etc/default/grub.d/, and debconf told
 //! where GRUB lives so the package's own upgrades reinstall it there.
 
@@ -13,17 +13,18 @@ use crate::packages::chroot;
 pub fn install(root: &Path, spec: &Spec) -> Result<()> {
     write_defaults(root, spec)?;
     let disk = spec.disk.to_string_lossy().into_owned();
-    match spec.kind {
-        Kind::GrubEfi => {
-            let esp = spec.esp.as_ref().context("GRUB for UEFI needs an EFI system partition mounted at /boot/efi")?;
-            let esp = esp.to_string_lossy().into_owned();
-            chroot::run(root, "grub-install", &["--target=x86_64-efi", &format!("--efi-directory={esp}"), "--removable", "--no-nvram"])?;
-            debconf(root, "grub-efi-amd64 grub2/force_efi_extra_removable boolean true")?;
-        }
-        _ => {
-            chroot::run(root, "grub-install", &["--target=i386-pc", &disk]).with_context(|| format!("installing GRUB's boot code on {disk}"))?;
-            debconf(root, &format!("grub-pc grub-pc/install_devices multiselect {disk}"))?;
-        }
+    if matches!(spec.kind, Kind::GrubBios | Kind::GrubHybrid) {
+        chroot::run(root, "grub-install", &["--target=i386-pc", &disk]).with_context(|| format!("installing GRUB's BIOS boot code on {disk}"))?;
+    }
+    if spec.kind == Kind::GrubBios {
+        debconf(root, &format!("grub-pc grub-pc/install_devices multiselect {disk}"))?;
+    }
+    if matches!(spec.kind, Kind::GrubEfi | Kind::GrubHybrid) {
+        let esp = spec.esp.as_ref().context("GRUB for UEFI needs an EFI system partition mounted at /boot/efi")?;
+        let esp = esp.to_string_lossy().into_owned();
+        chroot::run(root, "grub-install", &["--target=x86_64-efi", &format!("--efi-directory={esp}"), "--removable", "--no-nvram"])
+            .with_context(|| format!("installing GRUB's EFI binary on the ESP at {esp}"))?;
+        debconf(root, "grub-efi-amd64 grub2/force_efi_extra_removable boolean true")?;
     }
     chroot::run(root, "update-grub", &[]).context("writing grub.cfg with update-grub")?;
     log::info!("GRUB installed ({:?})", spec.kind);

@@ -1,7 +1,8 @@
 //! Making the installed system bootable: systemd-boot (UEFI), put in place in-process from
 //! the target's own files with the target's kernel-install doing the entries (so later kernel
 //! upgrades keep working), or GRUB through the target's own grub-install and update-grub
-//! (BIOS on msdos or GPT with a BIOS boot partition, or UEFI).
+//! (BIOS on msdos or GPT with a BIOS boot partition, UEFI, or both at once on a GPT disk
+//! that has a BIOS boot partition and an ESP).
 
 mod grub;
 mod systemd_boot;
@@ -9,6 +10,8 @@ mod systemd_boot;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+
+use crate::plan::{Bootloader, Layout, PartKind};
 
 pub use grub::install as install_grub;
 pub use systemd_boot::install as install_systemd_boot;
@@ -19,6 +22,26 @@ pub enum Kind {
     SystemdBoot,
     GrubBios,
     GrubEfi,
+    /// GRUB for both firmwares: the BIOS boot code in the disk and its BIOS boot partition,
+    /// and the EFI binary on the ESP; one grub.cfg. The disk boots on either kind of machine.
+    GrubHybrid,
+}
+
+/// The boot loader for `bootloader=` on `layout`, installed from an installer that booted
+/// with UEFI firmware (`uefi`) or not; `None` for `bootloader=none`.
+///
+/// GRUB installs for every firmware the layout is laid out for: a BIOS boot partition and
+/// an ESP mean both (whatever the installer booted with), an ESP alone means UEFI when the
+/// installer booted that way, and anything else means BIOS.
+pub fn choose(bootloader: Bootloader, layout: &Layout, uefi: bool) -> Option<Kind> {
+    let has = |k: PartKind| layout.partitions.iter().any(|p| p.kind == k);
+    Some(match bootloader {
+        Bootloader::None => return None,
+        Bootloader::SystemdBoot => Kind::SystemdBoot,
+        Bootloader::Grub if has(PartKind::Esp) && has(PartKind::BiosBoot) => Kind::GrubHybrid,
+        Bootloader::Grub if uefi && has(PartKind::Esp) => Kind::GrubEfi,
+        Bootloader::Grub => Kind::GrubBios,
+    })
 }
 
 /// Everything the boot loader step needs to know.
@@ -43,6 +66,8 @@ pub fn packages(kind: Kind) -> &'static [&'static str] {
         Kind::SystemdBoot => &["systemd-boot", "systemd-boot-efi"],
         Kind::GrubBios => &["grub-pc"],
         Kind::GrubEfi => &["grub-efi-amd64"],
+        // grub-pc conflicts with grub-efi-amd64; grub-pc-bin is its BIOS modules alone.
+        Kind::GrubHybrid => &["grub-efi-amd64", "grub-pc-bin"],
     }
 }
 
@@ -58,7 +83,7 @@ pub fn install(root: &Path, spec: &Spec) -> Result<()> {
             let Some(esp) = &spec.esp else { bail!("systemd-boot needs an EFI system partition (a partition of type esp mounted at /boot/efi)") };
             install_systemd_boot(root, esp, spec)
         }
-        Kind::GrubBios | Kind::GrubEfi => install_grub(root, spec),
+        Kind::GrubBios | Kind::GrubEfi | Kind::GrubHybrid => install_grub(root, spec),
     }
 }
 
@@ -83,4 +108,41 @@ pub fn installed_kernels(root: &Path) -> Result<Vec<String>> {
         bail!("no kernel in {} (/boot/vmlinuz-*): add a kernel package (linux-image-amd64) to packages=", root.display());
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::layout::tests::part;
+    use crate::plan::{LayoutOrigin, PartSize, TableType};
+
+    fn layout(table: TableType, kinds: &[PartKind]) -> Layout {
+        let partitions = kinds.iter().map(|k| part("p", PartSize::Bytes(1 << 20), k.clone())).collect();
+        Layout { table, partitions, origin: LayoutOrigin::Partitions }
+    }
+
+    #[test]
+    fn grub_installs_for_every_firmware_the_layout_is_laid_out_for() {
+        use PartKind::*;
+        let gpt_both = layout(TableType::Gpt, &[BiosBoot, Esp, Root]);
+        let gpt_esp = layout(TableType::Gpt, &[Esp, Root]);
+        let gpt_bios = layout(TableType::Gpt, &[BiosBoot, Root]);
+        let msdos = layout(TableType::Msdos, &[Root]);
+        for uefi in [true, false] {
+            assert_eq!(choose(Bootloader::Grub, &gpt_both, uefi), Some(Kind::GrubHybrid));
+            assert_eq!(choose(Bootloader::Grub, &gpt_bios, uefi), Some(Kind::GrubBios));
+            assert_eq!(choose(Bootloader::Grub, &msdos, uefi), Some(Kind::GrubBios));
+            assert_eq!(choose(Bootloader::SystemdBoot, &gpt_esp, uefi), Some(Kind::SystemdBoot));
+            assert_eq!(choose(Bootloader::None, &gpt_both, uefi), None);
+        }
+        assert_eq!(choose(Bootloader::Grub, &gpt_esp, true), Some(Kind::GrubEfi));
+        assert_eq!(choose(Bootloader::Grub, &gpt_esp, false), Some(Kind::GrubBios));
+    }
+
+    #[test]
+    fn hybrid_grub_takes_the_efi_package_and_the_bios_modules_not_grub_pc() {
+        // grub-pc and grub-efi-amd64 conflict in Debian: a hybrid must not ask for both.
+        let p = packages(Kind::GrubHybrid);
+        assert!(p.contains(&"grub-efi-amd64") && p.contains(&"grub-pc-bin") && !p.contains(&"grub-pc"), "{p:?}");
+    }
 }

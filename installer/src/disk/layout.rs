@@ -190,7 +190,7 @@ impl fmt::Display for PlannedLayout {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::plan::Filesystem;
 

@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use super::{Install, Where};
 use crate::disk::{self, layout, Allow, Disk};
 use crate::fs::{probe, Target};
-use crate::plan::{DiskSelector, Preserve, PreserveTarget};
+use crate::bootloader::{self, Kind};
+use crate::plan::{DiskSelector, PartKind, Plan, Preserve, PreserveTarget, TableType};
 
 /// A preserved filesystem that goes into the new fstab.
 #[derive(Debug, Clone)]
@@ -22,7 +23,8 @@ pub struct Preserved {
 }
 
 pub fn run(inst: &mut Install) -> Result<()> {
-    let Where::Disk { target, .. } = &inst.place else { return Ok(()) };
+    let Where::Disk { target, uefi } = &inst.place else { return Ok(()) };
+    boot_firmware(&inst.plan, *uefi)?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let disks = disk::inventory(Path::new("/sys"), &mountinfo)?;
     let selector = target.as_ref().or(inst.plan.disk.as_ref());
@@ -69,6 +71,22 @@ pub fn run(inst: &mut Install) -> Result<()> {
     Ok(())
 }
 
+/// The boot loader against the firmware this machine booted with: GRUB for BIOS on a GPT
+/// disk needs a BIOS boot partition (found here, not after the wipe); systemd-boot on a
+/// machine that booted through BIOS is only warned about, as a kexec'd kernel may not see
+/// the UEFI it came from.
+fn boot_firmware(plan: &Plan, uefi: bool) -> Result<()> {
+    let firmware = if uefi { "UEFI" } else { "BIOS" };
+    match bootloader::choose(plan.bootloader, &plan.layout, uefi) {
+        Some(Kind::GrubBios) if plan.layout.table == TableType::Gpt && !plan.layout.partitions.iter().any(|p| p.kind == PartKind::BiosBoot) => bail!(
+            "this machine booted with {firmware} firmware, and GRUB for BIOS on a gpt disk needs a bios-boot partition: add \"bios 1M bios-boot\" to partitions= (or boot the machine with UEFI to use its esp); nothing was written"
+        ),
+        Some(Kind::SystemdBoot) if !uefi => log::warn!("this machine booted with BIOS firmware (no /sys/firmware/efi), and systemd-boot is UEFI-only: unless the machine boots UEFI next time, use bootloader=grub"),
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Resolves one `preserve=` entry to a device; fails if it is missing (a preserved disk that
 /// is not there means the plan does not describe this machine).
 fn find_preserved(p: &Preserve, disks: &[Disk], target: &Disk) -> Result<Option<Preserved>> {
@@ -111,4 +129,30 @@ fn by_link(kind: &str, value: &str, disks: &[Disk], target: &Disk) -> Result<Pat
         }
     }
     bail!("no partition outside the target disk has {} {value}; nothing was written", if kind == "by-uuid" { "UUID" } else { "PARTLABEL" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Bootloader;
+
+    fn with(kinds: &[PartKind], bootloader: Bootloader) -> Plan {
+        let mut p = crate::plan::tests::sample();
+        let root = p.layout.partitions[0].clone();
+        let extra = kinds.iter().map(|k| crate::plan::Partition { kind: k.clone(), mountpoint: None, ..root.clone() });
+        p.layout.partitions.splice(0..0, extra);
+        p.bootloader = bootloader;
+        p
+    }
+
+    #[test]
+    fn grub_for_bios_on_gpt_without_bios_boot_is_refused_before_the_wipe() {
+        let e = boot_firmware(&with(&[], Bootloader::Grub), false).unwrap_err().to_string();
+        assert!(e.contains("BIOS firmware") && e.contains("bios 1M bios-boot") && e.contains("nothing was written"), "{e}");
+        assert!(boot_firmware(&with(&[PartKind::Esp], Bootloader::Grub), false).is_err());
+        assert!(boot_firmware(&with(&[PartKind::Esp], Bootloader::Grub), true).is_ok());
+        assert!(boot_firmware(&with(&[PartKind::BiosBoot], Bootloader::Grub), false).is_ok());
+        assert!(boot_firmware(&with(&[PartKind::BiosBoot, PartKind::Esp], Bootloader::Grub), false).is_ok());
+        assert!(boot_firmware(&with(&[PartKind::Esp], Bootloader::SystemdBoot), false).is_ok(), "systemd-boot on BIOS only warns");
+    }
 }

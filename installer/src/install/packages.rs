@@ -12,7 +12,7 @@ use super::{Install, Where};
 use crate::bootloader;
 use crate::packages::fetch::{self, FetchConfig};
 use crate::packages::{alpine, arch, debian};
-use crate::plan::{Bootloader, Target};
+use crate::plan::Target;
 
 /// The resolved, verified package set of one distribution.
 pub enum Prepared {
@@ -193,22 +193,13 @@ fn wanted_packages(inst: &Install) -> Vec<String> {
         log::info!("the plan names no kernel: adding linux-image-amd64");
         want.push("linux-image-amd64".into());
     }
-    let kind = match inst.plan.bootloader {
-        Bootloader::SystemdBoot => Some(bootloader::Kind::SystemdBoot),
-        Bootloader::Grub if uefi && has_esp(inst) => Some(bootloader::Kind::GrubEfi),
-        Bootloader::Grub => Some(bootloader::Kind::GrubBios),
-        Bootloader::None => None,
-    };
+    let kind = bootloader::choose(inst.plan.bootloader, &inst.plan.layout, uefi);
     for p in kind.map(bootloader::packages).unwrap_or(&[]) {
         if !want.iter().any(|w| w == p) {
             want.push(p.to_string());
         }
     }
     want
-}
-
-fn has_esp(inst: &Install) -> bool {
-    inst.plan.layout.partitions.iter().any(|p| p.kind == crate::plan::PartKind::Esp)
 }
 
 /// The archive keyring: the payload's copy (the installer has no other), else the host's.

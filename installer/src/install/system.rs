@@ -7,10 +7,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{Install, Where};
-use crate::bootloader::{self, Kind, Spec};
+use crate::bootloader::{self, Spec};
 use crate::files::root::RootDir;
 use crate::fstab::{self, Entry};
-use crate::plan::{Bootloader, TableType};
 
 pub fn run(inst: &mut Install) -> Result<()> {
     let root = RootDir::open(&inst.root)?;
@@ -65,14 +64,9 @@ fn machine_id() -> Result<String> {
 /// The boot loader phase.
 pub fn bootloader(inst: &mut Install) -> Result<()> {
     let Where::Disk { uefi, .. } = &inst.place else { return Ok(()) };
-    let kind = match (inst.plan.bootloader, uefi) {
-        (Bootloader::None, _) => {
-            log::info!("bootloader=none: the new system brings its own");
-            return Ok(());
-        }
-        (Bootloader::SystemdBoot, _) => Kind::SystemdBoot,
-        (Bootloader::Grub, true) if inst.plan.layout.partitions.iter().any(|p| p.kind == crate::plan::PartKind::Esp) => Kind::GrubEfi,
-        (Bootloader::Grub, _) => Kind::GrubBios,
+    let Some(kind) = bootloader::choose(inst.plan.bootloader, &inst.plan.layout, *uefi) else {
+        log::info!("bootloader=none: the new system brings its own");
+        return Ok(());
     };
     let (disk, _) = inst.disk.clone().context("no target disk")?;
     let root_uuid = inst
@@ -90,9 +84,6 @@ pub fn bootloader(inst: &mut Install) -> Result<()> {
         .find(|p| p.kind == crate::plan::PartKind::Esp)
         .and_then(|p| p.mountpoint.as_ref())
         .map(std::path::PathBuf::from);
-    if kind == Kind::GrubBios && inst.plan.layout.table == TableType::Gpt && !inst.plan.layout.partitions.iter().any(|p| p.kind == crate::plan::PartKind::BiosBoot) {
-        anyhow::bail!("GRUB for BIOS on a GPT disk needs a bios-boot partition (add \"bios 1M bios-boot\" to partitions=)");
-    }
     let spec = Spec { kind, disk, esp, root_uuid, cmdline: inst.cmdline(), timeout: 1 };
     let _mounts = crate::packages::chroot::Mounts::setup(&crate::packages::extract::Root::open(&inst.root)?)?;
     bootloader::install(&inst.root, &spec)

@@ -123,7 +123,12 @@ fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
     } else {
         p.kernel_cmdline.args.clone()
     };
-    writeln!(o, "  bootloader    {}; kernel command line: {cmdline}", p.bootloader.name())?;
+    let has = |k: PartKind| p.layout.partitions.iter().any(|x| x.kind == k);
+    let loader = match p.bootloader {
+        Bootloader::Grub if has(PartKind::Esp) && has(PartKind::BiosBoot) => "grub, for BIOS and UEFI (bios-boot and esp)",
+        b => b.name(),
+    };
+    writeln!(o, "  bootloader    {loader}; kernel command line: {cmdline}")?;
     let from = match &p.mirror.origin {
         MirrorOrigin::Imgbuild { line: Some(l) } => format!("IMGBUILD:{l}"),
         MirrorOrigin::Imgbuild { line: None } => "IMGBUILD".into(),

@@ -74,3 +74,18 @@ fn human_plan_names_the_destruction_first() {
     assert!(text.contains("preserved     disk size:1 TiB (±1 %): never written, mounted at /home"), "{text}");
     assert!(text.contains("db (age)"));
 }
+
+#[test]
+fn human_plan_says_when_grub_is_for_both_firmwares() {
+    let mut p = sample();
+    assert!(render_human(&p).contains("  bootloader    grub; "));
+    let part = |name: &str, kind: PartKind| {
+        let mut x = p.layout.partitions[0].clone();
+        (x.name, x.kind, x.mountpoint) = (name.into(), kind, None);
+        x
+    };
+    let (bios, esp) = (part("bios", PartKind::BiosBoot), part("esp", PartKind::Esp));
+    p.layout.partitions.splice(0..0, [bios, esp]);
+    let text = render_human(&p);
+    assert!(text.contains("  bootloader    grub, for BIOS and UEFI (bios-boot and esp); "), "{text}");
+}
