@@ -11,7 +11,6 @@ use super::apk::{read_apk, Control};
 use super::index::Package;
 use super::installed::{self, Installed};
 use super::Prepared;
-use crate::event::{emit, Event};
 use crate::packages::arch::hooks::fnmatch;
 use crate::packages::chroot::{self, tail, Mounts};
 use crate::packages::extract::{self, Kind, Root};
@@ -61,7 +60,6 @@ pub fn install(prepared: &Prepared, root: &Path, opts: &InstallOptions) -> Resul
             rustix::fs::chmodat(&fd, ".", rustix::fs::Mode::from_raw_mode(mode), rustix::fs::AtFlags::empty())?;
         }
     }
-    emit(Event::PhaseStarted { phase: "packages".into() });
     let mut report = Report { packages: prepared.packages.len(), bytes: prepared.download_size(), ..Report::default() };
     let pkgs = unpack_all(prepared, &r, &opts.extract)?;
     write_db(prepared, &r, &pkgs)?;
@@ -72,7 +70,6 @@ pub fn install(prepared: &Prepared, root: &Path, opts: &InstallOptions) -> Resul
         report.configure_ms = t.elapsed().as_millis() as u64;
     }
     report.total_ms = t.elapsed().as_millis() as u64;
-    emit(Event::PhaseFinished { phase: "packages".into(), ms: report.total_ms });
     log::info!("installed {} packages into {} in {:.1} s ({} scripts, {} triggers)", report.packages, root.display(), report.total_ms as f64 / 1000.0, report.scripts.len(), report.triggers.len());
     Ok(report)
 }

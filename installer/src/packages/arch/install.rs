@@ -11,7 +11,6 @@ use super::localdb::{self, Validation, LOCAL};
 use super::scripts::{run_hook, run_scriptlet};
 use super::unpack::{unpack_all, Unpacked};
 use super::{now, Prepared};
-use crate::event::{emit, Event};
 use crate::packages::chroot::Mounts;
 use crate::packages::extract::{self, Root};
 
@@ -57,7 +56,6 @@ pub fn install(prepared: &Prepared, root: &Path, opts: &InstallOptions) -> Resul
     let r = Root::open(root)?;
     skeleton(&r)?;
     localdb::init(&r)?;
-    emit(Event::PhaseStarted { phase: "packages".into() });
     let mut report = Report { packages: prepared.packages.len(), bytes: prepared.download_size(), ..Report::default() };
     let unpacked = unpack_all(prepared, &r, &opts.extract)?;
     let date = now(&prepared.config);
@@ -74,7 +72,6 @@ pub fn install(prepared: &Prepared, root: &Path, opts: &InstallOptions) -> Resul
         report.configure_ms = t.elapsed().as_millis() as u64;
     }
     report.total_ms = t.elapsed().as_millis() as u64;
-    emit(Event::PhaseFinished { phase: "packages".into(), ms: report.total_ms });
     log::info!(
         "installed {} packages into {}: unpack {:.1} s, configure {:.1} s ({} scripts, {} hooks)",
         report.packages,

@@ -14,7 +14,6 @@ use super::scripts::run_preinsts;
 use super::sources::render_deb822;
 use super::unpack::{save_all, unpack_all};
 use super::Prepared;
-use crate::event::{emit, Event};
 use crate::packages::extract::{self, Root};
 
 /// How the work is split between us and the target's dpkg (see docs/architecture.md for
@@ -65,7 +64,6 @@ pub fn install(prepared: &Prepared, root: &Path, opts: &InstallOptions) -> Resul
     let r = Root::open(root)?;
     merged_usr(&r, &prepared.config.arch)?;
     dpkgdb::init(&r, &prepared.config.arch)?;
-    emit(Event::PhaseStarted { phase: "packages".into() });
     let mut report = Report { packages: prepared.packages.len(), bytes: prepared.download_size(), ..Report::default() };
     match opts.strategy {
         Strategy::InProcess => in_process(prepared, &r, opts, &mut report)?,
@@ -73,7 +71,6 @@ pub fn install(prepared: &Prepared, root: &Path, opts: &InstallOptions) -> Resul
     }
     write_sources(prepared, &r)?;
     report.total_ms = t.elapsed().as_millis() as u64;
-    emit(Event::PhaseFinished { phase: "packages".into(), ms: report.total_ms });
     log::info!(
         "installed {} packages into {}: unpack {:.1} s, configure {:.1} s, total {:.1} s",
         report.packages,
