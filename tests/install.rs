@@ -183,24 +183,65 @@ fn deploy(server: &Server, project: &Path, extra: &[&str]) -> (bool, String, Str
     (d.ok, d.stdout, d.stderr)
 }
 
+/// Partitions for GRUB on both firmwares: a BIOS boot partition beside the ESP.
+const HYBRID_LAYOUT: &str = "partitions=\"
+\tbios  1M    bios-boot
+\tesp   256M  esp   vfat  /boot/efi
+\tswap  256M  swap  swap
+\troot  rest  root  ext4  /
+\"
+bootloader=grub
+";
+
+/// One server, two deploys (one boot of the old system saved): the first fails before the
+/// wipe and leaves it as it was, the second reinstalls it with GRUB for BIOS and UEFI, which
+/// then boots through both firmwares.
 #[test]
-fn deploy_reinstalls_a_running_server_over_ssh_keeping_its_data_disk() {
+fn deploy_fails_before_the_wipe_then_reinstalls_with_hybrid_grub_keeping_the_data_disk() {
     let _lock = vm_lock();
-    let server = start_server("deploy-server");
+    let mut server = start_server("deploy-server");
     let before = ssh(&server, DATA_SUMS);
     assert_eq!(before, server_build().data_files);
+
+    // A missing package, with DHCP in the installer: the indexes it fetched came over the
+    // leased address, and the failure comes before anything is written.
+    let missing = variant("deploy-missing", "\npackages=\"$packages no-such-package-anemos\"\non_failure=reboot\n");
+    let (ok, stdout, stderr) = deploy(&server, &missing, &["--dhcp"]);
+    assert!(!ok, "the deploy of a missing package succeeded:\n{stdout}");
+    assert!(stderr.contains("connected to the installer"), "the events never reached the workstation:\n{stderr}");
+    assert!(stderr.contains("no-such-package-anemos"), "the event stream did not say why:\n{stderr}");
+    assert!(stdout.contains("FAILED: the install failed in phase indexes") && stdout.contains("the disk was not touched"), "{stdout}");
+    assert!(server.vm.output_text().contains("10.0.2.15/24 (DHCP from 10.0.2.2)"), "the installer did not use DHCP");
+    // The installer reboots; the firmware finds the old, untouched system.
+    server.vm.expect("login:", BOOT).unwrap();
+    assert_eq!(ssh(&server, "hostname; sudo test -f /boot/efi/loader/loader.conf && echo systemd-boot"), "server\nsystemd-boot\n");
+
     // Captured static network (the default): another host name, another package, and GRUB
-    // on UEFI in place of systemd-boot.
-    let project = variant("deploy-server2", "\nhostname=server2\npackages=\"$packages tree\"\nbootloader=grub\n");
+    // for both firmwares in place of systemd-boot.
+    let project = variant("deploy-server2", &format!("\nhostname=server2\npackages=\"$packages tree\"\n{HYBRID_LAYOUT}"));
     let (ok, stdout, stderr) = deploy(&server, &project, &[]);
     assert!(ok, "deploy failed:\n{stdout}\n{stderr}");
     for want in ["connected to the installer", "installer ready", "packages done in", "install done in"] {
         assert!(stderr.contains(want), "no progress line {want:?} reached the workstation:\n{stderr}");
     }
+    assert_eq!(stderr.matches("packages done in").count(), 1, "the packages phase was reported more than once:\n{stderr}");
     assert!(stdout.contains("server: deployed"), "{stdout}");
     assert!(server.vm.output_text().contains("10.0.2.15/24 (static)"), "the installer did not use the captured static address");
-    assert_eq!(ssh(&server, "hostname; dpkg-query -W -f='${Status}\\n' tree grub-efi-amd64"), "server2\ninstall ok installed\ninstall ok installed\n");
+    let installed = "hostname; dpkg-query -W -f='${Status}\\n' tree grub-efi-amd64 grub-pc-bin; test -d /sys/firmware/efi && echo UEFI || echo BIOS";
+    assert_eq!(ssh(&server, installed), "server2\ninstall ok installed\ninstall ok installed\ninstall ok installed\nUEFI\n");
     assert_eq!(ssh(&server, DATA_SUMS), before, "/srv/data changed across the reinstall");
+
+    // The same disks through SeaBIOS: GRUB's BIOS boot code in the BIOS boot partition.
+    server.restart_with(Firmware::Bios, "bios").unwrap();
+    let r = report(&mut server.vm);
+    assert_eq!(r.get("mounted").map(String::as_str), Some("/,/boot/efi,/srv/data"), "{r:?}");
+    assert_eq!(r.get("swaps").map(String::as_str), Some("1"), "{r:?}");
+    assert_eq!(r.get("dpkg-audit").map(String::as_str), Some("clean"), "{r:?}");
+    assert_eq!(r.get("fstab").map(String::as_str), Some("valid"), "{r:?}");
+    wait_login(&mut server.vm);
+    assert!(server.vm.output_text().contains("GRUB"), "no GRUB on the BIOS console");
+    assert_eq!(ssh(&server, installed), "server2\ninstall ok installed\ninstall ok installed\ninstall ok installed\nBIOS\n");
+    assert_eq!(ssh(&server, DATA_SUMS), before, "/srv/data changed across the BIOS boot");
 }
 
 #[test]
@@ -215,23 +256,6 @@ fn deploy_with_dhcp_in_the_installer_reinstalls_too() {
     assert!(server.vm.output_text().contains("10.0.2.15/24 (DHCP from 10.0.2.2)"), "the installer did not use DHCP");
     assert_eq!(ssh(&server, "hostname; sudo test -f /boot/efi/loader/loader.conf && echo systemd-boot"), "server3\nsystemd-boot\n");
     assert_eq!(ssh(&server, DATA_SUMS), before, "/srv/data changed across the reinstall");
-}
-
-#[test]
-fn deploy_of_a_missing_package_fails_before_the_wipe_and_the_old_system_boots() {
-    let _lock = vm_lock();
-    let mut server = start_server("deploy-fails");
-    let project = variant("deploy-missing", "\npackages=\"$packages no-such-package-anemos\"\non_failure=reboot\n");
-    // With DHCP in the installer: the indexes it fetched came over the leased address.
-    let (ok, stdout, stderr) = deploy(&server, &project, &["--dhcp"]);
-    assert!(!ok, "the deploy of a missing package succeeded:\n{stdout}");
-    assert!(stderr.contains("connected to the installer"), "the events never reached the workstation:\n{stderr}");
-    assert!(stderr.contains("no-such-package-anemos"), "the event stream did not say why:\n{stderr}");
-    assert!(stdout.contains("FAILED: the install failed in phase indexes") && stdout.contains("the disk was not touched"), "{stdout}");
-    assert!(server.vm.output_text().contains("10.0.2.15/24 (DHCP from 10.0.2.2)"), "the installer did not use DHCP");
-    // The installer reboots; the firmware finds the old, untouched system.
-    server.vm.expect("login:", BOOT).unwrap();
-    assert_eq!(ssh(&server, "hostname"), "server\n");
 }
 
 #[test]

@@ -183,13 +183,15 @@ impl ServerBuild {
                 self.dir.join("id_ed25519").display()
             ),
         )?;
-        Ok(Server { vm, dir, events_port, ssh_config, install_timeout_s: 2400 })
+        Ok(Server { vm, config, dir, events_port, ssh_config, install_timeout_s: 2400 })
     }
 }
 
 /// A running server.
 pub struct Server {
     pub vm: Vm,
+    /// The VM's profile (its disks are the copies in `dir`).
+    pub config: Config,
     pub dir: PathBuf,
     pub events_port: u16,
     pub ssh_config: PathBuf,
@@ -216,6 +218,20 @@ impl Server {
             std::thread::sleep(Duration::from_secs(5));
         }
         sh(&line)
+    }
+
+    /// Powers the server off from inside and boots the same disks again through `firmware`
+    /// (the console in `dir/console-NAME.log`), without waiting for it to come up.
+    pub fn restart_with(&mut self, firmware: Firmware, name: &str) -> Result<()> {
+        // The connection drops as the system goes down: the command's status says nothing.
+        let _ = sh(&format!("ssh -F {} server 'sudo systemctl poweroff'", self.ssh_config.display()));
+        if self.vm.wait_exit(Duration::from_secs(180)).is_err() {
+            self.vm.kill()?;
+            bail!("the server did not power off within 3 minutes (console: {})", self.dir.join("console.log").display());
+        }
+        self.config.firmware = firmware;
+        self.vm = Vm::start(&self.config, Console::Capture(self.dir.join(format!("console-{name}.log"))))?;
+        Ok(())
     }
 
     /// `anemos deploy server --sudo` of `project` through the guest's view of the mirror.
