@@ -3,7 +3,7 @@
 #   make setup   install what a fresh Debian machine lacks (apt packages, the musl target)
 #   make demo    set up, build, install examples/debian-minimal in QEMU and land at its console
 #   make test    unit tests, integration tests on image files, QEMU boot tests
-#   make test-long  the mail-server example and a DHCP deploy (~30 min under TCG; not in make test)
+#   make test-long  a second full deploy, with DHCP in the installer (~15 min under TCG; not in make test)
 #   make bench   sizes and timings beside the baseline tools, measured in the same run
 #                (one section: make bench SECTION=deploy; sections: initramfs mkfs bootstrap install deploy)
 #   make build   the static init, then the anemos binary that embeds it
@@ -56,8 +56,8 @@ unit-test:
 test: build kernel
 	$(CARGO) test --workspace
 
-# The mail-server example built and booted, and a second full deploy (DHCP in the installer):
-# ~30 min under TCG, over CI's budget beside the rest; run by hand before touching them.
+# A second full deploy (DHCP in the installer): ~15 min under TCG, over CI's budget beside
+# the rest; run by hand before touching the installer's network.
 test-long: build kernel
 	$(CARGO) test -p anemos-tests --test install -- --ignored --nocapture
 

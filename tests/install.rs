@@ -127,7 +127,6 @@ fn mail_build() -> &'static MailBuild {
 }
 
 #[test]
-#[ignore = "~15 min under TCG (dovecot-core alone configures for ~4 min), over CI's budget beside the rest: `make test-long`"]
 fn mail_server_bios_grub_keeps_home_and_serves_mail() {
     let _lock = vm_lock();
     let m = mail_build();
