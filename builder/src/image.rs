@@ -67,11 +67,11 @@ pub fn build(req: &ImageRequest) -> Result<Built> {
 /// UEFI when the boot loader needs it: systemd-boot, or GRUB with an ESP and no BIOS boot
 /// partition.
 pub fn wants_uefi(plan: &Plan) -> bool {
-    let has = |k: PartKind| plan.layout.partitions.iter().any(|p| p.kind == k);
+    let l = &plan.layout;
     match plan.bootloader {
         Bootloader::SystemdBoot => true,
-        Bootloader::Grub => has(PartKind::Esp) && !has(PartKind::BiosBoot),
-        Bootloader::None => has(PartKind::Esp),
+        Bootloader::Grub => l.has(PartKind::Esp) && !l.has(PartKind::BiosBoot),
+        Bootloader::None => l.has(PartKind::Esp),
     }
 }
 

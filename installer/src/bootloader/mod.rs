@@ -34,12 +34,11 @@ pub enum Kind {
 /// an ESP mean both (whatever the installer booted with), an ESP alone means UEFI when the
 /// installer booted that way, and anything else means BIOS.
 pub fn choose(bootloader: Bootloader, layout: &Layout, uefi: bool) -> Option<Kind> {
-    let has = |k: PartKind| layout.partitions.iter().any(|p| p.kind == k);
     Some(match bootloader {
         Bootloader::None => return None,
         Bootloader::SystemdBoot => Kind::SystemdBoot,
-        Bootloader::Grub if has(PartKind::Esp) && has(PartKind::BiosBoot) => Kind::GrubHybrid,
-        Bootloader::Grub if uefi && has(PartKind::Esp) => Kind::GrubEfi,
+        Bootloader::Grub if layout.has(PartKind::Esp) && layout.has(PartKind::BiosBoot) => Kind::GrubHybrid,
+        Bootloader::Grub if uefi && layout.has(PartKind::Esp) => Kind::GrubEfi,
         Bootloader::Grub => Kind::GrubBios,
     })
 }

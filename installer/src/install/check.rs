@@ -78,7 +78,7 @@ pub fn run(inst: &mut Install) -> Result<()> {
 fn boot_firmware(plan: &Plan, uefi: bool) -> Result<()> {
     let firmware = if uefi { "UEFI" } else { "BIOS" };
     match bootloader::choose(plan.bootloader, &plan.layout, uefi) {
-        Some(Kind::GrubBios) if plan.layout.table == TableType::Gpt && !plan.layout.partitions.iter().any(|p| p.kind == PartKind::BiosBoot) => bail!(
+        Some(Kind::GrubBios) if plan.layout.table == TableType::Gpt && !plan.layout.has(PartKind::BiosBoot) => bail!(
             "this machine booted with {firmware} firmware, and GRUB for BIOS on a gpt disk needs a bios-boot partition: add \"bios 1M bios-boot\" to partitions= (or boot the machine with UEFI to use its esp); nothing was written"
         ),
         Some(Kind::SystemdBoot) if !uefi => log::warn!("this machine booted with BIOS firmware (no /sys/firmware/efi), and systemd-boot is UEFI-only: unless the machine boots UEFI next time, use bootloader=grub"),

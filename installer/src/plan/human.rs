@@ -123,10 +123,10 @@ fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
     } else {
         p.kernel_cmdline.args.clone()
     };
-    let has = |k: PartKind| p.layout.partitions.iter().any(|x| x.kind == k);
-    let loader = match p.bootloader {
-        Bootloader::Grub if has(PartKind::Esp) && has(PartKind::BiosBoot) => "grub, for BIOS and UEFI (bios-boot and esp)",
-        b => b.name(),
+    // The firmware does not matter for the hybrid: it is chosen by the layout alone.
+    let loader = match crate::bootloader::choose(p.bootloader, &p.layout, false) {
+        Some(crate::bootloader::Kind::GrubHybrid) => "grub, for BIOS and UEFI (bios-boot and esp)",
+        _ => p.bootloader.name(),
     };
     writeln!(o, "  bootloader    {loader}; kernel command line: {cmdline}")?;
     let from = match &p.mirror.origin {

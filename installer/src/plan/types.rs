@@ -148,6 +148,13 @@ pub struct Layout {
     pub origin: LayoutOrigin,
 }
 
+impl Layout {
+    /// Whether a partition of `kind` is in the layout.
+    pub fn has(&self, kind: PartKind) -> bool {
+        self.partitions.iter().any(|p| p.kind == kind)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LayoutOrigin {

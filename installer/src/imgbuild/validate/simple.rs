@@ -102,8 +102,7 @@ pub fn bootloader_value(cx: &mut Ctx<'_>) -> Result<Option<Bootloader>, ()> {
 /// The bootloader for a layout: `bootloader=`, default systemd-boot on a gpt table with
 /// an ESP, else grub; checked against the layout.
 pub fn bootloader(cx: &mut Ctx<'_>, layout: &Layout, value: Option<Bootloader>) -> Option<Bootloader> {
-    let has_esp = layout.partitions.iter().any(|p| p.kind == PartKind::Esp);
-    let has_bios = layout.partitions.iter().any(|p| p.kind == PartKind::BiosBoot);
+    let (has_esp, has_bios) = (layout.has(PartKind::Esp), layout.has(PartKind::BiosBoot));
     let gpt = layout.table == TableType::Gpt;
     let chosen = match value {
         Some(b) => b,
