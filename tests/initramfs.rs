@@ -65,6 +65,9 @@ fn payload_is_appended_as_its_own_archive() {
     // GNU cpio reads the first archive; skipping it, the payload is a valid archive too.
     let listing = sh(&format!("tail -c +{} {} | cpio -it --quiet", without.len() + 1, dir.join("full.img").display())).unwrap();
     assert!(listing.contains("anemos/payload/note"));
+    // An image with a payload holds secrets: 0600, whatever the umask; without, 0644.
+    let mode = |name: &str| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join(name)).unwrap().permissions()) & 0o777;
+    assert_eq!((mode("full.img"), mode("base.img")), (0o600, 0o644));
 }
 
 #[test]

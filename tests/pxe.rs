@@ -31,6 +31,8 @@ fn project(dir: &Path, example: &str, extra: &str) -> PathBuf {
 
 /// `anemos pxe PROJECT -o OUT` for the test kernel, with more arguments.
 fn pxe(project: &Path, out: &Path, extra: &[&str]) -> String {
+    // Reproducible: the payload's packing time is this, not the clock's.
+    std::env::set_var("SOURCE_DATE_EPOCH", BUILT.to_string());
     let k = test_kernel();
     let mut args = vec!["pxe", project.to_str().unwrap(), "-o", out.to_str().unwrap(), "--kernel", k.vmlinuz.to_str().unwrap(), "--modules-dir", k.modules_dir.to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -189,7 +191,7 @@ fn netboot_sets_the_clock_and_serves_events_to_the_token() {
     let console = vm.output_text();
     assert!(console.contains("command line: initrd=initramfs.img anemos.mode=install console=tty0 console=ttyS0,115200"), "iPXE did not run the script");
     assert!(console.contains("clock: 2001-01-01 00:00:"), "the RTC's time was not logged:\n{console}");
-    assert!(console.contains("is before the payload was built; set to 2024-01-01 00:00:00 UTC"), "no floor:\n{console}");
+    assert!(console.contains("is before the payload was packed; set to 2024-01-01 00:00:00 UTC"), "no floor:\n{console}");
     assert!(console.contains(&format!("→ 2030-01-02 03:04:05 UTC (the Date of http://10.0.2.2:{mirror}/)")), "no correction:\n{console}");
     // The event endpoint of the netbooted installer answers the token from payload.token only.
     let wait = Duration::from_secs(30);

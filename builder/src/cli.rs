@@ -49,8 +49,8 @@ pub struct DisksArgs {
     pub json: bool,
 }
 
-/// What `check` and `pack` share.
-#[derive(Args, Clone)]
+/// What every command that reads a project shares.
+#[derive(Args, Clone, Debug)]
 pub struct ProjectArgs {
     /// The project directory (the one holding the IMGBUILD).
     #[arg(default_value = ".")]
@@ -64,6 +64,13 @@ pub struct ProjectArgs {
     /// The age identity file for secrets/NAME.age [default: $ANEMOS_AGE_IDENTITY, else ~/.config/anemos/age.key].
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// Use this package mirror instead of the IMGBUILD's or this host's (e.g. a local caching
+    /// proxy; for image builds, loopback addresses are rewritten for the build VM).
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// With --mirror: the security archive's mirror.
+    #[arg(long, value_name = "URL", requires = "mirror")]
+    pub security_mirror: Option<String>,
 }
 
 #[derive(Args)]
@@ -241,13 +248,6 @@ pub struct ImageArgs {
     /// Directory for the output (IMGNAME.img, IMGNAME.tar.*, IMGNAME/).
     #[arg(short, long, default_value = ".")]
     pub output: PathBuf,
-    /// Use this package mirror instead of the plan's (e.g. a local caching proxy; loopback
-    /// addresses are rewritten for the build VM).
-    #[arg(long, value_name = "URL")]
-    pub mirror: Option<String>,
-    /// With --mirror: the security archive's mirror.
-    #[arg(long, value_name = "URL")]
-    pub security_mirror: Option<String>,
     /// Memory of the build VM in MiB.
     #[arg(long, default_value_t = 1024)]
     pub memory: u32,
@@ -379,7 +379,7 @@ pub struct DeployArgs {
     #[arg(long, value_name = "URL")]
     pub mirror: Option<String>,
     /// With --mirror: the security archive's mirror.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", requires = "mirror")]
     pub security_mirror: Option<String>,
     /// An ssh config file for every ssh command (ssh -F).
     #[arg(long, value_name = "FILE")]
@@ -413,6 +413,20 @@ pub struct DeployArgs {
     /// Do not ask for the host names to be typed back.
     #[arg(long)]
     pub yes: bool,
+}
+
+impl DeployArgs {
+    /// The project arguments (deploy names its project with -C, the hosts being positional).
+    pub fn project(&self) -> ProjectArgs {
+        ProjectArgs {
+            dir: self.dir.clone(),
+            format: self.format.clone(),
+            inputs: self.inputs.clone(),
+            identity: self.identity.clone(),
+            mirror: self.mirror.clone(),
+            security_mirror: self.security_mirror.clone(),
+        }
+    }
 }
 
 #[derive(Args)]

@@ -2,18 +2,18 @@
 //! the image file as its only disk (no root or loop devices needed on the workstation),
 //! `dir` and `tar` by running the same install pipeline natively into a directory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anemos_qemu::{choose_accel, Config, Console, Disk, Firmware, Kernel, Net, Ovmf, Vm};
 use anyhow::{bail, Context, Result};
 use installer::event::Event;
-use installer::imgbuild::{check, CheckOptions};
 use installer::plan::{Bootloader, Format, PartKind, Plan};
-use installer::{payload, secrets};
 
-use crate::cli::Compression;
+use crate::cli::{Compression, ProjectArgs};
 use crate::initramfs::{build as build_initramfs, ModuleChoice, Request};
+use crate::private::Scratch;
+use crate::project::Project;
 
 /// The serial number the image disk gets in the build VM (and the selector that finds it).
 pub const IMAGE_SERIAL: &str = "anemos-image";
@@ -21,13 +21,9 @@ pub const IMAGE_SERIAL: &str = "anemos-image";
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct ImageRequest {
-    pub project: PathBuf,
-    pub format: Option<String>,
+    /// The project, with the command line's format and mirror overrides.
+    pub project: ProjectArgs,
     pub output_dir: PathBuf,
-    /// Replaces the plan's package mirror (e.g. a local caching proxy).
-    pub mirror: Option<String>,
-    pub security_mirror: Option<String>,
-    pub identity: Option<PathBuf>,
     pub memory_mib: u32,
     /// Where the VM's console log goes.
     pub log: Option<PathBuf>,
@@ -46,22 +42,13 @@ pub struct Built {
 
 pub fn build(req: &ImageRequest) -> Result<Built> {
     let started = Instant::now();
-    let opts = CheckOptions { format_override: req.format.clone(), identity: req.identity.clone(), ..CheckOptions::default() };
-    let checked = check(&req.project, &opts);
-    crate::cmd::check::report(&checked, &req.project)?;
-    let mut plan = checked.plan.context("the check gave no plan")?;
-    if let Some(m) = &req.mirror {
-        plan.mirror.url = m.trim_end_matches('/').to_string();
-        plan.mirror.security_url = req.security_mirror.clone();
-    }
-    let command = plan.variables.get("secrets_command").map(String::as_str).filter(|c| !c.trim().is_empty());
-    let revealed = secrets::reveal(&req.project, &plan.secrets, command, req.identity.as_deref())?;
+    let project = Project::load(&req.project)?;
     std::fs::create_dir_all(&req.output_dir).with_context(|| format!("creating {}", req.output_dir.display()))?;
-    let (path, phases) = match plan.format.clone() {
-        Format::Raw { size } => raw(req, &plan, &revealed, size)?,
-        Format::Dir | Format::Tar { .. } => crate::imagedir::build(req, &plan, &revealed)?,
+    let (path, phases) = match project.plan.format.clone() {
+        Format::Raw { size } => raw(req, &project, size)?,
+        Format::Dir | Format::Tar { .. } => crate::imagedir::build(req, &project)?,
     };
-    Ok(Built { path, plan, phases, total: started.elapsed() })
+    Ok(Built { path, plan: project.plan, phases, total: started.elapsed() })
 }
 
 /// UEFI when the boot loader needs it: systemd-boot, or GRUB with an ESP and no BIOS boot
@@ -75,24 +62,30 @@ pub fn wants_uefi(plan: &Plan) -> bool {
     }
 }
 
-fn raw(req: &ImageRequest, plan: &Plan, revealed: &std::collections::BTreeMap<String, Vec<u8>>, size: u64) -> Result<(PathBuf, Vec<(String, u64)>)> {
-    let kernel = Kernel::cached().context("the build VM needs a kernel")?;
-    let image = req.output_dir.join(format!("{}.img", plan.imgname));
-    let work = tempdir(&req.output_dir)?;
-    let mut vm_plan = plan.clone();
+/// The build VM's initramfs: our init, the test kernel's default modules and the payload
+/// (the plan with the mirror as the guest reaches it), in `work`, mode 0600.
+fn vm_initramfs(project: &Project, kernel: &Kernel, work: &Scratch) -> Result<PathBuf> {
+    let mut vm_plan = project.plan.clone();
     vm_plan.mirror.url = guest_url(&vm_plan.mirror.url);
     vm_plan.mirror.security_url = vm_plan.mirror.security_url.as_deref().map(guest_url);
-    let payload_path = work.join("payload.cpio.zst");
-    let extras = payload::Extras { build_time: Some(payload::build_time(&req.project, plan)?), ..Default::default() };
-    std::fs::write(&payload_path, payload::pack(&req.project, &vm_plan, revealed, &extras)?)?;
-    let initrd = work.join("initramfs.img");
+    let payload_path = work.write("payload.cpio.zst", &project.payload_of(&vm_plan, None)?)?;
     let built = build_initramfs(&Request {
         // Used once: made fast (zstd level 19 takes half a minute here, minutes under TCG).
         compression: Compression::ZstdFast,
         modules: ModuleChoice::Tree { release: Some(kernel.release.clone()), dir: Some(kernel.modules_dir.clone()), defaults: true, extra: Vec::new(), autodetect: Some(false) },
         payload: Some(payload_path),
     })?;
-    std::fs::write(&initrd, &built.bytes)?;
+    work.write("initramfs.img", &built.bytes)
+}
+
+fn raw(req: &ImageRequest, project: &Project, size: u64) -> Result<(PathBuf, Vec<(String, u64)>)> {
+    let plan = &project.plan;
+    let kernel = Kernel::cached().context("the build VM needs a kernel")?;
+    let image = req.output_dir.join(format!("{}.img", plan.imgname));
+    // Private, and removed on every way out: it holds the payload (secrets) until the VM
+    // has read it.
+    let work = Scratch::new(&req.output_dir, ".anemos-work")?;
+    let initrd = vm_initramfs(project, &kernel, &work)?;
     let _ = std::fs::remove_file(&image);
     let f = std::fs::File::create(&image).with_context(|| format!("creating {}", image.display()))?;
     f.set_len(size).with_context(|| format!("sizing {} to {size} bytes", image.display()))?;
@@ -107,15 +100,18 @@ fn raw(req: &ImageRequest, plan: &Plan, revealed: &std::collections::BTreeMap<St
         config.firmware = Firmware::Uefi(Ovmf::find()?);
     }
     config.append = format!("anemos.target=serial:{IMAGE_SERIAL} anemos.done=poweroff anemos.on_failure=poweroff");
-    let log = req.log.clone().unwrap_or_else(|| work.join("console.log"));
+    let log = req.log.clone().unwrap_or_else(|| req.output_dir.join(format!("{}-install.log", plan.imgname)));
     eprintln!("anemos: installing {} into {} in a QEMU guest ({:?}); console log: {}", plan.imgname, image.display(), config.accel, log.display());
     let mut vm = Vm::start(&config, Console::Capture(log.clone()))?;
     let result = follow(&mut vm);
     let status = vm.wait_exit(Duration::from_secs(120));
+    drop(work);
     match result {
         Ok(phases) => {
             status?;
-            let _ = std::fs::remove_dir_all(&work);
+            if req.log.is_none() {
+                let _ = std::fs::remove_file(&log);
+            }
             Ok((image, phases))
         }
         Err(e) => {
@@ -222,12 +218,6 @@ pub fn guest_url(url: &str) -> String {
         }
     }
     url.to_string()
-}
-
-fn tempdir(near: &Path) -> Result<PathBuf> {
-    let dir = near.join(format!(".anemos-work-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }
 
 #[cfg(test)]

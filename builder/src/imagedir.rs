@@ -2,31 +2,35 @@
 //! root: the target's maintainer scripts and provision() run in a chroot), then archived by
 //! the local tar(1) for `tar`, as makeimg does.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use installer::initramfs::{Archive, Node};
 use installer::install::{Install, Where};
-use installer::payload::{self, Payload};
-use installer::plan::{Format, Plan};
+use installer::payload::Payload;
+use installer::plan::Format;
 
 use crate::image::ImageRequest;
+use crate::private::{create_new, Scratch};
+use crate::project::Project;
 
-pub fn build(req: &ImageRequest, plan: &Plan, revealed: &BTreeMap<String, Vec<u8>>) -> Result<(PathBuf, Vec<(String, u64)>)> {
+pub fn build(req: &ImageRequest, project: &Project) -> Result<(PathBuf, Vec<(String, u64)>)> {
+    let plan = &project.plan;
     if !rustix::process::geteuid().is_root() {
         bail!("building a {} image natively needs root (the new system's scripts run in a chroot); run as root, or build format raw", plan.format);
     }
-    let work = req.output_dir.join(format!(".anemos-work-{}", std::process::id()));
     let root = req.output_dir.join(&plan.imgname);
     if root.exists() {
         bail!("{} already exists; remove it or choose another output directory", root.display());
     }
+    // Private and removed on every way out: the unpacked payload holds the secrets.
+    let work = Scratch::new(&req.output_dir, ".anemos-work")?;
+    project.redact_in_logs();
     let result = (|| -> Result<Vec<(String, u64)>> {
-        unpack(&payload::archive(&req.project, plan, revealed, &payload::Extras::default())?, &work)?;
-        let payload = Payload::load(&work)?.context("the payload did not unpack")?;
+        unpack(&project.archive(None)?, work.path())?;
+        let payload = Payload::load(work.path())?.context("the payload did not unpack")?;
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let log_reader = log.clone();
         let mut inst = Install::new(payload, &root, Where::Directory, plan.format.to_string(), Box::new(move || log_reader.lock().map(|l| l.clone()).unwrap_or_default()));
@@ -44,7 +48,7 @@ pub fn build(req: &ImageRequest, plan: &Plan, revealed: &BTreeMap<String, Vec<u8
         }
         Ok(phases)
     })();
-    let _ = std::fs::remove_dir_all(&work);
+    drop(work);
     let phases = match result {
         Ok(p) => p,
         Err(e) => return Err(e.context(format!("the image was not built; {} is left for inspection", root.display()))),
@@ -70,25 +74,25 @@ pub fn build(req: &ImageRequest, plan: &Plan, revealed: &BTreeMap<String, Vec<u8
     }
 }
 
-/// Writes an archive's members under `dir` (the payload, for the same loader the init uses).
+/// Writes an archive's members under `dir` (the payload, for the same loader the init uses);
+/// every file is created with its own mode (secrets 0600 from the first byte).
 fn unpack(archive: &Archive, dir: &Path) -> Result<()> {
     for path in archive.paths() {
         let dest = dir.join(path);
         match archive.get(path) {
             Some(Node::Dir { mode }) => {
-                std::fs::create_dir_all(&dest)?;
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dest)?;
                 std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(*mode))?;
             }
             Some(Node::File { mode, data }) => {
                 if let Some(p) = dest.parent() {
-                    std::fs::create_dir_all(p)?;
+                    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(p)?;
                 }
-                std::fs::write(&dest, data)?;
-                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(*mode))?;
+                std::io::Write::write_all(&mut create_new(&dest, *mode)?, data).with_context(|| format!("writing {}", dest.display()))?;
             }
             Some(Node::Symlink { target }) => {
                 if let Some(p) = dest.parent() {
-                    std::fs::create_dir_all(p)?;
+                    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(p)?;
                 }
                 std::os::unix::fs::symlink(target, &dest)?;
             }

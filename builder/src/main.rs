@@ -10,6 +10,8 @@ mod image;
 mod imagedir;
 mod initramfs;
 mod payload_plan;
+mod private;
+mod project;
 
 use clap::Parser;
 
@@ -17,8 +19,11 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     env_logger::Builder::new()
         .filter_level(if cli.verbose { log::LevelFilter::Debug } else { log::LevelFilter::Info })
-        .format_timestamp(None)
-        .format_target(false)
+        // Directory builds run the install here: no secret value reaches this output either.
+        .format(|buf, record| {
+            use std::io::Write;
+            writeln!(buf, "[{:<5}] {}", record.level(), installer::redact::redact(&record.args().to_string()))
+        })
         .init();
     let result = match cli.command {
         cli::Command::Initramfs(args) => cmd::initramfs::run(args),

@@ -5,8 +5,8 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use installer::disk::{self, Allow};
-use installer::plan::{DiskSelector, Plan, PreserveTarget};
+use installer::disk::{self, Allow, Confirmed, Identity};
+use installer::plan::{DiskSelector, Plan};
 
 /// The plan inside a payload file.
 pub fn read(payload: &Path) -> Result<Plan> {
@@ -37,27 +37,67 @@ pub fn read(payload: &Path) -> Result<Plan> {
     }
 }
 
-/// Loads the plan and checks it against this host's disks: the target must be exactly one
-/// disk (it may be in use: it is the running system's), preserved disks must be present
-/// and must not be the target. Returns the text to show before asking for confirmation.
-pub fn check_against_host(payload: &Path) -> Result<(Plan, String)> {
+/// The plan checked against this host, and what the operator is asked to confirm.
+pub struct HostCheck {
+    pub plan: Plan,
+    /// The identities the installer will require (see [`installer::disk::Confirmed`]).
+    pub confirmed: Confirmed,
+    /// The text to show before asking.
+    pub text: String,
+}
+
+/// Loads the plan and checks it against this host's disks: the target (`anemos.target=` in
+/// `append`, else the plan's `disk=`) must be exactly one disk (it may be in use: it is the
+/// running system's), every kept disk or partition must be present and not on the target.
+/// The identities of the target and of the disks holding kept entries are recorded: after
+/// the reboot into the installer, kernel names may differ, the identities may not.
+pub fn check_against_host(payload: &Path, append: &str) -> Result<HostCheck> {
     let plan = read(payload)?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let disks = disk::inventory(Path::new("/sys"), &mountinfo)?;
-    let preserved: Vec<&DiskSelector> = plan
-        .preserve
-        .iter()
-        .filter_map(|p| match &p.what {
-            PreserveTarget::Disk { disk } | PreserveTarget::Partition { disk, .. } => Some(disk),
-            _ => None,
-        })
-        .collect();
-    let target = disk::select(&disks, plan.disk.as_ref(), &preserved, Allow { removable: false, in_use: true })
-        .context("this host does not match the plan's disk=")?;
-    for sel in &preserved {
-        disk::select(&disks, Some(sel), &[], Allow { removable: true, in_use: true }).with_context(|| format!("preserved disk {sel} is not on this host"))?;
+    let from_append = target_in(append)?;
+    let selector = from_append.as_ref().or(plan.disk.as_ref());
+    let resolved = installer::install::resolve(&plan, &disks, selector, Allow { removable: false, in_use: true }, false).context("this host does not match the plan's disks")?;
+    let target = Identity::of(resolved.target).context("recording the disk to wipe")?;
+    let mut preserved: Vec<Identity> = Vec::new();
+    for l in &resolved.preserved {
+        let id = Identity::of(l.disk).with_context(|| format!("recording the disk that holds preserved {}", l.entry.what))?;
+        if !preserved.contains(&id) {
+            preserved.push(id);
+        }
     }
-    let mut text = format!("The installer will WIPE {}:\n{}\n", target.path.display(), disk::describe(target));
+    let confirmed = Confirmed { target, preserved };
+    let mut text = format!("The installer will WIPE {}:\n{}\n", resolved.target.path.display(), disk::describe(resolved.target));
+    if let Some(sel) = &from_append {
+        text += &format!("(chosen by anemos.target={sel} on the installer's command line, not the plan's disk=)\n");
+    }
+    text += &format!(
+        "After the reboot it requires exactly this disk, {}, and stops before writing anything if it finds another.\n",
+        confirmed.target.describe()
+    );
+    for kept in &confirmed.preserved {
+        text += &format!("It keeps {}, and stops if that disk is missing.\n", kept.describe());
+    }
     text += &installer::plan::render_human(&plan);
-    Ok((plan, text))
+    Ok(HostCheck { plan, confirmed, text })
+}
+
+/// `anemos.target=SELECTOR` among extra command-line options (the last one wins, as in the init).
+fn target_in(append: &str) -> Result<Option<DiskSelector>> {
+    let mut found = None;
+    for value in append.split_whitespace().filter_map(|w| w.strip_prefix("anemos.target=")) {
+        found = Some(installer::plan::parse::parse_selector(value).map_err(|e| anyhow::anyhow!("anemos.target={value}: {e}"))?);
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_lines_target_is_the_one_shown() {
+        assert_eq!(super::target_in("anemos.log=debug").unwrap(), None);
+        let sel = super::target_in("anemos.target=/dev/vdb quiet anemos.target=serial:S2").unwrap().unwrap();
+        assert_eq!(sel.to_string(), "serial:S2");
+        assert!(super::target_in("anemos.target=bogus").is_err());
+    }
 }

@@ -18,6 +18,7 @@ const TARGET: &str = "/target";
 
 pub fn run(opts: &Options, payload: Payload) -> ! {
     let started = Instant::now();
+    let confirmed = confirmed_disks().unwrap_or_else(|e| failure::fail("check", &e));
     let uefi = Path::new("/sys/firmware/efi").exists();
     let format = payload.plan.format.to_string();
     let on_success = payload.plan.on_success;
@@ -26,7 +27,7 @@ pub fn run(opts: &Options, payload: Payload) -> ! {
     if let Err(e) = rustix::system::sethostname(payload.plan.hostname.as_bytes()) {
         log::warn!("setting the installer's host name to {}: {e}", payload.plan.hostname);
     }
-    let place = Where::Disk { target: opts.target.clone(), uefi };
+    let place = Where::Disk { target: opts.target.clone(), uefi, confirmed };
     let mut inst = Install::new(payload, Path::new(TARGET), place, format, Box::new(logger::memory));
     // PID 1 owns this machine's clock: the indexes phase may correct it from the mirror.
     inst.set_clock = true;
@@ -45,6 +46,24 @@ pub fn run(opts: &Options, payload: Payload) -> ! {
         OnSuccess::Poweroff => Action::Poweroff,
     });
     shutdown::shutdown(action)
+}
+
+/// The disks `anemos kexec` recorded as confirmed by the operator, if it did: a record that
+/// is there but unreadable stops the install (it is the disk-safety check).
+fn confirmed_disks() -> anyhow::Result<Option<installer::disk::Confirmed>> {
+    use anyhow::Context;
+    let path = Path::new("/").join(installer::disk::identity::CONFIRMED_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let c: installer::disk::Confirmed = serde_json::from_str(&text).with_context(|| format!("{} is damaged; nothing was written", path.display()))?;
+    log::info!("confirmed by the operator: wipe {}", c.target.describe());
+    for kept in &c.preserved {
+        log::info!("confirmed by the operator: keep {}", kept.describe());
+    }
+    Ok(Some(c))
 }
 
 /// From the disks phase on, a failure wipes the new partition table (the filesystems stay

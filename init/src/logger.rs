@@ -111,7 +111,8 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let msg = record.args().to_string();
+        // Every copy — memory, consoles, kmsg, the event stream — gets the redacted line.
+        let msg = installer::redact::redact(&record.args().to_string()).into_owned();
         let line = format!("[{:>10.3}] {:<5} {msg}", uptime(), record.level());
         if let Ok(mut m) = self.memory.lock() {
             if m.len() < MEMORY_LIMIT {

@@ -25,6 +25,9 @@ use installer::event::{emit, Event};
 use cmdline::{Action, Mode, Options};
 
 fn main() {
+    // The kernel starts PID 1 with umask 0: every file made without an explicit mode would
+    // be world-writable. 022 is what a system's own init gives its children.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     failure::install_panic_hook();
     logger::install();
     installer::event::add_sink(|ev| {
@@ -123,18 +126,25 @@ fn load_payload() -> anyhow::Result<installer::payload::Payload> {
             "this initramfs carries no payload (/anemos/payload/plan.json is missing): build one with `anemos pack DIR -o FILE` and `anemos initramfs --payload FILE`, or boot with anemos.mode=rescue"
         )
     };
+    // From here on no log line or event carries a secret's value (installer::redact).
+    for (name, value) in payload.secrets()? {
+        installer::redact::register(&name, &value);
+    }
+    if let Ok(token) = std::fs::read(status::TOKEN_FILE) {
+        installer::redact::register("deploy token", &token);
+    }
     for line in installer::payload::summary(&payload.plan) {
         log::info!("{line}");
     }
-    // The RTC may be wrong; the payload's build time is a floor for the clock. A failure
-    // here is not fatal: the mirror's Date may still correct the clock later.
-    match payload.build_time() {
+    // The RTC may be wrong; when the payload was packed is a floor for the clock. A failure
+    // here is not fatal: the mirror's Date may still move the clock forward later.
+    match payload.clock_floor() {
         Ok(Some(built)) => {
             if let Err(e) = installer::clock::raise_to_floor(built) {
                 log::warn!("{e:#}");
             }
         }
-        Ok(None) => log::info!("the payload records no build time: the clock keeps the RTC's time until the mirror answers"),
+        Ok(None) => log::info!("the payload records no packing time: the clock keeps the RTC's time until the mirror answers"),
         Err(e) => log::warn!("{e:#}"),
     }
     emit(Event::PlanLoaded {

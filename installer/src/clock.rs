@@ -3,12 +3,14 @@
 //! a wrong clock breaks what the install checks: TLS certificates and the `Valid-Until` of
 //! signed indexes. Two corrections, both only in the init (PID 1):
 //!
-//! - the **floor**: the payload records when it was built ([`crate::payload::BUILD_TIME_FILE`]);
-//!   a clock earlier than that is certainly wrong and is set to it ([`floor`]);
+//! - the **floor**: the payload records when it was packed (the workstation's clock,
+//!   [`crate::payload::PACKED_AT_FILE`]) and its newest input ([`crate::payload::BUILD_TIME_FILE`]);
+//!   a clock earlier than either is certainly wrong and is set to the later one ([`floor`]);
 //! - the **mirror's `Date`**: before the first index is fetched, the mirror's HTTP `Date`
-//!   header is read, and if it differs from the clock by more than [`THRESHOLD`] the clock
-//!   takes it ([`from_server`]) — but never below the floor, so a wrong or hostile `Date`
-//!   cannot take the clock back before the payload existed.
+//!   header is read (without certificate checks: it must work while the clock is wrong), and
+//!   if it is more than [`THRESHOLD`] *ahead* of the clock, the clock takes it
+//!   ([`from_server`]). It never takes the clock back: an unauthenticated `Date` could
+//!   otherwise rewind it to replay signed indexes that have expired since.
 //!
 //! The decisions are pure functions of the times involved (unit-tested); [`set`] does the
 //! system call and refuses outside PID 1, so a host tool can never change its host's clock.
@@ -22,7 +24,7 @@ use anyhow::{bail, Context, Result};
 /// minute is far inside any certificate's or index's validity and far above that noise.
 pub const THRESHOLD: Duration = Duration::from_secs(60);
 
-/// The time to set when the clock (`now`) is earlier than the payload's build time.
+/// The time to set when the clock (`now`) is earlier than the payload's floor.
 pub fn floor(now: SystemTime, built: SystemTime) -> Option<SystemTime> {
     (now < built).then_some(built)
 }
@@ -32,22 +34,21 @@ pub fn floor(now: SystemTime, built: SystemTime) -> Option<SystemTime> {
 pub enum FromServer {
     /// Within [`THRESHOLD`] of the clock: nothing to do.
     Keep,
-    /// Set the clock to this time.
+    /// Set the clock to this (later) time.
     Set(SystemTime),
-    /// The server's time is before the payload's build time: it is wrong, ignore it.
-    BeforeBuild,
+    /// The server's time is behind the clock: the clock is never taken back.
+    Behind,
 }
 
-/// Decides from the clock (`now`), the server's `Date` and the payload's build time.
-pub fn from_server(now: SystemTime, server: SystemTime, built: Option<SystemTime>) -> FromServer {
-    if built.is_some_and(|b| server < b) {
-        return FromServer::BeforeBuild;
-    }
-    let diff = server.duration_since(now).or_else(|_| now.duration_since(server)).unwrap_or_default();
-    if diff > THRESHOLD {
-        FromServer::Set(server)
-    } else {
-        FromServer::Keep
+/// Decides from the clock (`now`) and the server's `Date`: only forward, and only beyond
+/// [`THRESHOLD`]. (The clock is already at or above the payload's floor when this runs, so
+/// a `Date` before the payload existed is always behind.)
+pub fn from_server(now: SystemTime, server: SystemTime) -> FromServer {
+    match server.duration_since(now) {
+        Ok(ahead) if ahead > THRESHOLD => FromServer::Set(server),
+        Ok(_) => FromServer::Keep,
+        Err(e) if e.duration() > THRESHOLD => FromServer::Behind,
+        Err(_) => FromServer::Keep,
     }
 }
 
@@ -56,28 +57,28 @@ pub fn from_server(now: SystemTime, server: SystemTime, built: Option<SystemTime
 pub fn raise_to_floor(built: SystemTime) -> Result<Option<SystemTime>> {
     let now = SystemTime::now();
     let Some(to) = floor(now, built) else {
-        log::debug!("clock: {} is not before the payload's build time {}", format(now), format(built));
+        log::debug!("clock: {} is not before the payload was packed ({})", format(now), format(built));
         return Ok(None);
     };
     set(to)?;
-    log::info!("clock: {} is before the payload was built; set to {}", format(now), format(to));
+    log::info!("clock: {} is before the payload was packed; set to {}", format(now), format(to));
     Ok(Some(to))
 }
 
-/// Applies a server's `Date` (`source` names the server for the log): corrects the clock
-/// beyond [`THRESHOLD`], never below `built`. Returns the time set, if any.
-pub fn correct_from_server(server: SystemTime, built: Option<SystemTime>, source: &str) -> Result<Option<SystemTime>> {
+/// Applies a server's `Date` (`source` names the server for the log): moves the clock
+/// forward beyond [`THRESHOLD`], never back. Returns the time set, if any.
+pub fn correct_from_server(server: SystemTime, source: &str) -> Result<Option<SystemTime>> {
     let now = SystemTime::now();
-    match from_server(now, server, built) {
+    match from_server(now, server) {
         FromServer::Keep => {
             log::debug!("clock: {} agrees with {source} ({})", format(now), format(server));
             Ok(None)
         }
-        FromServer::BeforeBuild => {
+        FromServer::Behind => {
             log::warn!(
-                "clock: {source} says it is {}, before the payload was built ({}); its Date is wrong and is ignored",
+                "clock: {source} says it is {}, behind this clock ({}); the clock is never taken back (an unauthenticated Date could replay expired indexes), so it stays",
                 format(server),
-                built.map(format).unwrap_or_default()
+                format(now)
             );
             Ok(None)
         }
@@ -317,18 +318,16 @@ mod tests {
     }
 
     #[test]
-    fn the_server_date_corrects_only_beyond_the_threshold() {
+    fn the_server_date_only_moves_the_clock_forward_beyond_the_threshold() {
         let now = t(1_700_000_000);
-        let built = Some(t(1_600_000_000));
-        assert_eq!(from_server(now, t(1_700_000_060), built), FromServer::Keep, "60 s is within the threshold");
-        assert_eq!(from_server(now, t(1_699_999_940), built), FromServer::Keep);
-        assert_eq!(from_server(now, t(1_700_000_061), built), FromServer::Set(t(1_700_000_061)));
-        assert_eq!(from_server(now, t(1_699_999_939), built), FromServer::Set(t(1_699_999_939)), "backwards too");
-        assert_eq!(from_server(now, t(1_800_000_000), None), FromServer::Set(t(1_800_000_000)));
-        // Never before the payload was built, however the clock stands.
-        assert_eq!(from_server(now, t(1_599_999_999), built), FromServer::BeforeBuild);
-        assert_eq!(from_server(t(1_000), t(1_599_999_999), built), FromServer::BeforeBuild);
-        assert_eq!(from_server(now, t(1_600_000_000), built), FromServer::Set(t(1_600_000_000)));
+        assert_eq!(from_server(now, t(1_700_000_060)), FromServer::Keep, "60 s is within the threshold");
+        assert_eq!(from_server(now, t(1_699_999_940)), FromServer::Keep);
+        assert_eq!(from_server(now, t(1_700_000_061)), FromServer::Set(t(1_700_000_061)));
+        assert_eq!(from_server(now, t(1_800_000_000)), FromServer::Set(t(1_800_000_000)));
+        // Never back, however far: a hostile Date cannot rewind the clock to replay an
+        // index that expired since the payload was packed.
+        assert_eq!(from_server(now, t(1_699_999_939)), FromServer::Behind);
+        assert_eq!(from_server(now, t(1_000)), FromServer::Behind);
     }
 
     #[test]

@@ -88,8 +88,25 @@ fn history() -> &'static History {
     HISTORY.get_or_init(|| History { events: Mutex::new(VecDeque::new()), next: Mutex::new(1), changed: Condvar::new() })
 }
 
-/// Hands `event` to every sink and records it in the history.
+impl Event {
+    /// The event with every registered secret value replaced ([`crate::redact`]) in its
+    /// free text (log messages and error chains; the other fields are ours).
+    pub fn redacted(self) -> Event {
+        if !crate::redact::active() {
+            return self;
+        }
+        let r = |s: String| crate::redact::redact(&s).into_owned();
+        match self {
+            Event::Log { level, message } => Event::Log { level, message: r(message) },
+            Event::Failed { phase, error, action } => Event::Failed { phase, error: r(error), action },
+            other => other,
+        }
+    }
+}
+
+/// Hands `event` (its secrets redacted) to every sink and records it in the history.
 pub fn emit(event: Event) {
+    let event = event.redacted();
     if !matches!(event, Event::Log { .. }) {
         log::debug!("event: {event:?}");
     }

@@ -22,6 +22,7 @@ pub mod mount;
 pub mod net;
 pub mod payload;
 pub mod plan;
+pub mod redact;
 #[cfg(feature = "host")]
 pub mod secrets;
 pub mod packages;

@@ -3,18 +3,10 @@
 //! machines. Exits non-zero when there is an error; warnings do not fail.
 
 use anyhow::{bail, Context, Result};
-use installer::imgbuild::{check, CheckOptions, Checked};
+use installer::imgbuild::{check, Checked};
 
-use crate::cli::{CheckArgs, ProjectArgs};
-
-/// The check options a project's command-line arguments give.
-pub fn options(p: &ProjectArgs) -> CheckOptions {
-    let mut o = CheckOptions { format_override: p.format.clone(), identity: p.identity.clone(), ..CheckOptions::default() };
-    if !p.inputs.is_empty() {
-        o.inputs = p.inputs.clone();
-    }
-    o
-}
+use crate::cli::CheckArgs;
+use crate::project::options;
 
 /// Prints the diagnostics to stderr and fails when any is an error.
 pub fn report(checked: &Checked, dir: &std::path::Path) -> Result<()> {

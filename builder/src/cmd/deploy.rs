@@ -3,36 +3,23 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use installer::imgbuild::check;
-use installer::{payload, secrets};
+use installer::payload::new_token;
 
-use crate::cli::{DeployArgs, ProjectArgs};
-use crate::cmd::check::{options, report};
+use crate::cli::DeployArgs;
 use crate::deploy::follow::Outcome;
 use crate::deploy::ssh::Ssh;
-use crate::deploy::{deploy_one, new_token, Job};
+use crate::deploy::{deploy_one, Job};
+use crate::project::check_project;
 
 pub fn run(args: DeployArgs) -> Result<()> {
-    let project = ProjectArgs { dir: args.dir.clone(), format: args.format.clone(), inputs: args.inputs.clone(), identity: args.identity.clone() };
-    let checked = check(&args.dir, &options(&project));
-    report(&checked, &args.dir)?;
-    let mut plan = checked.plan.context("the check gave no plan")?;
-    if let Some(m) = &args.mirror {
-        plan.mirror.url = m.trim_end_matches('/').to_string();
-        plan.mirror.security_url = args.security_mirror.clone();
-    }
+    let checked = check_project(&args.project())?;
     let events = events_by_host(&args.events, &args.hosts)?;
-    print!("{}", installer::plan::render_human(&plan));
+    print!("{}", installer::plan::render_human(&checked.plan));
     confirm(&args)?;
-    let command = plan.variables.get("secrets_command").map(String::as_str).filter(|c| !c.trim().is_empty());
-    let revealed = secrets::reveal(&args.dir, &plan.secrets, command, args.identity.as_deref())?;
-    let token = new_token()?;
-    let build_time = payload::build_time(&args.dir, &plan)?;
-    let bytes = payload::pack(&args.dir, &plan, &revealed, &payload::Extras { token: Some(token.clone()), build_time: Some(build_time) })?;
+    let project = checked.reveal()?;
     let anemos = match &args.anemos {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("finding this program to copy it to the servers")?,
@@ -44,24 +31,28 @@ pub fn run(args: DeployArgs) -> Result<()> {
     for o in &args.ssh_options {
         ssh_options.extend(["-o".to_string(), o.clone()]);
     }
-    let payload = Arc::new(bytes);
-    let jobs: Vec<Job> = args
+    // One token per host: a token sniffed on one host's network controls that installer
+    // only. The payload carries it, so each host gets its own payload.
+    let jobs = args
         .hosts
         .iter()
-        .map(|h| Job {
-            ssh: Ssh { host: h.clone(), options: ssh_options.clone() },
-            anemos: anemos.clone(),
-            payload: payload.clone(),
-            token: token.clone(),
-            events: events.get(h).cloned(),
-            status_port: plan.status_port,
-            sudo: args.sudo,
-            dhcp: args.dhcp,
-            append: args.append.clone(),
-            install_timeout: Duration::from_secs(args.timeout),
-            ssh_timeout: Duration::from_secs(args.ssh_timeout),
+        .map(|h| {
+            let token = new_token()?;
+            Ok(Job {
+                ssh: Ssh { host: h.clone(), options: ssh_options.clone() },
+                anemos: anemos.clone(),
+                payload: project.payload(Some(token.clone()))?,
+                token,
+                events: events.get(h).cloned(),
+                status_port: project.plan.status_port,
+                sudo: args.sudo,
+                dhcp: args.dhcp,
+                append: args.append.clone(),
+                install_timeout: Duration::from_secs(args.timeout),
+                ssh_timeout: Duration::from_secs(args.ssh_timeout),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<Job>>>()?;
     let outcomes: Vec<Outcome> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs.iter().map(|j| s.spawn(move || deploy_one(j))).collect();
         handles.into_iter().zip(&jobs).map(|(h, j)| h.join().unwrap_or_else(|_| failed_outcome(&j.ssh.host))).collect()

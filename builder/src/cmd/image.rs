@@ -17,12 +17,8 @@ pub fn run(args: ImageArgs) -> Result<()> {
 
 pub fn request(args: &ImageArgs) -> ImageRequest {
     ImageRequest {
-        project: args.project.dir.clone(),
-        format: args.project.format.clone(),
+        project: args.project.clone(),
         output_dir: args.output.clone(),
-        mirror: args.mirror.clone(),
-        security_mirror: args.security_mirror.clone(),
-        identity: args.project.identity.clone(),
         memory_mib: args.memory,
         log: args.log.clone(),
         attach: args.attach.iter().map(|a| match a.rsplit_once(':') {

@@ -5,6 +5,7 @@ use installer::disk::human_size;
 
 use crate::cli::InitramfsArgs;
 use crate::initramfs::{build, ModuleChoice, Request};
+use crate::private::write_atomic;
 
 pub fn run(args: InitramfsArgs) -> Result<()> {
     let modules = if args.no_modules {
@@ -25,7 +26,9 @@ pub fn run(args: InitramfsArgs) -> Result<()> {
         }
     };
     let built = build(&Request { compression: args.compression, modules, payload: args.payload.clone() })?;
-    std::fs::write(&args.output, &built.bytes).with_context(|| format!("writing {}", args.output.display()))?;
+    // With a payload the image holds revealed secrets and a token: 0600, like the payload.
+    let mode = if args.payload.is_some() { 0o600 } else { 0o644 };
+    write_atomic(&args.output, &built.bytes, mode).context("writing the initramfs")?;
     let mut summary = format!("wrote {}: {} ({:?})", args.output.display(), human_size(built.bytes.len() as u64), args.compression);
     if let (Some(release), Some(sel)) = (&built.release, &built.selection) {
         summary += &format!(", {} modules for Linux {release}", sel.modules.len());

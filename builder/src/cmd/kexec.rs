@@ -18,13 +18,33 @@ pub fn run(args: KexecArgs) -> Result<()> {
     let release = rustix::system::uname().release().to_string_lossy().into_owned();
     let kernel_path = args.kernel.clone().unwrap_or_else(|| PathBuf::from(format!("/boot/vmlinuz-{release}")));
     let kernel = File::open(&kernel_path).with_context(|| format!("opening the kernel {} (name another with --kernel)", kernel_path.display()))?;
-    let (plan, text) = crate::payload_plan::check_against_host(&payload)?;
-    confirm(&args, &text)?;
-    let work = tempdir()?;
-    let mut extras = Vec::new();
-    // The captured configuration only where the plan asks for it (the default): a plan
-    // saying dhcp or static gets what it says.
-    if !args.dhcp && plan.network == installer::plan::Network::Captured {
+    let host = crate::payload_plan::check_against_host(&payload, &args.append)?;
+    confirm(&args, &host.text)?;
+    let initrd = initramfs(&args, &payload, &release, &host)?;
+    let cmdline = command_line(&args.append)?;
+    log::info!("loading {} with a {} initramfs (in memory); command line: {cmdline}", kernel_path.display(), installer::disk::human_size(initrd.len() as u64));
+    let initrd = memfd("anemos-initramfs", &initrd)?;
+    load(&kernel, &initrd, &cmdline, &kernel_path)?;
+    if args.dry_run {
+        installer::sys::kexec_file_load(None, None, "", installer::sys::KEXEC_FILE_UNLOAD).context("unloading after the dry run")?;
+        println!("dry run: the kernel and initramfs loaded fine and were unloaded again; nothing else changed");
+        return Ok(());
+    }
+    if args.load_only {
+        println!("the installer is loaded; `anemos kexec --exec-loaded` boots it (a reboot discards it)");
+        return Ok(());
+    }
+    execute()
+}
+
+/// The installer's initramfs, in memory: our init, the running kernel's modules, the
+/// payload, and a small archive with what this host adds — the disks the operator
+/// confirmed and, where the plan asks for it (the default), the captured network.
+fn initramfs(args: &KexecArgs, payload: &Path, release: &str, host: &crate::payload_plan::HostCheck) -> Result<Vec<u8>> {
+    let mut extra = installer::initramfs::Archive::new();
+    extra.file(installer::disk::identity::CONFIRMED_FILE, 0o644, serde_json::to_vec_pretty(&host.confirmed)?)?;
+    // A plan saying dhcp or static gets what it says.
+    if !args.dhcp && host.plan.network == installer::plan::Network::Captured {
         let net = installer::net::capture(Path::new("/etc/resolv.conf")).context("capturing this host's network configuration")?;
         if net.interfaces.is_empty() {
             bail!("this host has no interface with a global address to capture; use --dhcp");
@@ -32,38 +52,29 @@ pub fn run(args: KexecArgs) -> Result<()> {
         for i in &net.interfaces {
             log::info!("captured {:?}: {:?}", i.matches, i.method);
         }
-        extras.push(net_archive(&work, &net)?);
+        extra.file("anemos/net.json", 0o644, serde_json::to_vec_pretty(&net)?)?;
     }
     let built = build(&Request {
         // Used once: made fast (zstd level 19 takes half a minute here, minutes under TCG).
         compression: Compression::ZstdFast,
-        modules: ModuleChoice::Tree { release: Some(release.clone()), dir: args.modules_dir.clone(), defaults: true, extra: args.modules.clone(), autodetect: Some(true) },
-        payload: Some(payload.clone()),
+        modules: ModuleChoice::Tree { release: Some(release.to_string()), dir: args.modules_dir.clone(), defaults: true, extra: args.modules.clone(), autodetect: Some(true) },
+        payload: Some(payload.to_path_buf()),
     })?;
-    let initrd_path = work.join("initramfs.img");
     let mut bytes = built.bytes;
-    for extra in extras {
-        while bytes.len() % 4 != 0 {
-            bytes.push(0);
-        }
-        bytes.extend(std::fs::read(&extra)?);
-    }
-    std::fs::write(&initrd_path, &bytes).with_context(|| format!("writing {}", initrd_path.display()))?;
-    let cmdline = command_line(&args.append)?;
-    log::info!("loading {} with a {} initramfs; command line: {cmdline}", kernel_path.display(), installer::disk::human_size(bytes.len() as u64));
-    let initrd = File::open(&initrd_path)?;
-    load(&kernel, &initrd, &cmdline, &kernel_path, &initrd_path)?;
-    if args.dry_run {
-        installer::sys::kexec_file_load(None, None, "", installer::sys::KEXEC_FILE_UNLOAD).context("unloading after the dry run")?;
-        println!("dry run: the kernel and initramfs loaded fine and were unloaded again; nothing else changed");
-        return Ok(());
-    }
-    let _ = std::fs::remove_dir_all(&work);
-    if args.load_only {
-        println!("the installer is loaded; `anemos kexec --exec-loaded` boots it (a reboot discards it)");
-        return Ok(());
-    }
-    execute()
+    crate::initramfs::append(&mut bytes, &extra.to_bytes()?);
+    Ok(bytes)
+}
+
+/// `bytes` in an anonymous memory file, sealed against change: kexec_file_load reads the
+/// initramfs from a file descriptor, so it never needs a name in a file system (where the
+/// payload's secrets would sit on disk, readable by whoever can reach the path).
+fn memfd(name: &str, bytes: &[u8]) -> Result<File> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).context("memfd_create for the initramfs")?;
+    let mut file = File::from(fd);
+    file.write_all(bytes).context("writing the initramfs to memory")?;
+    rustix::fs::fcntl_add_seals(&file, SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL).context("sealing the initramfs")?;
+    Ok(file)
 }
 
 /// Boots what `--load-only` left loaded.
@@ -85,7 +96,7 @@ fn command_line(append: &str) -> Result<String> {
     Ok(words.join(" "))
 }
 
-fn load(kernel: &File, initrd: &File, cmdline: &str, kernel_path: &Path, initrd_path: &Path) -> Result<()> {
+fn load(kernel: &File, initrd: &File, cmdline: &str, kernel_path: &Path) -> Result<()> {
     match installer::sys::kexec_file_load(Some(kernel), Some(initrd), cmdline, 0) {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -99,10 +110,13 @@ fn load(kernel: &File, initrd: &File, cmdline: &str, kernel_path: &Path, initrd_
             }
             if which("kexec").is_some() {
                 log::warn!("kexec_file_load failed ({e}); falling back to kexec-tools (kexec_load)");
+                // kexec-tools opens the initramfs by name: this process's descriptor of the
+                // memory file, so it still never touches a file system.
+                let initrd_path = format!("/proc/{}/fd/{}", std::process::id(), std::os::fd::AsRawFd::as_raw_fd(initrd));
                 let status = std::process::Command::new("kexec")
                     .arg("-l")
                     .arg(kernel_path)
-                    .arg(format!("--initrd={}", initrd_path.display()))
+                    .arg(format!("--initrd={initrd_path}"))
                     .arg(format!("--command-line={cmdline}"))
                     .status()
                     .context("running kexec -l")?;
@@ -150,25 +164,30 @@ fn confirm(args: &KexecArgs, plan: &str) -> Result<()> {
     Ok(())
 }
 
-/// A small newc archive with /anemos/net.json.
-fn net_archive(work: &Path, net: &installer::net::NetConfig) -> Result<PathBuf> {
-    let mut a = installer::initramfs::Archive::new();
-    a.file("anemos/net.json", 0o644, serde_json::to_vec_pretty(net)?)?;
-    let path = work.join("net.cpio");
-    std::fs::write(&path, a.to_bytes()?)?;
-    Ok(path)
-}
-
-fn tempdir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("anemos-kexec-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
-}
-
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
 const fn libc_ekeyrejected() -> i32 {
     129
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_initramfs_lives_in_sealed_memory_only() {
+        let tmp = std::env::temp_dir();
+        let before: Vec<_> = std::fs::read_dir(&tmp).unwrap().filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+        let mut f = super::memfd("anemos-test", b"payload bytes").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        assert!(link.to_string_lossy().starts_with("/memfd:anemos-test"), "{}", link.display());
+        let mut back = Vec::new();
+        std::io::Seek::rewind(&mut f).unwrap();
+        std::io::Read::read_to_end(&mut f, &mut back).unwrap();
+        assert_eq!(back, b"payload bytes");
+        assert!(std::io::Write::write_all(&mut f, b"x").is_err(), "the memory file is not sealed");
+        let after: Vec<_> = std::fs::read_dir(&tmp).unwrap().filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+        assert!(after.iter().all(|n| before.contains(n) || !n.to_string_lossy().starts_with("anemos-kexec")), "a file appeared in {}", tmp.display());
+    }
 }

@@ -21,8 +21,9 @@ use installer::disk::human_size;
 use installer::payload;
 
 use crate::cli::{Compression, PxeArgs};
-use crate::cmd::pack::{pack_project, write_atomic};
 use crate::initramfs::{append, build, ModuleChoice, Request};
+use crate::private::write_atomic;
+use crate::project::Project;
 
 pub const KERNEL_FILE: &str = "vmlinuz";
 pub const INITRD_FILE: &str = "initramfs.img";
@@ -45,7 +46,8 @@ pub fn run(args: PxeArgs) -> Result<()> {
         Some(t) => check_token(t)?,
         None => payload::new_token()?,
     };
-    let packed = pack_project(&args.project, Some(token.clone()))?;
+    let project = Project::load(&args.project)?;
+    let payload = project.payload(Some(token.clone()))?;
     let mut built = build(&Request {
         compression: Compression::Zstd,
         modules: ModuleChoice::Tree {
@@ -57,22 +59,22 @@ pub fn run(args: PxeArgs) -> Result<()> {
         },
         payload: None,
     })?;
-    append(&mut built.bytes, &packed.bytes);
+    append(&mut built.bytes, &payload);
     let out = &args.output;
     std::fs::create_dir_all(out).with_context(|| format!("creating the output directory {}", out.display()))?;
     write_atomic(&out.join(KERNEL_FILE), &kernel, 0o644)?;
     write_atomic(&out.join(INITRD_FILE), &built.bytes, 0o600)?;
     write_atomic(&out.join(TOKEN_FILE), format!("{token}\n").as_bytes(), 0o600)?;
-    write_atomic(&out.join(SCRIPT_FILE), ipxe_script(&packed.plan.imgname, &cmdline).as_bytes(), 0o644)?;
+    write_atomic(&out.join(SCRIPT_FILE), ipxe_script(&project.plan.imgname, &cmdline).as_bytes(), 0o644)?;
     let modules = built.selection.as_ref().map(|s| s.modules.len()).unwrap_or(0);
     println!("wrote {}:", out.display());
     println!("  {KERNEL_FILE:<15} {} (Linux {release}, from {})", human_size(kernel.len() as u64), kernel_path.display());
     println!(
         "  {INITRD_FILE:<15} {} ({modules} modules, payload {} for {}, built {})",
         human_size(built.bytes.len() as u64),
-        human_size(packed.bytes.len() as u64),
-        packed.plan.imgname,
-        installer::clock::format(installer::clock::from_unix(packed.build_time))
+        human_size(payload.len() as u64),
+        project.plan.imgname,
+        installer::clock::format(installer::clock::from_unix(project.build_time))
     );
     println!("  {SCRIPT_FILE:<15} kernel {KERNEL_FILE} {cmdline}");
     println!("  {TOKEN_FILE:<15} the event endpoint's token (Authorization: Bearer …)");

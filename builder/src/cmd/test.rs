@@ -14,9 +14,9 @@ use crate::image::{build, wants_uefi, READY};
 
 pub fn run(args: TestArgs) -> Result<()> {
     let mut req = crate::cmd::image::request(&args.image);
-    if req.format.is_none() {
+    if req.project.format.is_none() {
         // A test always boots a disk image: keep the IMGBUILD's raw size if it has one.
-        req.format = Some(args.size.as_ref().map(|s| format!("raw {s}")).unwrap_or_else(|| "raw".into()));
+        req.project.format = Some(args.size.as_ref().map(|s| format!("raw {s}")).unwrap_or_else(|| "raw".into()));
     }
     let built = build(&req)?;
     let marker = args.marker.clone().or_else(|| built.plan.variables.get("test_marker").cloned()).unwrap_or_else(|| "login:".into());

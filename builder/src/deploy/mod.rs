@@ -18,16 +18,21 @@ use anyhow::{bail, Context, Result};
 use self::follow::Outcome;
 use self::ssh::{quote, Ssh};
 
-/// Where the files go on the server: a persistent, executable place (`/run` and `/tmp`
-/// are often `noexec`). The payload is removed again as soon as the kernel holds it.
-pub const REMOTE_DIR: &str = "/var/tmp/anemos-deploy";
+/// Where the files go on the server: a fresh private directory (`mktemp -d`, mode 0700,
+/// owned by the ssh user) in a persistent, executable place (`/run` and `/tmp` are often
+/// `noexec`), so that no other local user can read the payload or swap the binary between
+/// the copy and its execution. The payload is removed again as soon as the kernel holds
+/// it, and the whole directory when the load fails.
+pub const REMOTE_PARENT: &str = "/var/tmp";
+const REMOTE_PREFIX: &str = "anemos-deploy.";
 
 /// Everything one host's deploy needs.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub ssh: Ssh,
     pub anemos: PathBuf,
-    pub payload: std::sync::Arc<Vec<u8>>,
+    /// This host's payload: the project with this host's token.
+    pub payload: Vec<u8>,
     pub token: String,
     /// Where the installer's event endpoint will answer (None: the ssh host name and the
     /// plan's status port).
@@ -48,18 +53,19 @@ pub fn deploy_one(job: &Job) -> Outcome {
     let result = (|| -> Result<()> {
         let resolved = job.ssh.resolve()?;
         let events = job.events.clone().unwrap_or_else(|| format!("{}:{}", bracket(&resolved.hostname), job.status_port));
-        say(&host, &format!("copying anemos and the payload ({}) to {REMOTE_DIR}", size(job.payload.len())));
-        job.ssh.run(&format!("umask 077 && mkdir -p {0} && chmod 700 {0}", quote(REMOTE_DIR)), None, &mut |l| say(&host, l))?;
         let binary = std::fs::read(&job.anemos).with_context(|| format!("reading {}", job.anemos.display()))?;
-        job.ssh.put(&format!("{REMOTE_DIR}/anemos"), 0o700, &binary)?;
-        job.ssh.put(&format!("{REMOTE_DIR}/payload.cpio"), 0o600, &job.payload)?;
+        let made = job.ssh.run(MKDIR_SCRIPT, None, &mut |l| say(&host, l)).context("making a private directory on the server")?;
+        let dir = remote_dir(&made)?;
+        say(&host, &format!("copying anemos and the payload ({}) to {dir}", size(job.payload.len())));
+        job.ssh.put(&format!("{dir}/anemos"), 0o700, &binary)?;
+        job.ssh.put(&format!("{dir}/payload.cpio"), 0o600, &job.payload)?;
         state::save_token(&host, &job.token, &events)?;
         say(&host, "loading the installer with kexec (the plan is checked against this host's disks first)");
-        let shown = job.ssh.run(&load_script(job), None, &mut |l| say(&host, l)).context("anemos kexec on the server refused or failed; nothing was changed there")?;
+        let shown = job.ssh.run(&load_script(job, &dir), None, &mut |l| say(&host, l)).context("anemos kexec on the server refused or failed; nothing was changed there")?;
         for line in shown.lines() {
             say(&host, line);
         }
-        job.ssh.run(&exec_script(job), None, &mut |l| say(&host, l))?;
+        job.ssh.run(&exec_script(job, &dir), None, &mut |l| say(&host, l))?;
         outcome.kexec_at = Some(started.elapsed());
         say(&host, &format!("booting the installer; following its events on {events}"));
         let endpoint = http::Endpoint { addr: events, token: job.token.clone() };
@@ -73,22 +79,37 @@ pub fn deploy_one(job: &Job) -> Outcome {
     outcome
 }
 
-/// `anemos kexec --load-only` on the server, as root.
-fn load_script(job: &Job) -> String {
-    let mut cmd = format!("{}{REMOTE_DIR}/anemos kexec --yes --load-only", sudo(job));
+/// Makes the private directory and prints its path.
+const MKDIR_SCRIPT: &str = "umask 077 && mktemp -d /var/tmp/anemos-deploy.XXXXXXXXXX";
+
+/// The path `mktemp -d` printed, checked to be the fresh directory asked for (it is used
+/// unquoted nowhere, but a surprise here means the remote shell is not what we think).
+fn remote_dir(printed: &str) -> Result<String> {
+    let dir = printed.trim();
+    let name = dir.strip_prefix(REMOTE_PARENT).and_then(|r| r.strip_prefix('/')).and_then(|r| r.strip_prefix(REMOTE_PREFIX)).unwrap_or("");
+    if name.len() < 6 || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+        bail!("mktemp -d on the server printed {dir:?}, not a fresh {REMOTE_PARENT}/{REMOTE_PREFIX}XXXXXXXXXX directory");
+    }
+    Ok(dir.to_string())
+}
+
+/// `anemos kexec --load-only` on the server, as root. The payload goes once the kernel
+/// holds it; if the load fails, the binary and the directory go too.
+fn load_script(job: &Job, dir: &str) -> String {
+    let mut cmd = format!("{}{dir}/anemos kexec --yes --load-only", sudo(job));
     if job.dhcp {
         cmd.push_str(" --dhcp");
     }
     if !job.append.trim().is_empty() {
         cmd.push_str(&format!(" --append {}", quote(&job.append)));
     }
-    format!("{cmd} {REMOTE_DIR}/payload.cpio; rc=$?; rm -f {REMOTE_DIR}/payload.cpio; exit $rc")
+    format!("{cmd} {dir}/payload.cpio; rc=$?; rm -f {dir}/payload.cpio; [ $rc = 0 ] || rm -rf {dir}; exit $rc")
 }
 
 /// Boots the loaded installer a moment after ssh returns, detached from the session
 /// (which the shutdown ends).
-fn exec_script(job: &Job) -> String {
-    format!("nohup sh -c 'sleep 2; exec {}{REMOTE_DIR}/anemos kexec --exec-loaded' </dev/null >/dev/null 2>&1 & echo started", sudo(job))
+fn exec_script(job: &Job, dir: &str) -> String {
+    format!("nohup sh -c 'sleep 2; exec {}{dir}/anemos kexec --exec-loaded' </dev/null >/dev/null 2>&1 & echo started", sudo(job))
 }
 
 fn sudo(job: &Job) -> &'static str {
@@ -138,25 +159,12 @@ fn bracket(host: &str) -> String {
     }
 }
 
-/// A fresh deploy token: 32 random bytes, hex.
-pub fn new_token() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        filled += rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()).context("reading random bytes for the deploy token")?;
-    }
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn tokens_are_fresh_and_scripts_quote() {
-        let (a, b) = (new_token().unwrap(), new_token().unwrap());
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, b);
         assert_eq!(bracket("fe80::1"), "[fe80::1]");
         assert_eq!(bracket("10.0.2.2"), "10.0.2.2");
         let job = Job {
@@ -172,8 +180,31 @@ mod tests {
             install_timeout: Duration::from_secs(1),
             ssh_timeout: Duration::from_secs(1),
         };
-        let s = load_script(&job);
-        assert!(s.starts_with("sudo -n /var/tmp/anemos-deploy/anemos kexec --yes --load-only --dhcp --append 'anemos.log=debug it'\\''s' "), "{s}");
-        assert!(s.contains("rm -f /var/tmp/anemos-deploy/payload.cpio"));
+        let dir = "/var/tmp/anemos-deploy.Ab12Cd34Ef";
+        let s = load_script(&job, dir);
+        assert!(s.starts_with("sudo -n /var/tmp/anemos-deploy.Ab12Cd34Ef/anemos kexec --yes --load-only --dhcp --append 'anemos.log=debug it'\\''s' "), "{s}");
+        assert!(s.contains("rm -f /var/tmp/anemos-deploy.Ab12Cd34Ef/payload.cpio") && s.contains("|| rm -rf /var/tmp/anemos-deploy.Ab12Cd34Ef"), "{s}");
+        assert_eq!(remote_dir("/var/tmp/anemos-deploy.Ab12Cd34Ef\n").unwrap(), dir);
+        for bad in ["/var/tmp/anemos-deploy", "/var/tmp/anemos-deploy.", "/tmp/anemos-deploy.Ab12Cd34Ef", "/var/tmp/anemos-deploy.a b;c", ""] {
+            assert!(remote_dir(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The directory script, run by a real shell: a fresh 0700 directory each time, even
+    /// where another user made `anemos-deploy` (the old fixed name) first.
+    #[test]
+    fn the_remote_directory_is_fresh_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let run = || {
+            let out = std::process::Command::new("sh").arg("-c").arg(MKDIR_SCRIPT).output().unwrap();
+            assert!(out.status.success());
+            remote_dir(&String::from_utf8_lossy(&out.stdout)).unwrap()
+        };
+        let (a, b) = (run(), run());
+        assert_ne!(a, b);
+        for d in [&a, &b] {
+            assert_eq!(std::fs::metadata(d).unwrap().permissions().mode() & 0o7777, 0o700, "{d}");
+            std::fs::remove_dir(d).unwrap();
+        }
     }
 }

@@ -96,22 +96,33 @@ impl Ssh {
 
     /// Whether the host answers on ssh: a login that succeeds, or one the server refuses
     /// (the reinstalled system has new host keys and may hold other user keys). Host keys
-    /// are not checked for this probe only; nothing is run but `true`.
+    /// are not checked for this probe only, so nothing of the user's is offered to the
+    /// host beyond the login itself: no agent, no forwarded ports; nothing is run but `true`.
     pub fn answers(&self) -> Probe {
-        let out = Command::new("ssh")
-            .args(&self.options)
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
-            .arg(&self.host)
-            .arg("true")
-            .stdin(Stdio::null())
-            .output();
-        match out {
+        match self.probe_command().output() {
             Ok(o) if o.status.success() => Probe::LoggedIn,
             Ok(o) if String::from_utf8_lossy(&o.stderr).contains("Permission denied") => Probe::Refused,
             _ => Probe::NoAnswer,
         }
     }
 }
+
+impl Ssh {
+    /// The probe's command line. The options come first: ssh takes the first value of an
+    /// option, so the user's config or `-o` cannot turn agent forwarding back on.
+    fn probe_command(&self) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(PROBE_OPTIONS.iter().flat_map(|o| ["-o", o]));
+        c.args(&self.options).arg(&self.host).arg("true").stdin(Stdio::null());
+        c
+    }
+}
+
+/// The new system's host key is unknown (it was just made), so it is not checked; the
+/// connection then carries nothing but the login: no agent (a host that is not yet
+/// trusted could use it), no port forwards.
+const PROBE_OPTIONS: &[&str] =
+    &["ForwardAgent=no", "ClearAllForwardings=yes", "ForwardX11=no", "BatchMode=yes", "ConnectTimeout=10", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "LogLevel=ERROR"];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Probe {
@@ -148,5 +159,15 @@ mod tests {
         assert_eq!(r, Resolved { hostname: "127.0.0.1".into(), port: 2222, user: "demo".into() });
         assert!(parse_g("port 22\n").is_err());
         assert_eq!(quote("/var/tmp/it's"), r"'/var/tmp/it'\''s'");
+    }
+
+    #[test]
+    fn the_unverified_probe_forwards_nothing() {
+        let ssh = Ssh { host: "server".into(), options: vec!["-o".into(), "ForwardAgent=yes".into()] };
+        let args: Vec<String> = ssh.probe_command().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let pos = |s: &str| args.iter().position(|a| a == s).unwrap_or_else(|| panic!("{s} missing: {args:?}"));
+        assert!(pos("ForwardAgent=no") < pos("ForwardAgent=yes"), "the first value wins in ssh: ours must come first: {args:?}");
+        pos("ClearAllForwardings=yes");
+        assert_eq!(&args[args.len() - 2..], ["server", "true"]);
     }
 }

@@ -32,6 +32,9 @@ pub struct Disk {
     pub read_only: bool,
     /// `gpt` or `msdos` when a table is present.
     pub table: Option<String>,
+    /// The table's own identity: the GPT disk GUID or the MBR disk signature
+    /// ([`super::identity::table_id`]).
+    pub table_id: Option<String>,
     pub signatures: Vec<Signature>,
     /// Where this disk itself is mounted (partitions list their own).
     pub mounted: Vec<String>,
@@ -97,6 +100,11 @@ fn disk(dir: &Path, name: String, size: u64, mountinfo: &str) -> Result<Disk> {
     } else {
         None
     };
+    let table_id = file.as_ref().and_then(|f| {
+        let mut head = vec![0u8; 2 * logical as usize];
+        std::os::unix::fs::FileExt::read_exact_at(f, &mut head, 0).ok()?;
+        super::identity::table_id(&head, logical as usize)
+    });
     let partitions = partitions(dir, &name, &by_id, file.as_ref(), logical as u64, mountinfo)?;
     Ok(Disk {
         mounted: mounts_of(mountinfo, &dev),
@@ -111,6 +119,7 @@ fn disk(dir: &Path, name: String, size: u64, mountinfo: &str) -> Result<Disk> {
         removable: read_u64(&dir.join("removable")).unwrap_or(0) == 1,
         read_only: read_u64(&dir.join("ro")).unwrap_or(0) == 1,
         table,
+        table_id,
         signatures,
         partitions,
         path,

@@ -1,13 +1,17 @@
 //! Disks: what is there (inventory), and later which one to use and how to lay it out.
 
+pub mod identity;
 mod inventory;
 pub mod layout;
 pub mod partition;
 pub mod select;
+mod settle;
 pub mod signature;
 
+pub use identity::{Confirmed, Identity};
 pub use inventory::{inventory, Disk, Partition};
 pub use select::{matches, select, Allow};
+pub use settle::{settle, settle_with};
 pub use signature::Signature;
 
 /// Renders a byte count the way people read disk sizes: `8.0 GiB`, `512 MiB`, `4 KiB`.
@@ -56,6 +60,9 @@ pub fn describe(d: &Disk) -> String {
     }
     if let Some(t) = &d.table {
         s += &format!(" table={t}");
+    }
+    if let Some(t) = &d.table_id {
+        s += &format!(" table-id={t}");
     }
     let names = |v: &[Signature]| v.iter().map(|x| x.name()).collect::<Vec<_>>().join(",");
     let tables = [Signature::Mbr, Signature::GptPrimary, Signature::GptBackup];

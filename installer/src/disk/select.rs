@@ -104,6 +104,7 @@ mod tests {
             removable: false,
             read_only: false,
             table: None,
+            table_id: None,
             signatures: vec![],
             mounted: vec![],
             partitions: vec![],

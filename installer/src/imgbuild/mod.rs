@@ -27,11 +27,14 @@ pub struct CheckOptions {
     pub host_root: PathBuf,
     /// The age identity file (see [`crate::secrets::identity_path`]).
     pub identity: Option<PathBuf>,
+    /// `--mirror URL` and `--security-mirror URL`: the package mirror from the command line
+    /// (e.g. a local caching proxy), in place of the IMGBUILD's or the host's.
+    pub mirror_override: Option<(String, Option<String>)>,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { format_override: None, inputs: vec!["files".into()], host_root: PathBuf::from("/"), identity: None }
+        CheckOptions { format_override: None, inputs: vec!["files".into()], host_root: PathBuf::from("/"), identity: None, mirror_override: None }
     }
 }
 
@@ -64,7 +67,8 @@ fn check_into(project: &Path, opts: &CheckOptions, diags: &mut Diagnostics) -> O
     let pre = prescan::scan(&text);
     let evaluated = eval::evaluate(project, &pre, diags)?;
     let mut cx = validate::Ctx { vars: &evaluated.variables, pre: &pre, diags };
-    let vin = validate::Inputs { format_override: opts.format_override.as_deref(), host_root: &opts.host_root };
+    let mirror_override = opts.mirror_override.as_ref().map(|(m, s)| (m.as_str(), s.as_deref()));
+    let vin = validate::Inputs { format_override: opts.format_override.as_deref(), host_root: &opts.host_root, mirror_override };
     let plan = validate::validate(&mut cx, &vin, &evaluated.functions);
     let found = inputs::check_inputs(project, opts, &mut cx);
     validate::unknown_variables(&mut cx, &|name| found.template_vars.contains(name));

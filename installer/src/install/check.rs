@@ -23,13 +23,63 @@ pub struct Preserved {
 }
 
 pub fn run(inst: &mut Install) -> Result<()> {
-    let Where::Disk { target, uefi } = &inst.place else { return Ok(()) };
+    let Where::Disk { target, uefi, confirmed } = &inst.place else { return Ok(()) };
     boot_firmware(&inst.plan, *uefi)?;
+    let selector = target.as_ref().or(inst.plan.disk.as_ref());
+    if selector.is_none() {
+        // "The only fixed disk" must not be chosen while disks are still appearing.
+        disk::settle(Path::new("/sys"), SETTLE_QUIET, SETTLE_MAX);
+    }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let disks = disk::inventory(Path::new("/sys"), &mountinfo)?;
-    let selector = target.as_ref().or(inst.plan.disk.as_ref());
-    let preserved_disks: Vec<&DiskSelector> = inst
-        .plan
+    // An image build (the target named on the command line) may have no preserved disks
+    // attached: their fstab lines are then left out, with a warning.
+    let image_build = target.is_some();
+    let resolved = resolve(&inst.plan, &disks, selector, Allow { removable: false, in_use: false }, image_build)?;
+    let chosen = resolved.target;
+    if let Some(c) = confirmed {
+        c.check(&disks, chosen)?;
+        log::info!("target disk is the one confirmed: {}", c.target.describe());
+    }
+    let seed = inst.plan.variables.get("layout_seed").map(String::as_str);
+    let planned = layout::plan(&inst.plan.layout, chosen.size, u64::from(chosen.logical_sector), seed)
+        .with_context(|| format!("fitting the layout to {} ({})", chosen.path.display(), disk::human_size(chosen.size)))?;
+    log::info!("target disk: {}", disk::describe(chosen));
+    log::info!("{planned}");
+    inst.preserved = resolved.preserved.iter().filter_map(|l| l.fstab()).collect();
+    for p in &inst.preserved {
+        log::info!("preserved: {} ({}) mounted at {}", p.device.display(), p.uuid.as_deref().unwrap_or("no UUID"), p.mountpoint);
+    }
+    inst.disk = Some((chosen.path.clone(), planned));
+    Ok(())
+}
+
+/// With `disk=` unset: how long the set of block devices must stay the same before the
+/// only fixed disk is chosen, and the longest wait for that.
+const SETTLE_QUIET: std::time::Duration = std::time::Duration::from_secs(3);
+const SETTLE_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The plan's disks on this machine: the one to wipe and every kept one.
+pub struct Resolved<'a> {
+    pub target: &'a Disk,
+    pub preserved: Vec<Located<'a>>,
+}
+
+/// A `preserve=` entry found on this machine.
+pub struct Located<'a> {
+    pub entry: &'a Preserve,
+    /// The device to mount (a whole disk's only partition, a partition, or the disk).
+    pub device: PathBuf,
+    /// The disk that holds it.
+    pub disk: &'a Disk,
+}
+
+/// Resolves the target (`selector`, else the plan's `disk=`) and every kept disk or
+/// partition. A kept entry on the target always stops here, whoever named the target;
+/// a kept entry that is missing stops too, unless `missing_ok` (an image build, whose
+/// VM has only the image disk attached), where it is left out with a warning.
+pub fn resolve<'a>(plan: &'a Plan, disks: &'a [Disk], selector: Option<&DiskSelector>, allow: Allow, missing_ok: bool) -> Result<Resolved<'a>> {
+    let preserved_disks: Vec<&DiskSelector> = plan
         .preserve
         .iter()
         .filter_map(|p| match &p.what {
@@ -37,38 +87,56 @@ pub fn run(inst: &mut Install) -> Result<()> {
             _ => None,
         })
         .collect();
-    // Outside PID 1 (a test, a dry run) the target may be the running system's disk.
-    let allow = Allow { removable: false, in_use: false };
-    let chosen = disk::select(&disks, selector, &preserved_disks, allow)?;
-    for p in &inst.plan.preserve {
-        if let PreserveTarget::Partition { disk: d, .. } = &p.what {
-            if disk::matches(Some(d), chosen) {
-                bail!("the target {} holds preserved partition {}: it would be wiped; nothing was written", chosen.path.display(), p.what);
-            }
-        }
-    }
-    let seed = inst.plan.variables.get("layout_seed").map(String::as_str);
-    let planned = layout::plan(&inst.plan.layout, chosen.size, u64::from(chosen.logical_sector), seed)
-        .with_context(|| format!("fitting the layout to {} ({})", chosen.path.display(), disk::human_size(chosen.size)))?;
-    log::info!("target disk: {}", disk::describe(chosen));
-    log::info!("{planned}");
-    // An image build (the target named on the command line) may have no preserved disks
-    // attached: their fstab lines are then left out, with a warning.
-    let image_build = target.is_some();
+    let chosen = disk::select(disks, selector, &preserved_disks, allow)?;
     let mut preserved = Vec::new();
-    for p in &inst.plan.preserve {
-        match find_preserved(p, &disks, chosen) {
-            Ok(found) => preserved.extend(found),
-            Err(e) if image_build => log::warn!("preserved {} is not attached to this image build; its fstab line is left out ({e:#})", p.what),
+    for p in &plan.preserve {
+        match locate(p, disks) {
+            Ok((_, disk)) if disk.path == chosen.path => bail!(
+                "preserved {} is on {}, the disk this install wipes ({}); nothing was written",
+                p.what,
+                chosen.path.display(),
+                selector.map(|s| s.to_string()).unwrap_or_else(|| "the only fixed disk".into())
+            ),
+            Ok((device, disk)) => preserved.push(Located { entry: p, device, disk }),
+            Err(e) if missing_ok => log::warn!("preserved {} is not attached to this image build; its fstab line is left out ({e:#})", p.what),
             Err(e) => return Err(e),
         }
     }
-    inst.preserved = preserved;
-    for p in &inst.preserved {
-        log::info!("preserved: {} ({}) mounted at {}", p.device.display(), p.uuid.as_deref().unwrap_or("no UUID"), p.mountpoint);
+    Ok(Resolved { target: chosen, preserved })
+}
+
+impl Located<'_> {
+    /// The fstab line's facts, when the entry has a mount point.
+    fn fstab(&self) -> Option<Preserved> {
+        let p = self.entry;
+        let mountpoint = p.mountpoint.clone()?;
+        let info = Target::open_read_only(&self.device).ok().and_then(|t| probe(&t).ok().flatten());
+        let fstype = if p.fstype == "auto" { info.as_ref().map(|i| i.kind.name().to_string()).unwrap_or_else(|| "auto".into()) } else { p.fstype.clone() };
+        Some(Preserved { uuid: info.map(|i| i.uuid), device: self.device.clone(), mountpoint, fstype, options: p.options.clone() })
     }
-    inst.disk = Some((chosen.path.clone(), planned));
-    Ok(())
+}
+
+/// Finds one `preserve=` entry on any disk (the target included: the caller refuses that).
+fn locate<'a>(p: &Preserve, disks: &'a [Disk]) -> Result<(PathBuf, &'a Disk)> {
+    let any = Allow { removable: true, in_use: true };
+    match &p.what {
+        PreserveTarget::Disk { disk: sel } => {
+            let d = disk::select(disks, Some(sel), &[], any).with_context(|| format!("finding preserved disk {sel}"))?;
+            // A whole preserved disk with one partition is mounted by that partition.
+            let device = match d.partitions.as_slice() {
+                [only] => only.path.clone(),
+                _ => d.path.clone(),
+            };
+            Ok((device, d))
+        }
+        PreserveTarget::Partition { disk: sel, number } => {
+            let d = disk::select(disks, Some(sel), &[], any).with_context(|| format!("finding the disk of preserved partition {}", p.what))?;
+            let part = d.partitions.iter().find(|q| q.number == *number).with_context(|| format!("{} has no partition {number}", d.path.display()))?;
+            Ok((part.path.clone(), d))
+        }
+        PreserveTarget::PartLabel { label } => by_link("by-partlabel", label, disks),
+        PreserveTarget::Uuid { uuid } => by_link("by-uuid", uuid, disks),
+    }
 }
 
 /// The boot loader against the firmware this machine booted with: GRUB for BIOS on a GPT
@@ -87,36 +155,9 @@ fn boot_firmware(plan: &Plan, uefi: bool) -> Result<()> {
     Ok(())
 }
 
-/// Resolves one `preserve=` entry to a device; fails if it is missing (a preserved disk that
-/// is not there means the plan does not describe this machine).
-fn find_preserved(p: &Preserve, disks: &[Disk], target: &Disk) -> Result<Option<Preserved>> {
-    let device = match &p.what {
-        PreserveTarget::Disk { disk: sel } => {
-            let d = disk::select(disks, Some(sel), &[], Allow { removable: true, in_use: true })
-                .with_context(|| format!("finding preserved disk {sel}"))?;
-            // A whole preserved disk with one partition is mounted by that partition.
-            match d.partitions.as_slice() {
-                [only] => only.path.clone(),
-                _ => d.path.clone(),
-            }
-        }
-        PreserveTarget::Partition { disk: sel, number } => {
-            let d = disk::select(disks, Some(sel), &[], Allow { removable: true, in_use: true })
-                .with_context(|| format!("finding the disk of preserved partition {}", p.what))?;
-            d.partitions.iter().find(|q| q.number == *number).map(|q| q.path.clone()).with_context(|| format!("{} has no partition {number}", d.path.display()))?
-        }
-        PreserveTarget::PartLabel { label } => by_link("by-partlabel", label, disks, target)?,
-        PreserveTarget::Uuid { uuid } => by_link("by-uuid", uuid, disks, target)?,
-    };
-    let Some(mountpoint) = p.mountpoint.clone() else { return Ok(None) };
-    let info = Target::open_read_only(&device).ok().and_then(|t| probe(&t).ok().flatten());
-    let fstype = if p.fstype == "auto" { info.as_ref().map(|i| i.kind.name().to_string()).unwrap_or_else(|| "auto".into()) } else { p.fstype.clone() };
-    Ok(Some(Preserved { uuid: info.map(|i| i.uuid), device, mountpoint, fstype, options: p.options.clone() }))
-}
-
-/// PARTLABEL= and UUID= entries: found by probing every partition not on the target.
-fn by_link(kind: &str, value: &str, disks: &[Disk], target: &Disk) -> Result<PathBuf> {
-    for d in disks.iter().filter(|d| d.path != target.path) {
+/// PARTLABEL= and UUID= entries: found by probing every partition of every disk.
+fn by_link<'a>(kind: &str, value: &str, disks: &'a [Disk]) -> Result<(PathBuf, &'a Disk)> {
+    for d in disks {
         for part in &d.partitions {
             let Ok(t) = Target::open_read_only(&part.path) else { continue };
             let found = match kind {
@@ -124,11 +165,11 @@ fn by_link(kind: &str, value: &str, disks: &[Disk], target: &Disk) -> Result<Pat
                 _ => crate::disk::partition::gpt_name(&d.path, part.number).is_some_and(|n| n == value),
             };
             if found {
-                return Ok(part.path.clone());
+                return Ok((part.path.clone(), d));
             }
         }
     }
-    bail!("no partition outside the target disk has {} {value}; nothing was written", if kind == "by-uuid" { "UUID" } else { "PARTLABEL" })
+    bail!("no partition has {} {value}; nothing was written", if kind == "by-uuid" { "UUID" } else { "PARTLABEL" })
 }
 
 #[cfg(test)]

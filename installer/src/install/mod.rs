@@ -35,7 +35,7 @@ use crate::mount::Mounted;
 use crate::payload::Payload;
 use crate::plan::{DiskSelector, Plan};
 
-pub use check::Preserved;
+pub use check::{resolve, Located, Preserved, Resolved};
 
 /// Where the install happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,9 @@ pub enum Where {
         target: Option<DiskSelector>,
         /// Whether the firmware is UEFI (decides between systemd-boot/GRUB EFI and GRUB BIOS).
         uefi: bool,
+        /// The disks the operator confirmed (`anemos kexec`): the install requires exactly
+        /// these before it writes anything.
+        confirmed: Option<crate::disk::Confirmed>,
     },
     /// Into a directory on the host (`format dir` and `tar`).
     Directory,

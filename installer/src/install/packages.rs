@@ -51,15 +51,11 @@ fn correct_clock(inst: &Install) {
         log::info!("clock: the mirror {:?} is not an http(s) URL; the clock is not checked", inst.plan.mirror.url);
         return;
     };
-    let built = inst.payload.build_time().unwrap_or_else(|e| {
-        log::warn!("{e:#}");
-        None
-    });
     let config = FetchConfig { proxy: inst.plan.proxy.clone(), connect_timeout: Duration::from_secs(10), read_timeout: Duration::from_secs(10), ..FetchConfig::default() };
     let now = || crate::clock::format(std::time::SystemTime::now());
     match fetch::server_date(&config, &url) {
         Ok(Some(date)) => {
-            if let Err(e) = crate::clock::correct_from_server(date, built, &url) {
+            if let Err(e) = crate::clock::correct_from_server(date, &url) {
                 log::warn!("clock: {e:#}");
             }
         }

@@ -89,14 +89,18 @@ pub fn bootloader(inst: &mut Install) -> Result<()> {
     bootloader::install(&inst.root, &spec)
 }
 
-/// Copies the install log into the new system.
+/// Copies the install log and the plan into the new system, readable by root only (the
+/// log has no secret values — they are redacted as each line is logged — but it shows
+/// the whole install, and the plan names every secret and mirror).
 pub fn save_log(inst: &mut Install) -> Result<()> {
-    let dir = inst.root.join("var/log/anemos");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("install.log");
-    std::fs::write(&path, (inst.log)()).with_context(|| format!("writing {}", path.display()))?;
-    std::fs::write(dir.join("plan.json"), serde_json::to_vec_pretty(&inst.plan)?)?;
-    log::info!("install log saved to {}", Path::new("/var/log/anemos/install.log").display());
+    let root = RootDir::open(&inst.root)?;
+    let logs = root.mkdir_p("var/log")?;
+    root.mkdir_p("var/log/anemos")?;
+    rustix::fs::chmodat(&logs, "anemos", rustix::fs::Mode::from_raw_mode(0o700), rustix::fs::AtFlags::empty()).context("making /var/log/anemos root-only")?;
+    let log = crate::redact::redact(&(inst.log)()).into_owned();
+    root.write_file("var/log/anemos/install.log", log.as_bytes(), 0o600)?;
+    root.write_file("var/log/anemos/plan.json", &serde_json::to_vec_pretty(&inst.plan)?, 0o600)?;
+    log::info!("install log saved to {} (root only)", Path::new("/var/log/anemos/install.log").display());
     Ok(())
 }
 
@@ -111,4 +115,28 @@ pub fn load_new_kernel(inst: &mut Install) -> Result<()> {
     crate::sys::kexec_file_load(Some(&kernel), initrd.as_ref(), &cmdline, 0).with_context(|| format!("loading Linux {release} for kexec"))?;
     log::info!("Linux {release} loaded for kexec: {cmdline}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_saved_log_is_root_only_and_has_no_secret() {
+        let base = std::env::temp_dir().join(format!("anemos-save-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("payload")).unwrap();
+        std::fs::create_dir_all(base.join("root")).unwrap();
+        let plan = crate::plan::tests::sample();
+        let payload = crate::payload::Payload { dir: base.join("payload"), plan };
+        crate::redact::register("db_password", b"correct-horse-battery\n");
+        let log = Box::new(|| "[ 1.0] INFO provision: + echo correct-horse-battery\n".to_string());
+        let mut inst = super::Install::new(payload, &base.join("root"), super::Where::Directory, "dir".into(), log);
+        super::save_log(&mut inst).unwrap();
+        let mode = |p: &str| std::fs::metadata(base.join("root").join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!((mode("var/log/anemos"), mode("var/log/anemos/install.log"), mode("var/log/anemos/plan.json")), (0o700, 0o600, 0o600));
+        let text = std::fs::read_to_string(base.join("root/var/log/anemos/install.log")).unwrap();
+        assert!(!text.contains("correct-horse-battery") && text.contains("[secret db_password]"), "{text}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

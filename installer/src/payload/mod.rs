@@ -11,8 +11,10 @@
 //! keyrings/…       public keyrings the packages step verifies with (Debian: the packing
 //!                  host's debian-archive-keyring)
 //! token            the per-deploy token of the event endpoint (deploys and image builds)
-//! build-time       when the payload was built, seconds since the epoch: the clock's floor
+//! build-time       the newest input's modification time, seconds since the epoch
+//! packed-at        the workstation's clock when it packed (SOURCE_DATE_EPOCH if set)
 //! ```
+//! The later of `build-time` and `packed-at` is the installer clock's floor.
 
 #[cfg(feature = "host")]
 mod pack;
@@ -27,7 +29,7 @@ use crate::files::InputDir;
 use crate::plan::{Plan, PLAN_VERSION};
 
 #[cfg(feature = "host")]
-pub use pack::{archive, build_time, new_token, pack, Extras};
+pub use pack::{archive, build_time, new_token, pack, packed_at, Extras};
 
 /// Where the payload is, relative to the initramfs root.
 pub const DIR: &str = "anemos/payload";
@@ -40,8 +42,10 @@ pub const PROJECT_DIR: &str = "project";
 pub const KEYRINGS_DIR: &str = "keyrings";
 /// The per-deploy token of the init's event endpoint (mode 0600).
 pub const TOKEN_FILE: &str = "token";
-/// When the payload was built (decimal seconds since the epoch and a newline).
+/// When the payload's newest input was modified (decimal seconds since the epoch and a newline).
 pub const BUILD_TIME_FILE: &str = "build-time";
+/// The packing workstation's clock (decimal seconds since the epoch and a newline).
+pub const PACKED_AT_FILE: &str = "packed-at";
 
 /// A payload unpacked under some root (`/` in the initramfs).
 #[derive(Debug, Clone)]
@@ -98,9 +102,19 @@ impl Payload {
         Ok(out)
     }
 
-    /// When the payload was built; `Ok(None)` for a payload that does not say.
+    /// When the payload's newest input was modified; `Ok(None)` for a payload that does not say.
     pub fn build_time(&self) -> Result<Option<std::time::SystemTime>> {
-        let file = self.dir.join(BUILD_TIME_FILE);
+        self.time_file(BUILD_TIME_FILE)
+    }
+
+    /// The installer clock's floor: the later of the build time and the packing
+    /// workstation's clock. `Ok(None)` when the payload records neither.
+    pub fn clock_floor(&self) -> Result<Option<std::time::SystemTime>> {
+        Ok(self.build_time()?.max(self.time_file(PACKED_AT_FILE)?))
+    }
+
+    fn time_file(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let file = self.dir.join(name);
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

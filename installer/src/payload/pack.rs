@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{BUILD_TIME_FILE, DIR, IMGBUILD_FILE, KEYRINGS_DIR, PLAN_FILE, PROJECT_DIR, SECRETS_DIR, TOKEN_FILE};
+use super::{BUILD_TIME_FILE, DIR, IMGBUILD_FILE, KEYRINGS_DIR, PACKED_AT_FILE, PLAN_FILE, PROJECT_DIR, SECRETS_DIR, TOKEN_FILE};
 use crate::files::{scan, EntryKind, InputDir};
 use crate::initramfs::Archive;
 use crate::plan::Plan;
@@ -18,9 +18,22 @@ use crate::plan::Plan;
 pub struct Extras {
     /// The per-deploy token guarding the init's event endpoint.
     pub token: Option<String>,
-    /// When the payload was built (seconds since the epoch, from [`build_time`]): the init
-    /// never lets its clock be earlier.
+    /// When the payload's newest input was modified (seconds since the epoch, from
+    /// [`build_time`]).
     pub build_time: Option<u64>,
+    /// The workstation's clock when it packed ([`packed_at`]). With the build time, the
+    /// installer's clock floor: a mirror's `Date` can then not replay indexes that had
+    /// expired when the operator packed.
+    pub packed_at: Option<u64>,
+}
+
+/// The packing workstation's clock, seconds since the epoch; `SOURCE_DATE_EPOCH` instead
+/// when set, so that a reproducible build stays reproducible (its floor is then that time).
+pub fn packed_at() -> Result<u64> {
+    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+        return v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
+    }
+    Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
 }
 
 /// The payload's build time, reproducibly: `SOURCE_DATE_EPOCH` when set, else the newest
@@ -139,6 +152,9 @@ pub fn archive(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>,
     if let Some(t) = extras.build_time {
         a.file(&format!("{DIR}/{BUILD_TIME_FILE}"), 0o644, format!("{t}\n"))?;
     }
+    if let Some(t) = extras.packed_at {
+        a.file(&format!("{DIR}/{PACKED_AT_FILE}"), 0o644, format!("{t}\n"))?;
+    }
     Ok(a)
 }
 
@@ -233,13 +249,14 @@ mod tests {
         let token = super::new_token().unwrap();
         assert_eq!(token.len(), 64);
         assert_ne!(token, super::new_token().unwrap());
-        let extras = super::Extras { token: Some(token.clone()), build_time: Some(1_650_000_000) };
+        let extras = super::Extras { token: Some(token.clone()), build_time: Some(1_650_000_000), packed_at: Some(1_700_000_000) };
         let a = super::archive(&dir, &plan, &BTreeMap::new(), &extras).unwrap();
         let file = |name: &str| match a.get(&format!("{}/{name}", crate::payload::DIR)) {
             Some(Node::File { mode, data }) => (*mode, String::from_utf8(data.clone()).unwrap()),
             other => panic!("{name}: {other:?}"),
         };
         assert_eq!(file("build-time"), (0o644, "1650000000\n".to_string()));
+        assert_eq!(file("packed-at"), (0o644, "1700000000\n".to_string()));
         assert_eq!(file("token"), (0o600, format!("{token}\n")));
         let none = super::archive(&dir, &plan, &BTreeMap::new(), &Default::default()).unwrap();
         assert!(none.get(&format!("{}/build-time", crate::payload::DIR)).is_none());
@@ -253,6 +270,13 @@ mod tests {
         assert!(payload.build_time().unwrap_err().to_string().contains("not a number"));
         std::fs::write(payload.dir.join("build-time"), format!("{}\n", u64::MAX)).unwrap();
         assert!(payload.build_time().unwrap_err().to_string().contains("after the year 9999"));
+        // The floor is the later of the build time and the packing clock.
+        std::fs::write(payload.dir.join("build-time"), "1650000000\n").unwrap();
+        assert_eq!(payload.clock_floor().unwrap(), Some(crate::clock::from_unix(1_650_000_000)));
+        std::fs::write(payload.dir.join("packed-at"), "1700000000\n").unwrap();
+        assert_eq!(payload.clock_floor().unwrap(), Some(crate::clock::from_unix(1_700_000_000)));
+        std::fs::write(payload.dir.join("build-time"), "1750000000\n").unwrap();
+        assert_eq!(payload.clock_floor().unwrap(), Some(crate::clock::from_unix(1_750_000_000)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

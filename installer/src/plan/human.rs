@@ -133,6 +133,7 @@ fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
         MirrorOrigin::Imgbuild { line: Some(l) } => format!("IMGBUILD:{l}"),
         MirrorOrigin::Imgbuild { line: None } => "IMGBUILD".into(),
         MirrorOrigin::Host { file } => format!("this host's {file}"),
+        MirrorOrigin::CommandLine => "--mirror".into(),
     };
     writeln!(o, "  mirror        {} (from {from})", p.mirror.url)?;
     if let Some(s) = &p.mirror.security_url {

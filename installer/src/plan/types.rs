@@ -341,6 +341,8 @@ pub enum MirrorOrigin {
     Imgbuild { line: Option<usize> },
     /// The building host's package-manager configuration, in this file.
     Host { file: String },
+    /// `--mirror` on the command line.
+    CommandLine,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

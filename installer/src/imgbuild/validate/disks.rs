@@ -11,7 +11,12 @@ use crate::plan::*;
 pub fn disk(cx: &mut Ctx<'_>) -> Option<DiskSelector> {
     let text = cx.get("disk")?.trim().to_string();
     match parse_selector(&text) {
-        Ok(s) => Some(s),
+        Ok(s) => {
+            if let Some(w) = kernel_name_warning(&s) {
+                cx.warn("disk", format!("disk={text}: {w}"));
+            }
+            Some(s)
+        }
         Err(e) => {
             cx.error("disk", format!("disk={text:?}: {e}"));
             None
@@ -26,7 +31,14 @@ pub fn preserve(cx: &mut Ctx<'_>, target: Option<&DiskSelector>) -> Option<Vec<P
     let mut ok = true;
     for (offset, line) in cx.lines("preserve") {
         match preserve_line(&line, target) {
-            Ok(p) => out.push(p),
+            Ok(p) => {
+                if let PreserveTarget::Disk { disk } | PreserveTarget::Partition { disk, .. } = &p.what {
+                    if let Some(w) = kernel_name_warning(disk) {
+                        cx.warn("preserve", format!("preserve: {line:?}: {w}"));
+                    }
+                }
+                out.push(p)
+            }
             Err(e) => {
                 cx.error_within("preserve", offset, format!("preserve: {line:?}: {e}"));
                 ok = false;
@@ -66,6 +78,20 @@ fn preserve_line(line: &str, target: Option<&DiskSelector>) -> Result<Preserve, 
         mountpoint,
         fstype: w.get(2).unwrap_or(&"auto").to_string(),
         options: w.get(3).unwrap_or(&"defaults").to_string(),
+    })
+}
+
+/// A selector that is a kernel name (`/dev/sda`, `/dev/nvme0n1`, `/dev/vdb`): names follow
+/// probe order and can change between boots, above all between the old system and the
+/// installer `anemos kexec` boots. Not an error: the installer requires the disk the
+/// operator confirmed and stops if the names moved; but a deploy then fails instead of
+/// going on.
+pub fn kernel_name_warning(sel: &DiskSelector) -> Option<String> {
+    let DiskSelector::Path(p) = sel else { return None };
+    let name = p.strip_prefix("/dev/")?;
+    let kernel = ["sd", "vd", "hd", "xvd", "nvme", "mmcblk"].iter().any(|k| name.starts_with(k) && name[k.len()..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric()));
+    kernel.then(|| {
+        "a kernel name, which can change between boots (for a deploy: between the old system and the installer). anemos kexec records this disk's identity and the installer stops before writing if the names moved; select by serial:, wwn: or /dev/disk/by-id/ to deploy regardless".to_string()
     })
 }
 
@@ -137,6 +163,16 @@ pub fn unique_mountpoints(cx: &mut Ctx<'_>, layout: &Layout, kept: &Option<Vec<P
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_names_are_warned_about() {
+        for name in ["/dev/sda", "/dev/vdb", "/dev/nvme0n1", "/dev/xvda", "/dev/mmcblk0"] {
+            assert!(kernel_name_warning(&parse_selector(name).unwrap()).is_some(), "{name}");
+        }
+        for name in ["/dev/disk/by-id/ata-X_1", "serial:S1", "wwn:0x5000c500a1b2c3d4", "/dev/md0", "/dev/mapper/x"] {
+            assert!(kernel_name_warning(&parse_selector(name).unwrap()).is_none(), "{name}");
+        }
+    }
 
     #[test]
     fn selectors() {

@@ -8,7 +8,10 @@ use std::path::Path;
 use super::Ctx;
 use crate::plan::{Mirror, MirrorOrigin, Target};
 
-pub fn mirror(cx: &mut Ctx<'_>, target: &Target, host_root: &Path) -> Option<Mirror> {
+pub fn mirror(cx: &mut Ctx<'_>, target: &Target, host_root: &Path, from_command_line: Option<(&str, Option<&str>)>) -> Option<Mirror> {
+    if let Some((url, security)) = from_command_line {
+        return command_line(cx, target, url, security);
+    }
     let security = cx.get("security_mirror").map(|s| s.trim().to_string());
     if security.is_some() && !matches!(target, Target::Debian { .. }) {
         cx.warn("security_mirror", "security_mirror is only used when target=debian");
@@ -47,6 +50,23 @@ pub fn mirror(cx: &mut Ctx<'_>, target: &Target, host_root: &Path) -> Option<Mir
             None
         }
     }
+}
+
+/// `--mirror` and `--security-mirror`: checked as the IMGBUILD's would be.
+fn command_line(cx: &mut Ctx<'_>, target: &Target, url: &str, security: Option<&str>) -> Option<Mirror> {
+    let url = match normalise(target, url.trim()) {
+        Ok(u) => u,
+        Err(e) => {
+            cx.error("mirror", format!("--mirror {url:?}: {e}"));
+            return None;
+        }
+    };
+    if let Some(s) = security.filter(|s| !is_url(s.trim())) {
+        cx.error("security_mirror", format!("--security-mirror {s:?}: not an http://, https:// or file:// URL"));
+        return None;
+    }
+    let security_url = security.map(|s| s.trim().trim_end_matches('/').to_string());
+    Some(Mirror { url, security_url, origin: MirrorOrigin::CommandLine })
 }
 
 fn is_url(s: &str) -> bool {

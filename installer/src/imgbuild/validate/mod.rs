@@ -107,6 +107,8 @@ pub struct Inputs<'a> {
     pub format_override: Option<&'a str>,
     /// Where the building host's package-manager configuration lives (`/`).
     pub host_root: &'a Path,
+    /// `--mirror` (and `--security-mirror`), overriding the IMGBUILD's and the host's.
+    pub mirror_override: Option<(&'a str, Option<&'a str>)>,
 }
 
 /// Validates the variables into a plan without its input trees, secrets and project files
@@ -130,7 +132,7 @@ pub fn validate(cx: &mut Ctx<'_>, inputs: &Inputs<'_>, functions: &BTreeSet<Stri
         _ => None,
     };
     let kernel_cmdline = simple::kernel_cmdline(cx);
-    let mirror = target.as_ref().and_then(|t| mirror::mirror(cx, t, inputs.host_root));
+    let mirror = target.as_ref().and_then(|t| mirror::mirror(cx, t, inputs.host_root, inputs.mirror_override));
     let proxy = simple::proxy(cx);
     let network = network::network(cx);
     let (on_success, on_failure, status_port) = simple::lifecycle(cx);

@@ -68,9 +68,7 @@ fn fetch_release(fetcher: &Fetcher, keyring: &Keyring, source: &Source, now: u64
     };
     let release = Release::parse(&text, &url)?;
     release.check_fresh(now, &url)?;
-    if release.codename != source.suite && release.suite != source.suite {
-        log::warn!("{url}: asked for suite {}, the Release file says {} ({})", source.suite, release.codename, release.suite);
-    }
+    release.check_suite(&source.suite, &url)?;
     Ok(release)
 }
 

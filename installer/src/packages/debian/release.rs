@@ -59,6 +59,19 @@ impl Release {
         )
     }
 
+    /// Refuses a Release signed for another suite: a mirror (or whoever is between it and
+    /// us) could otherwise answer with an older, still validly signed suite (a downgrade).
+    pub fn check_suite(&self, asked: &str, what: &str) -> Result<()> {
+        if self.codename != asked && self.suite != asked {
+            bail!(
+                "{what} is signed for suite {:?} (codename {:?}), not the {asked:?} that was asked for: the mirror serves another release (a stale mirror, a wrong URL or a downgrade attempt); nothing was installed",
+                self.suite,
+                self.codename
+            );
+        }
+        Ok(())
+    }
+
     /// Refuses a Release that is past its `Valid-Until` (a replayed old mirror state).
     pub fn check_fresh(&self, now: u64, what: &str) -> Result<()> {
         if let Some(until) = self.valid_until {
@@ -121,5 +134,8 @@ mod tests {
         assert!(r.packages_index("contrib", "amd64").is_err());
         assert!(r.check_fresh(1783764997, "t").is_ok());
         assert!(r.check_fresh(1783764997 + 8 * 86400, "t").is_err());
+        assert!(r.check_suite("bookworm", "t").is_ok() && r.check_suite("stable", "t").is_ok());
+        let e = r.check_suite("trixie", "http://m/dists/trixie/InRelease").unwrap_err().to_string();
+        assert!(e.contains("signed for suite \"stable\"") && e.contains("trixie") && e.contains("http://m/dists/trixie/InRelease"), "{e}");
     }
 }

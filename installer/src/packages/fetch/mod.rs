@@ -179,7 +179,7 @@ fn agent(config: &FetchConfig, verify: bool) -> Result<Agent> {
 /// (a 404 carries a Date too). `Ok(None)` when the server sends none or one that does not
 /// parse. Certificates are not checked — a wrong clock is what this is for, and the
 /// answer's body is never used; the `Date` is as trustworthy as any plain-HTTP answer, and
-/// [`crate::clock`] never lets it take the clock back before the payload was built.
+/// [`crate::clock`] never lets it take the clock back.
 pub fn server_date(config: &FetchConfig, url: &str) -> Result<Option<std::time::SystemTime>> {
     let resp = agent(config, false)?.head(url).call().with_context(|| format!("HEAD {url}"))?;
     let date = resp.headers().get("date").and_then(|v| v.to_str().ok());

@@ -1,0 +1,97 @@
+//! A project on its way to a payload — the one path every command that makes a payload
+//! takes (`pack`, `pxe`, `image`, `test`, `deploy`): the IMGBUILD checked with the
+//! command line's overrides (`--format`, `--mirror`), the secrets its templates use
+//! revealed once, the build and packing times taken once, then as many payloads as there
+//! are hosts, each with a token of its own.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use installer::imgbuild::{check, CheckOptions};
+use installer::plan::Plan;
+use installer::{payload, secrets};
+
+use crate::cli::ProjectArgs;
+
+/// The check options the project's command-line arguments give.
+pub fn options(p: &ProjectArgs) -> CheckOptions {
+    let mut o = CheckOptions { format_override: p.format.clone(), identity: p.identity.clone(), ..CheckOptions::default() };
+    if !p.inputs.is_empty() {
+        o.inputs = p.inputs.clone();
+    }
+    o.mirror_override = p.mirror.as_ref().map(|m| (m.clone(), p.security_mirror.clone()));
+    o
+}
+
+/// A project whose check passed: its plan, not yet its secrets.
+pub struct Checked {
+    pub dir: PathBuf,
+    pub plan: Plan,
+    identity: Option<PathBuf>,
+}
+
+/// Checks the project, printing every diagnostic; fails on any error.
+pub fn check_project(args: &ProjectArgs) -> Result<Checked> {
+    let checked = check(&args.dir, &options(args));
+    crate::cmd::check::report(&checked, &args.dir)?;
+    let plan = checked.plan.context("the check gave no plan")?;
+    Ok(Checked { dir: args.dir.clone(), plan, identity: args.identity.clone() })
+}
+
+impl Checked {
+    /// Reveals the secrets the templates use (on this workstation only: age identities,
+    /// plain files, `secrets_command`) and takes the payload's times.
+    pub fn reveal(self) -> Result<Project> {
+        let command = self.plan.variables.get("secrets_command").map(String::as_str).filter(|c| !c.trim().is_empty());
+        let secrets = secrets::reveal(&self.dir, &self.plan.secrets, command, self.identity.as_deref())?;
+        let build_time = payload::build_time(&self.dir, &self.plan)?;
+        let packed_at = payload::packed_at()?;
+        Ok(Project { dir: self.dir, plan: self.plan, secrets, build_time, packed_at })
+    }
+}
+
+/// A checked project with its secrets revealed.
+pub struct Project {
+    pub dir: PathBuf,
+    pub plan: Plan,
+    secrets: BTreeMap<String, Vec<u8>>,
+    /// The newest input's modification time (seconds since the epoch).
+    pub build_time: u64,
+    /// This workstation's clock when the project was revealed (or SOURCE_DATE_EPOCH).
+    pub packed_at: u64,
+}
+
+impl Project {
+    /// Checks and reveals in one step.
+    pub fn load(args: &ProjectArgs) -> Result<Project> {
+        check_project(args)?.reveal()
+    }
+
+    /// The payload of the project's plan, with `token` for the event endpoint if given.
+    pub fn payload(&self, token: Option<String>) -> Result<Vec<u8>> {
+        self.payload_of(&self.plan, token)
+    }
+
+    /// The payload of `plan` (the project's plan, adapted: e.g. a build VM's mirror).
+    pub fn payload_of(&self, plan: &Plan, token: Option<String>) -> Result<Vec<u8>> {
+        payload::pack(&self.dir, plan, &self.secrets, &self.extras(token))
+    }
+
+    /// The payload archive, uncompressed (directory builds unpack it on this host).
+    pub fn archive(&self, token: Option<String>) -> Result<installer::initramfs::Archive> {
+        payload::archive(&self.dir, &self.plan, &self.secrets, &self.extras(token))
+    }
+
+    /// Keeps the revealed values out of every log line this process writes from now on
+    /// (directory builds run the install, provision() included, in this process).
+    pub fn redact_in_logs(&self) {
+        for (name, value) in &self.secrets {
+            installer::redact::register(name, value);
+        }
+    }
+
+    fn extras(&self, token: Option<String>) -> payload::Extras {
+        payload::Extras { token, build_time: Some(self.build_time), packed_at: Some(self.packed_at) }
+    }
+}
