@@ -268,11 +268,15 @@ fn provision_failure_stops_in_rescue_showing_the_command_and_leaves_no_bootable_
     std::fs::write(
         project.join("IMGBUILD"),
         format!(
-            "imgname=provision-fails\ntarget=debian\ndebian_suite=bookworm\nmirror={}\n{security}format=\"raw 2G\"\ntable=msdos\npartitions=\"root rest root ext4 /\"\nbootloader=none\n\nprovision() {{\n\techo \"setting up the frobnicator\"\n\tls /nonexistent-anemos-path\n\techo never reached\n}}\n",
+            "imgname=provision-fails\ntarget=debian\ndebian_suite=bookworm\nmirror={}\n{security}format=\"raw 2G\"\ntable=msdos\npartitions=\"root rest root ext4 /\"\nbootloader=none\n\nprovision() {{\n\techo \"setting up the frobnicator with $(cat /etc/frob.conf)\"\n\tls /nonexistent-anemos-path\n\techo never reached\n}}\n",
             mirrors[1]
         ),
     )
     .unwrap();
+    // A secret that provision() expands (traced by set -x and echoed): its value must
+    // reach no console line, event or log.
+    const SECRET: &str = "frob-s3cret-0451";
+    sh(&format!("mkdir -p {0}/secrets {0}/files/etc && printf '{SECRET}\\n' > {0}/secrets/frob_key && echo 'key={{{{ secret:frob_key }}}}' > {0}/files/etc/frob.conf.makeimg.template", project.display())).unwrap();
     let payload = dir.join("payload.cpio");
     anemos(&["pack", project.to_str().unwrap(), "-o", payload.to_str().unwrap()]).unwrap();
     let kernel = anemos_tests::test_kernel();
@@ -292,7 +296,8 @@ fn provision_failure_stops_in_rescue_showing_the_command_and_leaves_no_bootable_
     let screen = vm.output_text();
     let failure = &screen[screen.find("step provision failed").expect("the failure is on the console")..];
     assert!(failure.contains("the last command was: ls /nonexistent-anemos-path"), "{failure}");
-    assert!(failure.contains("No such file or directory") && failure.contains("setting up the frobnicator"), "the command's output is not shown: {failure}");
+    assert!(failure.contains("No such file or directory") && failure.contains("setting up the frobnicator with key=[secret frob_key]"), "the command's output is not shown, or not redacted: {failure}");
+    assert!(!screen.contains(SECRET), "the secret's value reached the console");
     assert!(!screen.contains("never reached"));
     assert!(screen.contains("safety step done: make the half-installed"), "the disk was not made unbootable");
     vm.send("poweroff\n").unwrap();

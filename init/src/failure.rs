@@ -52,7 +52,7 @@ pub fn fail(step: &str, error: &anyhow::Error) -> ! {
             std::thread::park();
         }
     }
-    let chain: Vec<String> = error.chain().map(|c| c.to_string()).collect();
+    let chain: Vec<String> = error.chain().map(|c| installer::redact::redact(&c.to_string()).into_owned()).collect();
     log::error!("step {step} failed: {}", chain.first().map(String::as_str).unwrap_or("unknown error"));
     for cause in chain.iter().skip(1) {
         log::error!("  caused by: {cause}");
@@ -60,7 +60,7 @@ pub fn fail(step: &str, error: &anyhow::Error) -> ! {
     let action = ON_FAILURE.lock().map(|a| *a).unwrap_or(Action::Rescue);
     emit(Event::Failed { phase: step.to_string(), error: format!("{error:#}"), action: action.name().into() });
     if let Ok(mut last) = LAST.lock() {
-        *last = Some((step.to_string(), format!("{error:#}")));
+        *last = Some((step.to_string(), installer::redact::redact(&format!("{error:#}")).into_owned()));
     }
     rustix::fs::sync();
     run_safety_hooks();

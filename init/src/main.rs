@@ -109,9 +109,7 @@ fn rescue_network(opts: &Options) {
     let Some(cfg) = bringup::network_config(opts, None) else { return };
     match bringup::network(&cfg) {
         Ok(links) if !links.is_empty() => {
-            if let Err(e) = status::start(opts.status_port.unwrap_or(7777)) {
-                log::warn!("rescue: the event endpoint did not start: {e:#}");
-            }
+            let _ = status::start(opts.status_port.unwrap_or(7777));
         }
         Ok(_) => log::warn!("rescue: no network link came up"),
         Err(e) => log::warn!("rescue: the network did not come up: {e:#}"),

@@ -8,6 +8,7 @@
 pub mod bootloader;
 pub mod clock;
 pub mod disk;
+pub mod endpoint;
 pub mod event;
 pub mod exec;
 pub mod files;
