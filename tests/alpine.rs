@@ -193,9 +193,10 @@ fn bad_missing_and_wrong_hash_index_signatures_stop_prepare() {
 #[test]
 fn corrupt_truncated_and_missing_packages_stop_naming_url_and_package() {
     for mode in ["corrupt", "trunc"] {
-        let (_, r) = run(mode, &config(mode, &["musl"]), false);
+        let (root, r) = run(mode, &config(mode, &["musl"]), false);
         let err = format!("{:#}", r.unwrap_err());
         assert!(err.contains("package musl 1.2.5-r0") && err.contains(&format!("/{mode}/main/x86_64/musl-1.2.5-r0.apk")), "{mode}: {err}");
+        assert!(!root.join("lib/ld-musl-x86_64.so.1").exists(), "{mode}: unpacked before it was verified");
     }
     let err = format!("{:#}", alpine::prepare(&config("missing", &["musl"])).unwrap_err());
     assert!(err.contains("404") && err.contains("package musl 1.2.5-r0"), "{err}");

@@ -166,9 +166,10 @@ fn server_errors_and_stalls_are_retried_and_resumed() {
 #[test]
 fn corrupt_truncated_and_missing_packages_stop_naming_url_and_package() {
     for (mode, what) in [("corrupt", "SHA-256 mismatch"), ("trunc", "broke")] {
-        let (_, r) = run(mode, &config(mode, "Required DatabaseOptional", &["core", "extra"], &["libgreet-ng"]), false);
+        let (root, r) = run(mode, &config(mode, "Required DatabaseOptional", &["core", "extra"], &["libgreet-ng"]), false);
         let err = format!("{:#}", r.unwrap_err());
         assert!(err.contains("package libgreet-ng 3.0-1") && err.contains("/core/os/x86_64/libgreet-ng-3.0-1-x86_64.pkg.tar.zst") && err.contains(what), "{mode}: {err}");
+        assert!(!root.join("usr/lib/libgreet.so.3").exists(), "{mode}: unpacked before it was verified");
     }
     // A package missing from the mirror fails prepare (the URL probe), before any disk.
     let err = format!("{:#}", arch::prepare(&config("missing", "Required DatabaseOptional", &["core", "extra"], &["greeter"])).unwrap_err());
@@ -181,10 +182,11 @@ fn signatures_are_checked_before_and_while_installing() {
     let err = format!("{:#}", arch::prepare(&config("ok", "Required", &["evil"], &["othersig"])).unwrap_err());
     assert!(err.contains("package othersig 1-1") && err.contains("no signature by a key of"), "{err}");
     // A package changed after signing (the database's SHA-256 fits the new file): the
-    // signature fails while it streams.
-    let (_, r) = run("tampered", &config("ok", "Required", &["evil"], &["tampered"]), false);
+    // signature fails over the downloaded bytes, before any of them is unpacked.
+    let (root, r) = run("tampered", &config("ok", "Required", &["evil"], &["tampered"]), false);
     let err = format!("{:#}", r.unwrap_err());
     assert!(err.contains("package tampered 1-1") && err.contains("BAD signature"), "{err}");
+    assert!(!root.join("usr/share/tampered").exists(), "the tampered package was unpacked before its signature was checked");
     // A database with another database's signature; one with none where it is required.
     let err = format!("{:#}", arch::prepare(&config("badsig", "Required", &["core"], &["greeter"])).unwrap_err());
     assert!(err.contains("BAD signature") && err.contains("/core/os/x86_64/core.db"), "{err}");

@@ -30,7 +30,10 @@ fn fixture() -> &'static Path {
 
 /// Serves the fixture under `/MODE/…`: `ok`, `badsig` and `unsigned` (other InRelease files),
 /// `flaky` (every pool file fails twice with 500), `stall` (the first answer of each pool file
-/// stops mid-body), `corrupt` (pool files with a flipped byte), `trunc` (pool files always cut).
+/// stops mid-body), `corrupt` (pool files with a flipped byte), `trunc` (pool files always cut),
+/// `tamper` (another valid package in place of the indexed one), `oversize` (indexes with a
+/// megabyte more than the Release signed), `replay` (the older suite's correctly signed
+/// InRelease in place of the one asked for).
 fn server() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
@@ -73,10 +76,20 @@ fn answer(conn: std::net::TcpStream, repo: &Path, hits: &Mutex<HashMap<String, u
         file.push_str(".bad");
     } else if file.ends_with("/InRelease") && mode == "unsigned" {
         file.push_str(".unsigned");
+    } else if file == "dists/test/InRelease" && mode == "replay" {
+        file = "dists/old/InRelease".into();
     }
+    let evil = repo.join(format!("{file}.evil"));
     let Ok(mut body) = std::fs::read(repo.join(&file)) else {
         return write!(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     };
+    if mode == "tamper" && evil.is_file() {
+        // The other package, padded after its last member to the indexed size, so that
+        // only the digest can tell.
+        let mut other = std::fs::read(&evil)?;
+        other.resize(other.len().max(body.len()), b'\n');
+        body = other;
+    }
     let pool = file.starts_with("pool/");
     let n = {
         let mut h = hits.lock().unwrap();
@@ -90,6 +103,9 @@ fn answer(conn: std::net::TcpStream, repo: &Path, hits: &Mutex<HashMap<String, u
     if pool && mode == "corrupt" {
         let mid = body.len() / 2;
         body[mid] ^= 0x55;
+    }
+    if file.ends_with("/Packages") && mode == "oversize" {
+        body.extend(std::iter::repeat_n(b'\n', 1 << 20));
     }
     let total = body.len();
     let part = &body[start.min(total)..];
@@ -111,7 +127,11 @@ fn answer(conn: std::net::TcpStream, repo: &Path, hits: &Mutex<HashMap<String, u
 }
 
 fn config(mode: &str, include: &[&str]) -> Config {
-    let source = Source::parse(&format!("{}/{mode} test main", server()), "test").unwrap();
+    config_suite(mode, "test", include)
+}
+
+fn config_suite(mode: &str, suite: &str, include: &[&str]) -> Config {
+    let source = Source::parse(&format!("{}/{mode} {suite} main", server()), suite).unwrap();
     let mut c = Config::new(vec![source], fixture().join("keys/good.gpg"));
     c.arch = "amd64".into();
     c.variant = Variant::Essential;
@@ -165,10 +185,47 @@ fn server_errors_and_stalls_are_retried_and_resumed() {
 #[test]
 fn corrupt_and_truncated_downloads_stop_naming_url_and_package() {
     for (mode, what) in [("corrupt", "SHA-256 mismatch"), ("trunc", "broke")] {
-        let (_, r) = run(mode, mode, &["hello"]);
+        let (root, r) = run(mode, mode, &["hello"]);
         let err = format!("{:#}", r.unwrap_err());
         assert!(err.contains("package hello 1.0") && err.contains("/pool/main/hello_1.0_amd64.deb") && err.contains(what), "{mode}: {err}");
+        assert!(!root.join("usr/share/hello").exists(), "{mode}: part of the package was unpacked before it was verified");
     }
+}
+
+/// A mirror that serves another, perfectly valid package under the indexed name: it is
+/// refused by its SHA-256 before any byte of it is unpacked.
+#[test]
+fn a_tampered_package_is_refused_before_a_byte_is_unpacked() {
+    let (root, r) = run("tamper", "tamper", &["hello"]);
+    let err = format!("{:#}", r.unwrap_err());
+    assert!(err.contains("package hello 1.0") && err.contains("/tamper/pool/main/hello_1.0_amd64.deb") && err.contains("SHA-256 mismatch"), "{err}");
+    assert!(!root.join("usr/share/hello/EVIL").exists() && !root.join("usr/share/hello").exists(), "the tampered package was unpacked");
+    // A signed index whose entry does not match the package: the same, from the other side.
+    let root = scratch("debian-hostile-badhash").join("root");
+    let r = debian::prepare(&config_suite("ok", "badhash", &["hello"])).and_then(|p| debian::install(&p, &root, &InstallOptions { configure: false, ..InstallOptions::default() }));
+    let err = format!("{:#}", r.unwrap_err());
+    assert!(err.contains("package hello 1.0") && err.contains("SHA-256 mismatch") && err.contains("0000000000"), "{err}");
+    assert!(!root.join("usr/share/hello").exists());
+}
+
+#[test]
+fn a_decompression_bomb_is_cut_off() {
+    let (root, r) = run("bomb", "ok", &["bomb"]);
+    let err = format!("{:#}", r.unwrap_err());
+    assert!(err.contains("package bomb 1.0") && err.contains("/pool/main/bomb_1.0_amd64.deb") && err.contains("decompression bomb"), "{err}");
+    let written = std::fs::metadata(root.join("zeros")).map(|m| m.len()).unwrap_or(0);
+    assert!(written <= 32 << 20, "{written} bytes of the bomb were written");
+    canary_untouched();
+}
+
+/// Indexes: longer than the Release signed, or a correctly signed Release of another suite
+/// (an older one replayed): both stop prepare, which runs before any disk is touched.
+#[test]
+fn oversized_indexes_and_replayed_suites_stop_prepare() {
+    let err = format!("{:#}", debian::prepare(&config("oversize", &["hello"])).unwrap_err());
+    assert!(err.contains("/oversize/dists/test/main/binary-amd64/Packages") && err.contains("more than the expected"), "{err}");
+    let err = format!("{:#}", debian::prepare(&config("replay", &["hello"])).unwrap_err());
+    assert!(err.contains("/replay/dists/test/InRelease") && err.contains("signed for suite \"old\"") && err.contains("\"test\""), "{err}");
 }
 
 #[test]

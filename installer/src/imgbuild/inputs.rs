@@ -198,5 +198,60 @@ pub fn project_files(project: &Path, target: &Target, diags: &mut super::diag::D
         }
         Err(_) => false,
     });
+    if candidates.iter().any(|c| c == "pacman.conf") {
+        pacman_siglevels(&project.join("pacman.conf"), diags);
+    }
     candidates
+}
+
+/// Warns about repositories whose packages need no valid signature (`SigLevel = Never` or
+/// `Optional`): the installer then takes whatever the mirror serves. (Databases are
+/// `Optional` by pacman's own default, as Arch does not sign them; that is not warned about.)
+fn pacman_siglevels(path: &Path, diags: &mut super::diag::Diagnostics) {
+    use crate::packages::arch::{Check, PacmanConf};
+    let Ok(text) = std::fs::read_to_string(path) else { return };
+    let none = |_: &str| -> anyhow::Result<Vec<(String, String)>> { Ok(Vec::new()) };
+    let conf = match PacmanConf::parse(&text, "pacman.conf", &none) {
+        Ok(c) => c,
+        Err(e) => return diags.error(at("pacman.conf", None, None), format!("{e:#}")),
+    };
+    for (i, repo) in conf.repos.iter().enumerate() {
+        match conf.siglevel(i) {
+            Ok(level) if level.package != Check::Required => {
+                let line = text.lines().position(|l| l.trim_start().starts_with("SigLevel") && (l.contains("Never") || l.contains("Optional"))).map(|n| n + 1);
+                diags.warn(
+                    at("pacman.conf", line, None),
+                    format!(
+                        "[{}]: SigLevel lets packages in {}: the installer will install whatever the mirror serves for this repository; use SigLevel = Required",
+                        repo.name,
+                        if level.package == Check::Never { "without checking any signature" } else { "without a signature (Optional)" }
+                    ),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => diags.error(at("pacman.conf", None, None), format!("{e:#}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pacman_conf_without_package_signatures_is_warned_about() {
+        let dir = std::env::temp_dir().join(format!("anemos-siglevel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("pacman.conf");
+        let run = |text: &str| {
+            std::fs::write(&conf, text).unwrap();
+            let mut d = super::super::diag::Diagnostics::default();
+            super::pacman_siglevels(&conf, &mut d);
+            d.render()
+        };
+        assert_eq!(run("[options]\nSigLevel = Required DatabaseOptional\n[core]\nServer = http://m/$repo\n"), "");
+        let never = run("[options]\nSigLevel = Required\n[core]\nServer = http://m/$repo\n[custom]\nSigLevel = Never\nServer = http://m/c\n");
+        assert!(never.contains("pacman.conf:6") && never.contains("[custom]") && never.contains("without checking any signature") && !never.contains("[core]"), "{never}");
+        let optional = run("[options]\nSigLevel = Optional TrustAll\n[core]\n");
+        assert!(optional.contains("[core]") && optional.contains("Optional"), "{optional}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -231,7 +231,16 @@ fn secs(t: Option<pgp::types::Timestamp>) -> u64 {
     t.map(|t| t.as_secs() as u64).unwrap_or(0)
 }
 
+/// The signature's own validity: a digest that is not broken, and not expired at `now`.
 fn check_signature_time(sig: &Signature, now: u64) -> Result<()> {
+    use pgp::crypto::hash::HashAlgorithm;
+    match sig.hash_alg() {
+        Some(h @ (HashAlgorithm::Md5 | HashAlgorithm::Sha1 | HashAlgorithm::Ripemd160 | HashAlgorithm::None)) => {
+            bail!("the signature uses the {h} digest, which is broken (collisions can be made): refused; the archive must be signed with SHA-256 or better")
+        }
+        None => bail!("the signature names no digest algorithm"),
+        Some(_) => {}
+    }
     let created = secs(sig.created());
     if let Some(exp) = sig.signature_expiration_time().map(|d| d.as_secs() as u64).filter(|&d| d != 0) {
         if created + exp <= now {

@@ -103,40 +103,49 @@ pub fn signatures(m: &Members) -> Vec<(String, Vec<u8>)> {
     m.iter().filter(|(n, _)| n.starts_with(".SIGN.")).map(|(n, (_, d))| (n.clone(), d.clone())).collect()
 }
 
-/// A signed `APKINDEX.tar.gz` in memory: its signatures, the digests of the signed rest, and
-/// the `APKINDEX` text.
-pub struct SignedIndex {
+/// A signed `APKINDEX.tar.gz` in memory: its signatures and the digests of the signed rest;
+/// the rest is decompressed only by [`SignedIndex::contents`], after verification.
+pub struct SignedIndex<'a> {
     pub signatures: Vec<(String, Vec<u8>)>,
     pub digests: Digests,
-    pub text: String,
-    pub description: String,
+    rest: &'a [u8],
 }
 
-pub fn read_index(data: &[u8]) -> Result<SignedIndex> {
+/// The largest `APKINDEX` text accepted (Alpine's community index is about 20 MiB).
+const INDEX_TEXT_LIMIT: u64 = 256 << 20;
+
+pub fn read_index(data: &[u8]) -> Result<SignedIndex<'_>> {
     let mut tap = Tap::new(data);
     let (first, _) = read_member(&mut tap, 1 << 20, "index's first gzip member")?;
-    let sigs = signatures(&first);
-    let rest = if sigs.is_empty() { data } else { &data[tap.count as usize..] };
-    let digests = Digests::of(rest);
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(rest));
-    let (mut text, mut description) = (None, String::new());
-    for entry in archive.entries().context("reading the index tar")? {
-        let mut entry = entry.context("reading the index tar")?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).trim_start_matches("./").to_string();
-        let mut s = String::new();
-        match name.as_str() {
-            "APKINDEX" => {
-                entry.read_to_string(&mut s).context("APKINDEX is not UTF-8")?;
-                text = Some(s);
+    let signatures = signatures(&first);
+    let rest = if signatures.is_empty() { data } else { &data[tap.count as usize..] };
+    Ok(SignedIndex { signatures, digests: Digests::of(rest), rest })
+}
+
+impl SignedIndex<'_> {
+    /// The `APKINDEX` text and the `DESCRIPTION`: call once the signature is verified.
+    pub fn contents(&self) -> Result<(String, String)> {
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(self.rest));
+        let (mut text, mut description) = (None, String::new());
+        for entry in archive.entries().context("reading the index tar")? {
+            let entry = entry.context("reading the index tar")?;
+            let name = String::from_utf8_lossy(&entry.path_bytes()).trim_start_matches("./").to_string();
+            let mut s = String::new();
+            let mut bounded = crate::packages::extract::Capped::new(entry, INDEX_TEXT_LIMIT, name.clone());
+            match name.as_str() {
+                "APKINDEX" => {
+                    bounded.read_to_string(&mut s).context("reading APKINDEX (UTF-8 text)")?;
+                    text = Some(s);
+                }
+                "DESCRIPTION" => {
+                    bounded.read_to_string(&mut s).context("reading DESCRIPTION (UTF-8 text)")?;
+                    description = s.trim().to_string();
+                }
+                _ => {}
             }
-            "DESCRIPTION" => {
-                entry.read_to_string(&mut s).context("DESCRIPTION is not UTF-8")?;
-                description = s.trim().to_string();
-            }
-            _ => {}
         }
+        Ok((text.context("the archive has no APKINDEX member")?, description))
     }
-    Ok(SignedIndex { signatures: sigs, digests, text: text.context("the archive has no APKINDEX member")?, description })
 }
 
 /// The signature and control segments of a package.
@@ -169,7 +178,7 @@ pub fn read_apk<R: Read, T>(input: R, check: impl FnOnce(&Control) -> Result<()>
         (Vec::new(), first, d1)
     } else {
         let sigs = signatures(&first);
-        let (files, d) = read_member(&mut tap, 64 << 20, "control segment")?;
+        let (files, d) = read_member(&mut tap, crate::packages::extract::METADATA_LIMIT, "control segment")?;
         (sigs, files, d)
     };
     let pkginfo = files.get(".PKGINFO").map(|(_, d)| parse_pkginfo(d)).context("the control segment has no .PKGINFO")??;
@@ -247,6 +256,7 @@ mod tests {
         assert!(c.signatures.is_empty());
         let idx = [sig, gz(&tar(&[("DESCRIPTION", b"v3.20"), ("APKINDEX", b"P:x\nV:1-r0\n\n")], false))].concat();
         let i = read_index(&idx).unwrap();
-        assert_eq!((i.text.as_str(), i.description.as_str(), i.signatures.len()), ("P:x\nV:1-r0\n\n", "v3.20", 1));
+        let (text, description) = i.contents().unwrap();
+        assert_eq!((text.as_str(), description.as_str(), i.signatures.len()), ("P:x\nV:1-r0\n\n", "v3.20", 1));
     }
 }

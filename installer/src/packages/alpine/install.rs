@@ -2,6 +2,7 @@
 //! configuration written, scripts and triggers run in the chroot; and [`finish`].
 
 use std::collections::BTreeSet;
+use std::io;
 use std::path::Path;
 use std::time::Instant;
 
@@ -15,7 +16,7 @@ use crate::packages::arch::hooks::fnmatch;
 use crate::packages::chroot::{self, tail, Mounts};
 use crate::packages::extract::{self, Kind, Root};
 use crate::packages::fetch::progress::Progress;
-use crate::packages::fetch::{pool, Expected, Fetcher};
+use crate::packages::fetch::{pool, Expected, Fetcher, Spool};
 
 #[derive(Debug, Clone)]
 pub struct InstallOptions {
@@ -84,9 +85,13 @@ fn unpack_all<'p>(prepared: &'p Prepared, root: &Root, opts: &extract::Options) 
         let p = &prepared.packages[i];
         let url = prepared.url(p);
         let r = (|| {
-            let mut reader = fetcher.open(&url, Expected { size: (p.size > 0).then_some(p.size), sha256: None, limit: None })?.with_progress(&progress);
-            let (control, written) = read_apk(&mut reader, |c| check_control(prepared, p, c), |_, data| extract::unpack_tar(root, data, &opts, &|_| None))?;
-            reader.finish().context("verifying the download")?;
+            let mut reader = fetcher.open(&url, Expected { size: (p.size > 0).then_some(p.size), sha256: None, limit: Some(MAX_PACKAGE) })?.with_progress(&progress);
+            let mut spool = Spool::fill(&mut reader, if p.size > 0 { p.size } else { MAX_PACKAGE }, || root.spool_file(), "the package")?;
+            // Everything checked first — the signature, the control segment the index
+            // names, the data against its datahash — reading the data to nowhere …
+            read_apk(spool.reader()?, |c| check_control(prepared, p, c), |_, data| Ok(io::copy(&mut capped(data, p), &mut io::sink())?))?;
+            // … then the same verified bytes are unpacked.
+            let (control, written) = read_apk(spool.reader()?, |_| Ok(()), |_, data| extract::unpack_tar(root, capped(data, p), &opts, &|_| None))?;
             Ok::<_, anyhow::Error>((i, Installed { package: p, control, written }))
         })()
         .with_context(|| format!("package {} {} ({url})", p.name, p.version));
@@ -95,6 +100,15 @@ fn unpack_all<'p>(prepared: &'p Prepared, root: &Root, opts: &extract::Options) 
     })?;
     done.sort_by_key(|(i, _)| *i);
     Ok(done.into_iter().map(|(_, x)| x).collect())
+}
+
+/// The largest package accepted when the index gives no size.
+const MAX_PACKAGE: u64 = 4 << 30;
+
+/// The data segment, capped by the installed size the index gives (`I:`).
+fn capped<'a>(data: &'a mut dyn io::Read, p: &Package) -> extract::Capped<&'a mut dyn io::Read> {
+    let limit = if p.installed_size > 0 { extract::unpacked_limit(p.installed_size) } else { MAX_PACKAGE * 8 };
+    extract::Capped::new(data, limit, format!("the data of {}", p.name))
 }
 
 /// The control segment is the one the signed index names (`C:`), its signature (if any)

@@ -20,11 +20,12 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
     let mut universe = Vec::new();
     for (i, repo) in config.repositories.iter().enumerate() {
         let url = format!("{}/{}/APKINDEX.tar.gz", repo.url, config.arch);
-        let data = fetcher.get_bytes(&url, 256 << 20)?;
+        let data = fetcher.get_bytes(&url, 128 << 20)?;
         let index = read_index(&data).with_context(|| format!("reading {url}"))?;
         let key = config.keys.verify(&index.signatures, &index.digests).with_context(|| format!("verifying {url}"))?;
-        let pkgs = parse(&index.text, &url, i)?;
-        log::info!("{url} ({}): {} packages, signed by {key}", index.description, pkgs.len());
+        let (text, description) = index.contents().with_context(|| format!("reading {url}"))?;
+        let pkgs = parse(&text, &url, i)?;
+        log::info!("{url} ({description}): {} packages, signed by {key}", pkgs.len());
         universe.extend(pkgs.into_iter().filter(|p| p.arch.is_empty() || p.arch == config.arch || p.arch == "noarch"));
     }
     let tags: Vec<Option<String>> = config.repositories.iter().map(|r| r.tag.clone()).collect();

@@ -101,9 +101,13 @@ impl Package {
     }
 }
 
+/// The largest database accepted, decompressed (Arch's biggest, extra, is about 40 MiB).
+const DB_LIMIT: u64 = 1 << 30;
+
 /// Reads a sync database (any compression pacman accepts, told by its magic bytes).
 pub fn read(input: impl Read, origin: &str, repo: usize) -> Result<Vec<Package>> {
-    let decoded = decompress_sniffed(input, origin)?;
+    // A database of a repository that does not sign it could be anything: bounded.
+    let decoded = crate::packages::extract::Capped::new(decompress_sniffed(input, origin)?, DB_LIMIT, origin.to_string());
     let mut archive = tar::Archive::new(decoded);
     let mut by_dir: BTreeMap<String, Package> = BTreeMap::new();
     for entry in archive.entries().with_context(|| format!("reading the database {origin}"))? {

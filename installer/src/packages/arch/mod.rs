@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use conf::{PacmanConf, SigLevel};
+pub use conf::{Check, PacmanConf, SigLevel};
 pub use db::Package;
 pub use install::{finish, install, InstallOptions, Report};
 pub use prepare::prepare;

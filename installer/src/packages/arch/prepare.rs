@@ -74,7 +74,7 @@ fn fetch_db(fetcher: &Fetcher, keyring: Option<&Keyring>, repo: &str, servers: &
     let mut last = None;
     for server in servers {
         let url = format!("{server}/{repo}.db");
-        let data = match fetcher.get_bytes(&url, 1 << 30) {
+        let data = match fetcher.get_bytes(&url, 128 << 20) {
             Ok(d) => d,
             Err(e) => {
                 log::warn!("[{repo}] {url}: {e:#}; trying the next server");

@@ -1,12 +1,12 @@
-//! Downloading and unpacking the selected packages in parallel. Each `.pkg.tar.*` streams
-//! from the mirror through size and SHA-256 checks and, where its repository checks
-//! signatures, through its OpenPGP signature (verified on a second thread fed by a bounded
-//! channel, so the file is read once and never held in memory), through decompression into
-//! the root. Top-level members whose names start with `.` are package metadata, kept out of
-//! the root as pacman does (`.PKGINFO`, `.MTREE`, `.INSTALL`, `.CHANGELOG`, `.BUILDINFO`).
+//! Downloading and unpacking the selected packages in parallel. Each `.pkg.tar.*` is read
+//! whole from the mirror through size and SHA-256 checks into a spool (memory, or an
+//! unnamed file in the root), its OpenPGP signature is verified over those bytes where its
+//! repository checks signatures, and only then is it decompressed (capped by its installed
+//! size) into the root. Top-level members whose names start with `.` are package metadata,
+//! kept out of the root as pacman does (`.PKGINFO`, `.MTREE`, `.INSTALL`, `.CHANGELOG`,
+//! `.BUILDINFO`).
 
-use std::io::{self, Read};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::io::{self, BufReader, Read};
 
 use anyhow::{bail, Context, Result};
 
@@ -14,7 +14,7 @@ use super::db::Package;
 use super::{now, Prepared};
 use crate::packages::extract::{self, Captured, Placement, Root, Written};
 use crate::packages::fetch::progress::Progress;
-use crate::packages::fetch::{pool, Expected, Fetcher};
+use crate::packages::fetch::{pool, Expected, Fetcher, Spool};
 
 /// One package in the root, with what the local database needs.
 #[derive(Debug)]
@@ -57,48 +57,25 @@ pub fn unpack_all(prepared: &Prepared, root: &Root, opts: &extract::Options) -> 
 
 fn unpack_one(prepared: &Prepared, fetcher: &Fetcher, url: &str, i: usize, root: &Root, opts: &extract::Options, progress: &Progress) -> Result<Unpacked> {
     let p = &prepared.packages[i];
-    let expected = Expected { size: (p.csize > 0).then_some(p.csize), sha256: p.sha256.clone(), limit: None };
-    let reader = fetcher.open(url, expected)?.with_progress(progress);
-    let checked = match (&prepared.signatures[i], &prepared.keyring) {
-        (Some(sig), Some(k)) => Some(k.check_detached(sig, now(&prepared.config))?),
-        _ => None,
-    };
-    let opts = extract::Options { md5: true, ..opts.clone() };
-    let Some(checked) = checked else {
-        let mut reader = reader;
-        return unpack_verified(&mut reader, p, i, root, &opts);
-    };
-    std::thread::scope(|s| {
-        let (tx, rx) = sync_channel::<Vec<u8>>(16);
-        let verifier = s.spawn(move || checked.verify(ChannelReader { rx, buf: Vec::new(), pos: 0 }));
-        let mut tee = Tee { inner: reader, tx: Some(tx) };
-        let unpacked = unpack_verified(&mut tee, p, i, root, &opts);
-        tee.tx = None;
-        let verified = verifier.join().map_err(|_| anyhow::anyhow!("the signature thread panicked"))?;
-        let u = unpacked?;
-        verified.context("verifying the package signature")?;
-        Ok(u)
-    })
-}
-
-/// [`unpack_stream`], then the rest of the download (archive padding, or everything after
-/// a failure) read through the size and digest checks (and the tee to the signature
-/// thread): a corrupt download is reported as such rather than as the decoding error it
-/// caused.
-fn unpack_verified(input: &mut dyn Read, p: &Package, i: usize, root: &Root, opts: &extract::Options) -> Result<Unpacked> {
-    let unpacked = unpack_stream(input, p, i, root, opts);
-    let rest = io::copy(input, &mut io::sink());
-    match (unpacked, rest) {
-        (Ok(u), Ok(_)) => Ok(u),
-        (Ok(_), Err(e)) => Err(e).context("verifying the download"),
-        (Err(e), Ok(_)) => Err(e),
-        (Err(e), Err(v)) => Err(anyhow::anyhow!("verifying the download: {v} (unpacking had failed: {e:#})")),
+    let expected = Expected { size: (p.csize > 0).then_some(p.csize), sha256: p.sha256.clone(), limit: Some(MAX_PACKAGE) };
+    let mut reader = fetcher.open(url, expected)?.with_progress(progress);
+    let mut spool = Spool::fill(&mut reader, if p.csize > 0 { p.csize } else { MAX_PACKAGE }, || root.spool_file(), "the package")?;
+    if let (Some(sig), Some(k)) = (&prepared.signatures[i], &prepared.keyring) {
+        let checked = k.check_detached(sig, now(&prepared.config))?;
+        checked.verify(BufReader::with_capacity(64 << 10, spool.reader()?)).context("verifying the package signature")?;
     }
+    let opts = extract::Options { md5: true, ..opts.clone() };
+    unpack_stream(&mut BufReader::with_capacity(64 << 10, spool.reader()?), p, i, root, &opts)
 }
 
-/// Decompression (by the file name), the tar stream into the root, metadata captured.
+/// The largest package accepted when the database gives no size.
+const MAX_PACKAGE: u64 = 4 << 30;
+
+/// Decompression (by the file name, capped by the installed size), the tar stream into the
+/// root, metadata captured.
 fn unpack_stream(input: &mut dyn Read, p: &Package, i: usize, root: &Root, opts: &extract::Options) -> Result<Unpacked> {
-    let mut decoded = extract::decompress(&p.filename, input)?;
+    let limit = if p.isize > 0 { extract::unpacked_limit(p.isize) } else { MAX_PACKAGE * 8 };
+    let mut decoded = extract::Capped::new(extract::decompress(&p.filename, input)?, limit, p.filename.clone());
     let decide = |path: &str| if is_metadata(path) { Placement::Capture } else { Placement::Write(None) };
     let (written, captured) = extract::unpack_tar_filtered(root, &mut decoded, opts, &decide)?;
     io::copy(&mut decoded, &mut io::sink()).context("reading the end of the compressed stream")?;
@@ -128,52 +105,6 @@ pub fn parse_pkginfo(data: &[u8]) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
-/// Passes reads through and sends a copy of each chunk to the signature thread.
-struct Tee<R> {
-    inner: R,
-    tx: Option<SyncSender<Vec<u8>>>,
-}
-
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            if let Some(tx) = &self.tx {
-                if tx.send(buf[..n].to_vec()).is_err() {
-                    // The verifier stopped early (it failed): its error is reported.
-                    self.tx = None;
-                }
-            }
-        }
-        Ok(n)
-    }
-}
-
-/// The receiving end: a `Read` that ends when the sender is dropped.
-struct ChannelReader {
-    rx: Receiver<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.buf.len() {
-            match self.rx.recv() {
-                Ok(b) => {
-                    self.buf = b;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,21 +116,5 @@ mod tests {
         let info = parse_pkginfo(b"# Generated by makepkg 6.0.2\npkgname = hello\npkgver = 1.0-1\nbackup = etc/hello.conf\nbackup = etc/other.conf\n").unwrap();
         assert_eq!(info[0], ("pkgname".into(), "hello".into()));
         assert_eq!(info.iter().filter(|(k, _)| k == "backup").count(), 2);
-    }
-
-    #[test]
-    fn the_channel_reader_sees_what_the_tee_read() {
-        let (tx, rx) = sync_channel(2);
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        let copy = data.clone();
-        let h = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            ChannelReader { rx, buf: Vec::new(), pos: 0 }.read_to_end(&mut got).unwrap();
-            got
-        });
-        let mut tee = Tee { inner: &copy[..], tx: Some(tx) };
-        io::copy(&mut tee, &mut io::sink()).unwrap();
-        drop(tee);
-        assert_eq!(h.join().unwrap(), data);
     }
 }

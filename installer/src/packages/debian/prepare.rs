@@ -11,8 +11,8 @@ use super::relation::{ArchQual, Relation};
 use super::release::Release;
 use super::resolve::resolve;
 use super::{Config, Prepared, Source, Variant};
-use crate::packages::extract::decompress;
-use crate::packages::fetch::{pool, Expected, Fetcher};
+use crate::packages::extract::{decompress, Capped};
+use crate::packages::fetch::{pool, Expected, Fetcher, Spool};
 
 /// Fetches and verifies every index, resolves the package set and probes the first URLs.
 pub fn prepare(config: &Config) -> Result<Prepared> {
@@ -53,14 +53,14 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
 fn fetch_release(fetcher: &Fetcher, keyring: &Keyring, source: &Source, now: u64) -> Result<Release> {
     let base = source.dists();
     let url = format!("{base}/InRelease");
-    let text = match fetcher.get_optional(&url, 64 << 20)? {
+    let text = match fetcher.get_optional(&url, RELEASE_LIMIT)? {
         Some(data) => {
             let text = String::from_utf8(data).with_context(|| format!("{url} is not UTF-8"))?;
             keyring.verify_clearsigned(&text, now).with_context(|| format!("verifying {url}"))?
         }
         None => {
             let url = format!("{base}/Release");
-            let data = fetcher.get_bytes(&url, 64 << 20)?;
+            let data = fetcher.get_bytes(&url, RELEASE_LIMIT)?;
             let sig = fetcher.get_bytes(&format!("{url}.gpg"), 1 << 20).with_context(|| format!("{url} has no InRelease and no Release.gpg"))?;
             keyring.verify_detached(&data, &sig, now).with_context(|| format!("verifying {url} with {url}.gpg"))?;
             String::from_utf8(data).with_context(|| format!("{url} is not UTF-8"))?
@@ -72,7 +72,15 @@ fn fetch_release(fetcher: &Fetcher, keyring: &Keyring, source: &Source, now: u64
     Ok(release)
 }
 
-/// Streams one Packages index through SHA-256 verification and decompression into `universe`.
+/// The largest index (compressed, as downloaded) held in memory. Debian's biggest, main
+/// for amd64, is about 9 MiB as xz.
+const INDEX_LIMIT: u64 = 128 << 20;
+/// The largest InRelease accepted (Debian's are about 150 KiB).
+const RELEASE_LIMIT: u64 = 16 << 20;
+
+/// Loads one Packages index: downloaded whole and verified against the Release's size and
+/// SHA-256 first, then decompressed (capped at the uncompressed size the Release lists)
+/// and parsed into `universe`.
 fn load_index(fetcher: &Fetcher, universe: &mut Universe, source: &Source, release: &Release, comp: &str, arch: &str, i: usize) -> Result<usize> {
     let (path, size, sha) = release.packages_index(comp, arch)?;
     let url = if release.acquire_by_hash {
@@ -82,12 +90,11 @@ fn load_index(fetcher: &Fetcher, universe: &mut Universe, source: &Source, relea
         format!("{}/{path}", source.dists())
     };
     let mut reader = fetcher.open(&url, Expected { size: Some(size), sha256: Some(sha), limit: None })?;
-    let n = {
-        let decoded = decompress(&path, &mut reader)?;
-        universe.add_index(BufReader::with_capacity(256 << 10, decoded), &url, arch, i)?
-    };
-    reader.finish().with_context(|| format!("verifying {url}"))?;
-    Ok(n)
+    let mut spool = Spool::in_memory(&mut reader, Some(size), INDEX_LIMIT, &url)?;
+    let plain = path.trim_end_matches(".xz").trim_end_matches(".gz");
+    let limit = release.sha256.get(plain).map(|(n, _)| *n).unwrap_or(4 << 30);
+    let decoded = Capped::new(decompress(&path, spool.reader()?)?, limit, url.clone());
+    universe.add_index(BufReader::with_capacity(256 << 10, decoded), &url, arch, i)
 }
 
 /// The root requests of a variant plus the included packages.

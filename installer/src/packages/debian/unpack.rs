@@ -1,5 +1,7 @@
-//! Downloading and unpacking the selected packages in parallel, each streamed from the
-//! mirror through SHA-256 verification, ar, decompression and tar straight into the root.
+//! Downloading and unpacking the selected packages in parallel: each is read whole from the
+//! mirror through SHA-256 verification into a spool (memory or an unnamed file in the
+//! root), and only then read through ar, decompression (capped by its Installed-Size) and
+//! tar into the root.
 
 use std::collections::HashMap;
 
@@ -10,7 +12,7 @@ use super::index::Package;
 use super::Prepared;
 use crate::packages::extract::{self, deb, Kind, Root};
 use crate::packages::fetch::progress::Progress;
-use crate::packages::fetch::{pool, Expected, Fetcher};
+use crate::packages::fetch::{pool, Expected, Fetcher, Spool};
 
 /// Streams every package of `pkgs` into `root` for registration (conffiles are written as
 /// `*.dpkg-new`, as dpkg leaves them after unpacking).
@@ -42,19 +44,14 @@ fn largest_first<'a>(pkgs: &[&'a Package]) -> Vec<&'a Package> {
 }
 
 fn unpack_one(fetcher: &Fetcher, url: &str, p: &Package, root: &Root, opts: &extract::Options, progress: &Progress) -> Result<(Unpacked, Vec<String>)> {
-    let expected = Expected { size: Some(p.size), sha256: Some(p.sha256.clone()), limit: None };
-    let t = std::time::Instant::now();
-    let reader = fetcher.open(url, expected)?;
-    progress.add_wait(t.elapsed());
-    let mut reader = reader.with_progress(progress);
-    let (mut control, written) = deb::read(&mut reader, |control, data| {
+    let mut spool = download(fetcher, url, p, root, progress)?;
+    let (mut control, written) = deb::read(std::io::BufReader::with_capacity(64 << 10, spool.reader()?), extract::unpacked_limit(p.installed_kib * 1024), |control, data| {
         let conffiles = conffiles_of(control);
         let place = |path: &str| conffiles.iter().any(|c| c == path).then(|| format!("{path}.dpkg-new"));
         // dpkg computes md5sums itself for packages that ship none.
         let opts = extract::Options { md5: control.get("md5sums").is_none(), ..opts.clone() };
         extract::unpack_tar(root, data, &opts, &place)
     })?;
-    reader.finish().context("verifying the download")?;
     if control.get("md5sums").is_none() {
         let conffiles = conffiles_of(&control);
         let sums: String = written
@@ -70,6 +67,16 @@ fn unpack_one(fetcher: &Fetcher, url: &str, p: &Package, root: &Root, opts: &ext
         anyhow::bail!("the .deb is {}, the index promised {}", u.name(), p.name);
     }
     Ok((u, non_dirs))
+}
+
+/// The whole `.deb`, verified against the index's size and SHA-256.
+fn download(fetcher: &Fetcher, url: &str, p: &Package, root: &Root, progress: &Progress) -> Result<Spool> {
+    let expected = Expected { size: Some(p.size), sha256: Some(p.sha256.clone()), limit: None };
+    let t = std::time::Instant::now();
+    let reader = fetcher.open(url, expected)?;
+    progress.add_wait(t.elapsed());
+    let mut reader = reader.with_progress(progress);
+    Spool::fill(&mut reader, p.size, || root.spool_file(), "the .deb")
 }
 
 /// Downloads `pkgs` verified into `dir` (inside the root) as `NAME_VERSION_ARCH.deb`
@@ -91,15 +98,12 @@ pub fn save_all(prepared: &Prepared, pkgs: &[&Package], root: &Root, dir: &str, 
 
 #[allow(clippy::too_many_arguments)]
 fn save_one(fetcher: &Fetcher, url: &str, p: &Package, root: &Root, name: &str, unpack: bool, opts: &extract::Options, progress: &Progress) -> Result<()> {
-    let expected = Expected { size: Some(p.size), sha256: Some(p.sha256.clone()), limit: None };
-    let mut reader = fetcher.open(url, expected)?.with_progress(progress);
+    let mut spool = download(fetcher, url, p, root, progress)?;
     let target = extract::InRoot::parse(name)?;
     let mut file = root.create_file(&target, 0o644)?;
-    std::io::copy(&mut reader, &mut file).context("saving the .deb")?;
-    reader.finish().context("verifying the download")?;
+    std::io::copy(spool.reader()?, &mut file).context("saving the .deb")?;
     if unpack {
-        let file = std::fs::File::open(root.path().join(name))?;
-        deb::read(std::io::BufReader::new(file), |_, data| extract::unpack_tar(root, data, opts, &|_| None))?;
+        deb::read(std::io::BufReader::with_capacity(64 << 10, spool.reader()?), extract::unpacked_limit(p.installed_kib * 1024), |_, data| extract::unpack_tar(root, data, opts, &|_| None))?;
     }
     Ok(())
 }

@@ -27,11 +27,12 @@ impl Control {
     }
 }
 
-const CONTROL_LIMIT: u64 = 64 << 20;
+const CONTROL_LIMIT: u64 = super::METADATA_LIMIT;
 
 /// Reads a `.deb` from `input`: the control members, then `data` gets the decompressed
-/// data.tar stream (and the control members, to decide where files go).
-pub fn read<R: Read, T>(input: R, data: impl FnOnce(&Control, &mut dyn Read) -> Result<T>) -> Result<(Control, T)> {
+/// data.tar stream (and the control members, to decide where files go), which fails once
+/// it passes `data_limit` bytes ([`super::unpacked_limit`] of the package's Installed-Size).
+pub fn read<R: Read, T>(input: R, data_limit: u64, data: impl FnOnce(&Control, &mut dyn Read) -> Result<T>) -> Result<(Control, T)> {
     let mut ar = ar::Archive::new(input);
     let mut control: Option<Control> = None;
     let mut seen_version = false;
@@ -53,7 +54,7 @@ pub fn read<R: Read, T>(input: R, data: impl FnOnce(&Control, &mut dyn Read) -> 
             control = Some(read_control(super::decompress(ext, &mut member)?).with_context(|| format!("reading {name}"))?);
         } else if let Some(ext) = name.strip_prefix("data.tar") {
             let c = control.take().context("data.tar comes before control.tar")?;
-            let mut stream = super::decompress(ext, &mut member)?;
+            let mut stream = super::Capped::new(super::decompress(ext, &mut member)?, data_limit, name.clone());
             let out = data(&c, &mut stream).with_context(|| format!("unpacking {name}"))?;
             // Drain the member so a truncated or corrupt compressed stream is noticed.
             std::io::copy(&mut stream, &mut std::io::sink()).with_context(|| format!("reading the end of {name}"))?;
@@ -66,7 +67,7 @@ pub fn read<R: Read, T>(input: R, data: impl FnOnce(&Control, &mut dyn Read) -> 
 }
 
 fn read_control(input: impl Read) -> Result<Control> {
-    let mut archive = tar::Archive::new(input.take(CONTROL_LIMIT));
+    let mut archive = tar::Archive::new(super::Capped::new(input, CONTROL_LIMIT, "control.tar"));
     let mut out = Control::default();
     for entry in archive.entries()? {
         let mut entry = entry?;

@@ -88,12 +88,23 @@ impl Default for Options {
     }
 }
 
-/// A decoder for a compressed member named `name` (`*.xz`, `*.zst`, `*.gz`, or none).
+/// The most memory an xz stream may ask for (its dictionary): `xz -9` needs 65 MiB,
+/// Debian's packages and indexes use `-6` (9 MiB). A larger request is refused before any
+/// allocation: a hostile archive must not make PID 1 run out of memory.
+pub const XZ_MEMORY_KIB: u32 = 72 << 10;
+/// The largest zstd window accepted, for the same reason: Arch builds with `--ultra -20`
+/// (64 MiB); zstd's default levels use 8 MiB at most.
+pub const ZSTD_WINDOW: u64 = 64 << 20;
+/// The largest metadata member kept in memory (control files, `.PKGINFO`, `.MTREE`).
+pub const METADATA_LIMIT: u64 = 16 << 20;
+
+/// A decoder for a compressed member named `name` (`*.xz`, `*.zst`, `*.gz`, or none), with
+/// the memory bounds above.
 pub fn decompress<'a>(name: &str, input: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     Ok(if name.ends_with(".xz") {
-        Box::new(lzma_rust2::XzReader::new(input, true))
+        Box::new(lzma_rust2::XzReader::new_mem_limit(input, true, XZ_MEMORY_KIB))
     } else if name.ends_with(".zst") {
-        Box::new(ruzstd::decoding::StreamingDecoder::new(input).with_context(|| format!("reading the zstd header of {name}"))?)
+        Box::new(ruzstd::decoding::StreamingDecoder::new_with_max_window_size(input, ZSTD_WINDOW).with_context(|| format!("reading the zstd header of {name}"))?)
     } else if name.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(input))
     } else if name.ends_with(".bz2") || name.ends_with(".lzma") {
@@ -101,6 +112,47 @@ pub fn decompress<'a>(name: &str, input: impl Read + 'a) -> Result<Box<dyn Read 
     } else {
         Box::new(input)
     })
+}
+
+/// Reads at most `limit` bytes from `inner` and fails beyond that: the decompressed size
+/// of a package is known from its index (Installed-Size, %ISIZE%, I:), so a stream that
+/// grows past it (with slack) is a decompression bomb or not the package that was indexed.
+pub struct Capped<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+    what: String,
+}
+
+impl<R: Read> Capped<R> {
+    pub fn new(inner: R, limit: u64, what: impl Into<String>) -> Capped<R> {
+        Capped { inner, left: limit, limit, what: what.into() }
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // One byte more than allowed tells a stream that is too long from one that ends.
+        let want = buf.len().min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} decompresses to more than {} bytes: a decompression bomb, or not what the index describes", self.what, self.limit),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The cap on a package's unpacked data, from the installed size its index gives: twice
+/// that (tar headers and padding, and the per-file rounding of the estimate) plus 16 MiB.
+pub fn unpacked_limit(installed_bytes: u64) -> u64 {
+    installed_bytes.saturating_mul(2).saturating_add(16 << 20)
 }
 
 /// A decoder chosen by the stream's first bytes: zstd, gzip, xz, or none (a plain tar).
@@ -180,11 +232,12 @@ fn capture<R: Read>(entry: &mut tar::Entry<R>, shown: &str) -> Result<Captured> 
         bail!("the metadata member {shown} is not a regular file");
     }
     let size = entry.size();
-    if size > 64 << 20 {
+    if size > METADATA_LIMIT {
         bail!("the metadata member {shown} is implausibly large ({size} bytes)");
     }
-    let mut data = Vec::with_capacity(size as usize);
-    entry.read_to_end(&mut data).with_context(|| format!("reading {shown}"))?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(size as usize).with_context(|| format!("no memory for {shown} ({size} bytes)"))?;
+    entry.take(METADATA_LIMIT).read_to_end(&mut data).with_context(|| format!("reading {shown}"))?;
     let h = entry.header();
     Ok(Captured { path: shown.to_string(), mode: h.mode().unwrap_or(0o644) & 0o7777, mtime: h.mtime().unwrap_or(0) as i64, data })
 }

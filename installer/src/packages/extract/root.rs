@@ -81,6 +81,25 @@ impl Root {
         &self.path
     }
 
+    /// An unnamed temporary file (O_TMPFILE, mode 0600) on the root's file system, for a
+    /// download that is verified before it is unpacked. Where O_TMPFILE is not supported,
+    /// a fresh name is made and unlinked at once.
+    pub fn spool_file(&self) -> Result<std::fs::File> {
+        let flags = OFlags::RDWR | OFlags::CLOEXEC;
+        match rfs::openat(&self.fd, ".", flags | OFlags::TMPFILE, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => return Ok(fd.into()),
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {}
+            Err(e) => return Err(e).with_context(|| format!("making a temporary file in {}", self.path.display())),
+        }
+        let mut b = [0u8; 8];
+        rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())?;
+        let name = format!(".anemos-spool-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+        let fd = rfs::openat(&self.fd, name.as_str(), flags | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW, Mode::from_raw_mode(0o600))
+            .with_context(|| format!("making a temporary file in {}", self.path.display()))?;
+        rfs::unlinkat(&self.fd, name.as_str(), AtFlags::empty())?;
+        Ok(fd.into())
+    }
+
     fn resolve_flags() -> ResolveFlags {
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
     }

@@ -3,7 +3,8 @@
 //! environment, per-phase timeouts instead of one deadline (a 200 MB package on a slow
 //! link is fine, a connection that stalls is not), retries with backoff, resumption of a
 //! broken body with `Range`, and verification while streaming (size and SHA-256 checked as
-//! the bytes pass, never holding a file in memory).
+//! the bytes pass) into a [`Spool`]: nothing is decompressed, parsed or unpacked before
+//! the whole download matched what the signed index promised.
 //!
 //! Distro-neutral: callers give URLs and the expected size/digest; they get a `Read`
 //! ([`Fetcher::open`]) or bytes ([`Fetcher::get_bytes`]). [`pool`] runs several downloads at
@@ -11,6 +12,7 @@
 
 pub mod pool;
 pub mod progress;
+pub mod spool;
 mod stream;
 
 use std::io::Read;
@@ -21,6 +23,7 @@ use ureq::http::StatusCode;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
+pub use spool::Spool;
 pub use stream::{Expected, VerifiedReader};
 
 /// How to reach the mirrors.

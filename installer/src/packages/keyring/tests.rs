@@ -43,6 +43,17 @@ fn good_signatures_binary_and_armored_keyrings() {
 }
 
 #[test]
+fn sha1_signatures_are_refused() {
+    let err = format!("{:#}", ring("good.gpg").verify_clearsigned(&msg("sha1.msg.asc"), now()).unwrap_err());
+    assert!(err.contains("SHA1 digest, which is broken"), "{err}");
+    let release = std::fs::read(fixtures().join("release")).unwrap();
+    let sig = std::fs::read(fixtures().join("release.sha1.gpg")).unwrap();
+    let err = format!("{:#}", ring("good.gpg").verify_detached(&release, &sig, now()).unwrap_err());
+    assert!(err.contains("SHA1 digest"), "{err}");
+    assert!(ring("good.gpg").check_detached(&sig, now()).is_err(), "checked before the data exists too");
+}
+
+#[test]
 fn bad_missing_and_unknown_signatures_are_refused() {
     let tampered = msg("good.msg.asc").replace("Suite: test", "Suite: evil");
     let err = format!("{:#}", ring("good.gpg").verify_clearsigned(&tampered, now()).unwrap_err());
