@@ -250,7 +250,7 @@ fn files_patches_and_templates_from_the_payload_land_inside_the_root() {
     unpack(&out, &initramfs);
     let payload = Payload::load(&initramfs).unwrap().unwrap();
     let (root, outside) = target_root(&base);
-    let done = apply_all(&root, &payload.inputs(), &payload.plan.variables, &payload.secrets().unwrap()).unwrap();
+    let done = apply_all(&root, &payload.inputs(), &payload.plan.variables, &payload.secrets().unwrap(), installer::files::Templates::All).unwrap();
     assert_eq!((done.files, done.symlinks, done.patches, done.templates), (2, 1, 1, 3));
     assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "something was written outside the root");
     let inside = root.join(outside.strip_prefix("/").unwrap());

@@ -26,6 +26,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Check an IMGBUILD project, reveal the secrets its templates use, and write the payload.
     Pack(PackArgs),
+    /// Build the project's system once as an image (installed, configured, made generic) for
+    /// image-mode installs on many hosts (`--image`, `image=`); natively, as root.
+    Build(BuildArgs),
     /// Build the project's image (raw through a QEMU guest; dir and tar natively, as root).
     Image(ImageArgs),
     /// Build the project's raw image, boot it in QEMU and wait until the new system is up.
@@ -71,6 +74,13 @@ pub struct ProjectArgs {
     /// With --mirror: the security archive's mirror.
     #[arg(long, value_name = "URL", requires = "mirror")]
     pub security_mirror: Option<String>,
+    /// Install from this image (`anemos build`'s output: a local file, which is served to
+    /// the installer, or an http(s) URL) instead of the packages; overrides image=.
+    #[arg(long, value_name = "FILE|URL")]
+    pub image: Option<String>,
+    /// The image's SHA-256 (required with a URL; checked for a file).
+    #[arg(long, value_name = "HEX", requires = "image")]
+    pub image_sha256: Option<String>,
 }
 
 #[derive(Args)]
@@ -89,6 +99,18 @@ pub struct PackArgs {
     /// Where to write the payload (written mode 0600: it holds revealed secrets).
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// The image file [default: IMGNAME.image.tar.zst]; its manifest goes beside it (FILE.json).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// zstd level (1-19): higher is smaller and slower to build, as fast to install.
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -381,6 +403,13 @@ pub struct DeployArgs {
     /// With --mirror: the security archive's mirror.
     #[arg(long, value_name = "URL", requires = "mirror")]
     pub security_mirror: Option<String>,
+    /// Install from this image instead of the packages: an http(s) URL every host fetches
+    /// itself, or a local file this workstation serves to them.
+    #[arg(long, value_name = "FILE|URL")]
+    pub image: Option<String>,
+    /// The image's SHA-256 (required with a URL).
+    #[arg(long, value_name = "HEX", requires = "image")]
+    pub image_sha256: Option<String>,
     /// An ssh config file for every ssh command (ssh -F).
     #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
@@ -425,6 +454,8 @@ impl DeployArgs {
             identity: self.identity.clone(),
             mirror: self.mirror.clone(),
             security_mirror: self.security_mirror.clone(),
+            image: self.image.clone(),
+            image_sha256: self.image_sha256.clone(),
         }
     }
 }

@@ -42,7 +42,12 @@ pub struct Built {
 
 pub fn build(req: &ImageRequest) -> Result<Built> {
     let started = Instant::now();
-    let project = Project::load(&req.project)?;
+    let mut project = Project::load(&req.project)?;
+    // A local image is served on loopback for the build VM (which reaches it as 10.0.2.2).
+    let served = project.serve_image("127.0.0.1:0".parse()?)?;
+    if let Some(s) = &served {
+        project.plan = project.with_image_at(s.url_via("127.0.0.1"));
+    }
     std::fs::create_dir_all(&req.output_dir).with_context(|| format!("creating {}", req.output_dir.display()))?;
     let (path, phases) = match project.plan.format.clone() {
         Format::Raw { size } => raw(req, &project, size)?,
@@ -68,6 +73,9 @@ fn vm_initramfs(project: &Project, kernel: &Kernel, work: &Scratch) -> Result<Pa
     let mut vm_plan = project.plan.clone();
     vm_plan.mirror.url = guest_url(&vm_plan.mirror.url);
     vm_plan.mirror.security_url = vm_plan.mirror.security_url.as_deref().map(guest_url);
+    if let Some(img) = vm_plan.image.as_mut() {
+        img.location = guest_url(&img.location);
+    }
     let payload_path = work.write("payload.cpio.zst", &project.payload_of(&vm_plan, None)?)?;
     let built = build_initramfs(&Request {
         // Used once: made fast (zstd level 19 takes half a minute here, minutes under TCG).
@@ -186,6 +194,8 @@ struct ProgressLines {
 impl ProgressLines {
     fn show(&mut self, at: f64, phase: &str, done: u64, total: u64, unit: &str) {
         let text = match unit {
+            // A stream of unknown length (an image): how much so far, at most every 5 s.
+            "bytes" if total == 0 => (0, 1, format!("{:.1} MiB streamed", done as f64 / 1048576.0)),
             "bytes" => {
                 let (n, of) = self.items.take().unwrap_or_default();
                 let mib = |b: u64| b as f64 / 1048576.0;

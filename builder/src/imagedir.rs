@@ -18,38 +18,14 @@ use crate::project::Project;
 
 pub fn build(req: &ImageRequest, project: &Project) -> Result<(PathBuf, Vec<(String, u64)>)> {
     let plan = &project.plan;
-    if !rustix::process::geteuid().is_root() {
-        bail!("building a {} image natively needs root (the new system's scripts run in a chroot); run as root, or build format raw", plan.format);
-    }
     let root = req.output_dir.join(&plan.imgname);
     if root.exists() {
         bail!("{} already exists; remove it or choose another output directory", root.display());
     }
-    // Private and removed on every way out: the unpacked payload holds the secrets.
-    let work = Scratch::new(&req.output_dir, ".anemos-work")?;
-    project.redact_in_logs();
-    let result = (|| -> Result<Vec<(String, u64)>> {
-        unpack(&project.archive(None)?, work.path())?;
-        let payload = Payload::load(work.path())?.context("the payload did not unpack")?;
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let log_reader = log.clone();
-        let mut inst = Install::new(payload, &root, Where::Directory, plan.format.to_string(), Box::new(move || log_reader.lock().map(|l| l.clone()).unwrap_or_default()));
-        let mut phases = Vec::new();
-        for (name, phase) in inst.phases() {
-            let t = Instant::now();
-            eprintln!("anemos: {name} …");
-            phase(&mut inst).with_context(|| format!("phase {name}"))?;
-            let ms = t.elapsed().as_millis() as u64;
-            if let Ok(mut l) = log.lock() {
-                l.push_str(&format!("phase {name} done in {:.1} s\n", ms as f64 / 1000.0));
-            }
-            eprintln!("anemos: {name} done in {:.1} s", ms as f64 / 1000.0);
-            phases.push((name.to_string(), ms));
-        }
-        Ok(phases)
-    })();
-    drop(work);
-    let phases = match result {
+    if plan.image.is_some() {
+        bail!("image= installs onto disks (format raw, or a machine); a {} build runs the packages itself: drop image= or --image", plan.format);
+    }
+    let phases = match install_natively(project, &root, &req.output_dir, Where::Directory) {
         Ok(p) => p,
         Err(e) => return Err(e.context(format!("the image was not built; {} is left for inspection", root.display()))),
     };
@@ -72,6 +48,38 @@ pub fn build(req: &ImageRequest, project: &Project) -> Result<(PathBuf, Vec<(Str
         }
         _ => Ok((root, phases)),
     }
+}
+
+/// Runs the install pipeline on this host into `root` (a directory build, or an image
+/// build), with the payload unpacked in a private scratch directory beside `near`, and
+/// every secret value kept out of this process's log. Needs root: the target's maintainer
+/// scripts and provision() run in a chroot. Returns each phase's time.
+pub fn install_natively(project: &Project, root: &Path, near: &Path, place: Where) -> Result<Vec<(String, u64)>> {
+    if !rustix::process::geteuid().is_root() {
+        bail!("building {} natively needs root (the new system's scripts run in a chroot); run as root, or build format raw", project.plan.imgname);
+    }
+    // Private and removed on every way out: the unpacked payload holds the secrets.
+    let work = Scratch::new(near, ".anemos-work")?;
+    project.redact_in_logs();
+    unpack(&project.archive(None)?, work.path())?;
+    let payload = Payload::load(work.path())?.context("the payload did not unpack")?;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log_reader = log.clone();
+    let format = project.plan.format.to_string();
+    let mut inst = Install::new(payload, root, place, format, Box::new(move || log_reader.lock().map(|l| l.clone()).unwrap_or_default()));
+    let mut phases = Vec::new();
+    for (name, phase) in inst.phases() {
+        let t = Instant::now();
+        eprintln!("anemos: {name} …");
+        phase(&mut inst).with_context(|| format!("phase {name}"))?;
+        let ms = t.elapsed().as_millis() as u64;
+        if let Ok(mut l) = log.lock() {
+            l.push_str(&format!("phase {name} done in {:.1} s\n", ms as f64 / 1000.0));
+        }
+        eprintln!("anemos: {name} done in {:.1} s", ms as f64 / 1000.0);
+        phases.push((name.to_string(), ms));
+    }
+    Ok(phases)
 }
 
 /// Writes an archive's members under `dir` (the payload, for the same loader the init uses);

@@ -8,10 +8,12 @@ mod deploy;
 mod embedded;
 mod image;
 mod imagedir;
+mod imagefile;
 mod initramfs;
 mod payload_plan;
 mod private;
 mod project;
+mod serve;
 
 use clap::Parser;
 
@@ -31,6 +33,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Disks(args) => cmd::disks::run(args),
         cli::Command::Check(args) => cmd::check::run(args),
         cli::Command::Pack(args) => cmd::pack::run(args),
+        cli::Command::Build(args) => cmd::build::run(args),
         cli::Command::Bootstrap(args) => cmd::bootstrap::run(args),
         cli::Command::Image(args) => cmd::image::run(args),
         cli::Command::Test(args) => cmd::test::run(args),

@@ -16,6 +16,7 @@ pub mod files;
 pub mod imgbuild;
 pub mod fs;
 pub mod fstab;
+pub mod image;
 pub mod initramfs;
 pub mod install;
 pub mod kmod;

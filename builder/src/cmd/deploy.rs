@@ -19,7 +19,12 @@ pub fn run(args: DeployArgs) -> Result<()> {
     let events = events_by_host(&args.events, &args.hosts)?;
     print!("{}", installer::plan::render_human(&checked.plan));
     confirm(&args)?;
-    let project = checked.reveal()?;
+    let mut project = checked.reveal()?;
+    // A local image is served from here; each host's plan gets the URL it reaches it by.
+    let served = project.serve_image("0.0.0.0:0".parse()?)?;
+    if let Some(s) = &served {
+        eprintln!("serving the image {} ({}) to the installers on port {}", s.path, installer::disk::human_size(s.size), s.addr.port());
+    }
     let anemos = match &args.anemos {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("finding this program to copy it to the servers")?,
@@ -33,16 +38,23 @@ pub fn run(args: DeployArgs) -> Result<()> {
     }
     // One token per host: a token sniffed on one host's network controls that installer
     // only. The payload carries it, so each host gets its own payload.
+    let pack = |token: &str, seen_as: Option<&str>| -> Result<Vec<u8>> {
+        let plan = match (&served, seen_as) {
+            (Some(s), Some(addr)) => project.with_image_at(s.url_via(addr)),
+            _ => project.plan.clone(),
+        };
+        project.payload_of(&plan, Some(token.to_string()))
+    };
     let jobs = args
         .hosts
         .iter()
         .map(|h| {
-            let token = new_token()?;
             Ok(Job {
                 ssh: Ssh { host: h.clone(), options: ssh_options.clone() },
                 anemos: anemos.clone(),
-                payload: project.payload(Some(token.clone()))?,
-                token,
+                pack: &pack,
+                serves_image: served.is_some(),
+                token: new_token()?,
                 events: events.get(h).cloned(),
                 status_port: project.plan.status_port,
                 sudo: args.sudo,

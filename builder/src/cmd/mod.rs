@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod boot;
+pub mod build;
 pub mod bootstrap;
 pub mod check;
 pub mod deploy;

@@ -11,6 +11,7 @@ use crate::project::Project;
 
 pub fn run(args: PackArgs) -> Result<()> {
     let project = Project::load(&args.project)?;
+    project.require_image_url("anemos pack")?;
     let bytes = project.payload(None)?;
     write_atomic(&args.output, &bytes, 0o600).context("writing the payload")?;
     let plan = &project.plan;

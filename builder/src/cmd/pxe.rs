@@ -47,6 +47,7 @@ pub fn run(args: PxeArgs) -> Result<()> {
         None => payload::new_token()?,
     };
     let project = Project::load(&args.project)?;
+    project.require_image_url("anemos pxe")?;
     let payload = project.payload(Some(token.clone()))?;
     let mut built = build(&Request {
         compression: Compression::Zstd,

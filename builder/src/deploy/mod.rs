@@ -26,13 +26,18 @@ use self::ssh::{quote, Ssh};
 pub const REMOTE_PARENT: &str = "/var/tmp";
 const REMOTE_PREFIX: &str = "anemos-deploy.";
 
+/// Packs one host's payload: with its token and, when the image is served from this
+/// workstation, the address that host reaches the workstation at.
+pub type Packer<'a> = &'a (dyn Fn(&str, Option<&str>) -> Result<Vec<u8>> + Sync);
+
 /// Everything one host's deploy needs.
-#[derive(Debug, Clone)]
-pub struct Job {
+pub struct Job<'a> {
     pub ssh: Ssh,
     pub anemos: PathBuf,
-    /// This host's payload: the project with this host's token.
-    pub payload: Vec<u8>,
+    pub pack: Packer<'a>,
+    /// Whether the payload needs the address this host reaches the workstation at (a local
+    /// image served from here): read from the host's own view of the ssh connection.
+    pub serves_image: bool,
     pub token: String,
     /// Where the installer's event endpoint will answer (None: the ssh host name and the
     /// plan's status port).
@@ -54,11 +59,13 @@ pub fn deploy_one(job: &Job) -> Outcome {
         let resolved = job.ssh.resolve()?;
         let events = job.events.clone().unwrap_or_else(|| format!("{}:{}", bracket(&resolved.hostname), job.status_port));
         let binary = std::fs::read(&job.anemos).with_context(|| format!("reading {}", job.anemos.display()))?;
+        let seen_as = if job.serves_image { Some(workstation_address(&job.ssh)?) } else { None };
+        let payload = (job.pack)(&job.token, seen_as.as_deref())?;
         let made = job.ssh.run(MKDIR_SCRIPT, None, &mut |l| say(&host, l)).context("making a private directory on the server")?;
         let dir = remote_dir(&made)?;
-        say(&host, &format!("copying anemos and the payload ({}) to {dir}", size(job.payload.len())));
+        say(&host, &format!("copying anemos and the payload ({}) to {dir}", size(payload.len())));
         job.ssh.put(&format!("{dir}/anemos"), 0o700, &binary)?;
-        job.ssh.put(&format!("{dir}/payload.cpio"), 0o600, &job.payload)?;
+        job.ssh.put(&format!("{dir}/payload.cpio"), 0o600, &payload)?;
         state::save_token(&host, &job.token, &events)?;
         say(&host, "loading the installer with kexec (the plan is checked against this host's disks first)");
         let shown = job.ssh.run(&load_script(job, &dir), None, &mut |l| say(&host, l)).context("anemos kexec on the server refused or failed; nothing was changed there")?;
@@ -77,6 +84,17 @@ pub fn deploy_one(job: &Job) -> Outcome {
     outcome.total = started.elapsed();
     outcome.result = result.map_err(|e| format!("{e:#}"));
     outcome
+}
+
+/// The address this host's ssh connection came from, as the host sees it
+/// (`$SSH_CONNECTION`): where its installer reaches this workstation's image server.
+fn workstation_address(ssh: &Ssh) -> Result<String> {
+    let out = ssh.run("echo \"$SSH_CONNECTION\"", None, &mut |_| {})?;
+    let addr = out.split_whitespace().next().unwrap_or("").to_string();
+    if addr.parse::<std::net::IpAddr>().is_err() {
+        bail!("{} did not say which address this workstation connects from ($SSH_CONNECTION is {:?}): serve the image at a URL (--image http://…) instead", ssh.host, out.trim());
+    }
+    Ok(addr)
 }
 
 /// Makes the private directory and prints its path.
@@ -170,7 +188,8 @@ mod tests {
         let job = Job {
             ssh: Ssh { host: "h".into(), options: vec![] },
             anemos: "anemos".into(),
-            payload: Default::default(),
+            pack: &|_, _| Ok(Vec::new()),
+            serves_image: false,
             token: String::new(),
             events: None,
             status_port: 7777,

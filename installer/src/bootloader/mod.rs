@@ -70,6 +70,29 @@ pub fn packages(kind: Kind) -> &'static [&'static str] {
     }
 }
 
+/// The packages an image needs for `bootloader=` on `layout` on either firmware (one
+/// image, many machines): GRUB's EFI package and its BIOS modules where there is an ESP
+/// (grub-pc conflicts with grub-efi-amd64), grub-pc where BIOS is all the layout allows.
+pub fn image_packages(bootloader: Bootloader, layout: &Layout) -> &'static [&'static str] {
+    match bootloader {
+        Bootloader::None => &[],
+        Bootloader::SystemdBoot => packages(Kind::SystemdBoot),
+        Bootloader::Grub if layout.has(PartKind::Esp) => packages(Kind::GrubHybrid),
+        Bootloader::Grub => packages(Kind::GrubBios),
+    }
+}
+
+/// The packages whose tools install `kind` (what an image must hold for it): the
+/// `-bin` packages that both GRUB flavours depend on, systemd-boot's EFI binary.
+pub fn tools(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::SystemdBoot => &["systemd-boot-efi"],
+        Kind::GrubBios => &["grub-pc-bin"],
+        Kind::GrubEfi => &["grub-efi-amd64-bin"],
+        Kind::GrubHybrid => &["grub-efi-amd64-bin", "grub-pc-bin"],
+    }
+}
+
 /// The full kernel command line of the installed system.
 pub fn kernel_cmdline(spec: &Spec) -> String {
     format!("root=UUID={} ro {}", spec.root_uuid, spec.cmdline).trim().to_string()
@@ -136,6 +159,28 @@ mod tests {
         }
         assert_eq!(choose(Bootloader::Grub, &gpt_esp, true), Some(Kind::GrubEfi));
         assert_eq!(choose(Bootloader::Grub, &gpt_esp, false), Some(Kind::GrubBios));
+    }
+
+    #[test]
+    fn an_image_holds_the_loader_for_every_firmware_its_layout_allows() {
+        use PartKind::*;
+        let gpt_esp = layout(TableType::Gpt, &[Esp, Root]);
+        let msdos = layout(TableType::Msdos, &[Root]);
+        // Whatever the firmware, the tools the loader needs are in the image's packages
+        // (grub-efi-amd64 brings grub-efi-amd64-bin, grub-pc brings grub-pc-bin).
+        let brings = |p: &'static str| -> Vec<&'static str> { match p {
+            "grub-efi-amd64" => vec!["grub-efi-amd64", "grub-efi-amd64-bin"],
+            "grub-pc" => vec!["grub-pc", "grub-pc-bin"],
+            other => vec![other],
+        } };
+        for (loader, l) in [(Bootloader::Grub, &gpt_esp), (Bootloader::Grub, &msdos), (Bootloader::SystemdBoot, &gpt_esp)] {
+            let have: Vec<&str> = image_packages(loader, l).iter().flat_map(|p| brings(p)).collect();
+            for uefi in [true, false] {
+                let Some(kind) = choose(loader, l, uefi) else { continue };
+                assert!(tools(kind).iter().all(|t| have.contains(t)), "{loader:?} {uefi}: {:?} not in {have:?}", tools(kind));
+            }
+        }
+        assert!(!image_packages(Bootloader::Grub, &gpt_esp).contains(&"grub-pc"), "grub-pc conflicts with grub-efi-amd64");
     }
 
     #[test]

@@ -73,9 +73,17 @@ pub fn apply_patches(root: &Path, inputs: &[InputDir]) -> Result<Applied> {
     Ok(done)
 }
 
+/// Which templates to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Templates {
+    All,
+    /// Those that use no secret (an image that is not to hold any).
+    WithoutSecrets,
+}
+
 /// Renders every `*.makeimg.template` into the same path without the suffix. The file gets
 /// the template's mode, at most 0600 when it uses a secret.
-pub fn render_templates(root: &Path, inputs: &[InputDir], vars: &BTreeMap<String, String>, secrets: &BTreeMap<String, Vec<u8>>) -> Result<Applied> {
+pub fn render_templates(root: &Path, inputs: &[InputDir], vars: &BTreeMap<String, String>, secrets: &BTreeMap<String, Vec<u8>>, which: Templates) -> Result<Applied> {
     let trees = scan_all(inputs)?;
     let dir = RootDir::open(root)?;
     let mut winners: BTreeMap<&str, (&Tree, &Entry)> = BTreeMap::new();
@@ -88,8 +96,12 @@ pub fn render_templates(root: &Path, inputs: &[InputDir], vars: &BTreeMap<String
     for (target, (t, e)) in winners {
         let shown = format!("{}/{}", t.dir.label, e.rel);
         let src = std::fs::read(t.source(e)).with_context(|| format!("reading {shown}"))?;
-        let out = template::render(&src, vars, secrets).map_err(|err| anyhow::anyhow!("{shown}:{err}"))?;
         let uses_secret = template::names(&src).map(|n| !n.secrets.is_empty()).unwrap_or(true);
+        if uses_secret && which == Templates::WithoutSecrets {
+            log::info!("{shown}: uses a secret; rendered on each host, not in the image");
+            continue;
+        }
+        let out = template::render(&src, vars, secrets).map_err(|err| anyhow::anyhow!("{shown}:{err}"))?;
         let mode = if uses_secret { e.mode & 0o600 } else { e.mode };
         dir.write_file(target, &out, mode).with_context(|| format!("rendering {shown}"))?;
         done.templates += 1;
@@ -98,9 +110,9 @@ pub fn render_templates(root: &Path, inputs: &[InputDir], vars: &BTreeMap<String
 }
 
 /// Files, then patches, then templates.
-pub fn apply_all(root: &Path, inputs: &[InputDir], vars: &BTreeMap<String, String>, secrets: &BTreeMap<String, Vec<u8>>) -> Result<Applied> {
+pub fn apply_all(root: &Path, inputs: &[InputDir], vars: &BTreeMap<String, String>, secrets: &BTreeMap<String, Vec<u8>>, which: Templates) -> Result<Applied> {
     let f = apply_files(root, inputs)?;
     let p = apply_patches(root, inputs)?;
-    let t = render_templates(root, inputs, vars, secrets)?;
+    let t = render_templates(root, inputs, vars, secrets, which)?;
     Ok(Applied { files: f.files, symlinks: f.symlinks, patches: p.patches, templates: t.templates })
 }

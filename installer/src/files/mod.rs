@@ -9,5 +9,5 @@ pub mod root;
 pub mod template;
 pub mod tree;
 
-pub use apply::{apply_all, apply_files, apply_patches, render_templates, Applied};
+pub use apply::{apply_all, apply_files, apply_patches, render_templates, Applied, Templates};
 pub use tree::{check_links, scan, Entry, EntryKind, InputDir, Tree, PATCH_SUFFIX, TEMPLATE_SUFFIX};

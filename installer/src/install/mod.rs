@@ -17,9 +17,18 @@
 //! unmount     everything unmounted, in reverse
 //! ```
 //! Directory builds (`format dir`/`tar`) skip check, disks, bootloader and unmount.
+//!
+//! Image builds (`anemos build`, [`Where::Image`]) are directory builds made generic: the
+//! boot loader packages for every firmware, templates without secrets, an initramfs for
+//! any machine, and a last `generalize` phase (no machine-id, no ssh host keys, no logs).
+//! Installs from an image (`image=`) replace `indexes` and `packages` with `image-check`
+//! (before the wipe) and `image`, render the templates and make the system's identity on
+//! each host, and skip provision() and the initramfs, which the image holds.
 
 mod check;
 mod disks;
+mod generic;
+mod image;
 mod packages;
 mod provision;
 mod system;
@@ -36,6 +45,7 @@ use crate::payload::Payload;
 use crate::plan::{DiskSelector, Plan};
 
 pub use check::{resolve, Located, Preserved, Resolved};
+pub use generic::secrets_in_image;
 
 /// Where the install happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +62,8 @@ pub enum Where {
     },
     /// Into a directory on the host (`format dir` and `tar`).
     Directory,
+    /// Into a directory on the host, as an image for many machines (`anemos build`).
+    Image,
 }
 
 /// A partition after the disks phase: where it is, what was made on it.
@@ -109,28 +121,42 @@ impl Install {
         }
     }
 
+    /// Whether this install lays down an image instead of running the package manager.
+    pub fn from_image(&self) -> bool {
+        matches!(self.place, Where::Disk { .. }) && self.plan.image.is_some()
+    }
+
     /// The phases for this install, in order.
     pub fn phases(&self) -> Vec<Phase> {
         let mut p: Vec<Phase> = Vec::new();
         let on_disk = matches!(self.place, Where::Disk { .. });
+        let from_image = self.from_image();
         if on_disk {
             p.push(("check", check::run));
         }
-        p.push(("indexes", packages::prepare));
+        p.push(if from_image { ("image-check", image::check) } else { ("indexes", packages::prepare) });
         if on_disk {
             p.push(("disks", disks::run));
         }
-        p.push(("packages", packages::install));
+        p.push(if from_image { ("image", image::run) } else { ("packages", packages::install) });
         p.push(("files", files_phase));
         p.push(("system", system::run));
-        if self.plan.functions.provision {
+        if self.plan.functions.provision && !from_image {
             p.push(("provision", provision::run));
         }
-        p.push(("initramfs", packages::initramfs));
+        if !from_image {
+            p.push(("initramfs", packages::initramfs));
+        }
+        if self.place == Where::Image {
+            p.push(("generalize", generic::run));
+        }
         if on_disk {
             p.push(("bootloader", system::bootloader));
         }
-        p.push(("log", system::save_log));
+        if self.place != Where::Image {
+            // An image's own build log stays with the build, not in every host.
+            p.push(("log", system::save_log));
+        }
         if on_disk && self.plan.on_success == crate::plan::OnSuccess::Kexec {
             p.push(("kexec", system::load_new_kernel));
         }
@@ -166,9 +192,19 @@ impl Install {
     }
 }
 
+/// Files, patches and templates. An image holds the files and patches and the templates
+/// that use no secret (all of them with `image_secrets=yes`); each host installed from it
+/// renders the templates again, with its variables and secrets.
 fn files_phase(inst: &mut Install) -> Result<()> {
     let secrets = inst.payload.secrets()?;
-    let applied = crate::files::apply_all(&inst.root, &inst.payload.inputs(), &inst.variables(), &secrets)?;
+    let (inputs, vars) = (inst.payload.inputs(), inst.variables());
+    let applied = if inst.from_image() {
+        crate::files::render_templates(&inst.root, &inputs, &vars, &secrets, crate::files::Templates::All)?
+    } else if inst.place == Where::Image && !generic::secrets_in_image(&inst.plan) {
+        crate::files::apply_all(&inst.root, &inputs, &vars, &secrets, crate::files::Templates::WithoutSecrets)?
+    } else {
+        crate::files::apply_all(&inst.root, &inputs, &vars, &secrets, crate::files::Templates::All)?
+    };
     log::info!("files: {} files, {} symlinks, {} patches, {} templates", applied.files, applied.symlinks, applied.patches, applied.templates);
     Ok(())
 }

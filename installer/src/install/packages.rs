@@ -26,7 +26,8 @@ const ROLLING: &[&str] = &["unstable", "sid", "experimental", "rc-buggy"];
 
 pub fn prepare(inst: &mut Install) -> Result<()> {
     if inst.set_clock {
-        correct_clock(inst);
+        let mirror = inst.plan.mirror.url.clone();
+        correct_clock(inst, &mirror);
     }
     let prepared = match &inst.plan.target {
         Target::Debian { suite } => Prepared::Debian(prepare_debian(inst, suite)?),
@@ -43,12 +44,13 @@ pub fn prepare(inst: &mut Install) -> Result<()> {
     Ok(())
 }
 
-/// Before the first index is fetched and any certificate is checked, the mirror's `Date`
-/// corrects the clock (see [`crate::clock`]). Nothing here stops the install: an unreachable
-/// mirror is reported by the fetch that follows, with its retries and a better message.
-fn correct_clock(inst: &Install) {
-    let Some(url) = fetch::origin(&inst.plan.mirror.url) else {
-        log::info!("clock: the mirror {:?} is not an http(s) URL; the clock is not checked", inst.plan.mirror.url);
+/// Before the first index (or image) is fetched and any certificate is checked, the
+/// server's `Date` moves the clock forward if it is behind (see [`crate::clock`]). Nothing
+/// here stops the install: an unreachable server is reported by the fetch that follows,
+/// with its retries and a better message.
+pub fn correct_clock(inst: &Install, server: &str) {
+    let Some(url) = fetch::origin(server) else {
+        log::info!("clock: {server:?} is not an http(s) URL; the clock is not checked");
         return;
     };
     let config = FetchConfig { proxy: inst.plan.proxy.clone(), connect_timeout: Duration::from_secs(10), read_timeout: Duration::from_secs(10), ..FetchConfig::default() };
@@ -156,14 +158,19 @@ pub fn install(inst: &mut Install) -> Result<()> {
 }
 
 /// The new system's initramfs. On a machine, only the modules this hardware needs go in
-/// (`MODULES=dep`: the chroot sees this machine's /sys and the new root's mounts).
+/// (`MODULES=dep`: the chroot sees this machine's /sys and the new root's mounts); in an
+/// image, those of any machine (`MODULES=most`), and no resume device (the build host's
+/// swap is nothing the image's hosts have).
 pub fn initramfs(inst: &mut Install) -> Result<()> {
-    if matches!(inst.place, Where::Disk { .. }) {
-        let conf = inst.root.join("etc/initramfs-tools/conf.d");
-        if inst.root.join("etc/initramfs-tools").is_dir() {
-            std::fs::create_dir_all(&conf)?;
-            std::fs::write(conf.join("anemos.conf"), "# Written by anemos: the modules this machine's root needs.\nMODULES=dep\n")?;
-        }
+    let conf = match inst.place {
+        Where::Disk { .. } => Some("# Written by anemos: the modules this machine's root needs.\nMODULES=dep\n"),
+        Where::Image => Some("# Written by anemos: an image for any machine.\nMODULES=most\nRESUME=none\n"),
+        Where::Directory => None,
+    };
+    if let Some(text) = conf.filter(|_| inst.root.join("etc/initramfs-tools").is_dir()) {
+        let dir = inst.root.join("etc/initramfs-tools/conf.d");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("anemos.conf"), text)?;
     }
     match inst.packages.as_ref() {
         Some(Prepared::Arch(_)) => {
@@ -183,14 +190,18 @@ pub fn initramfs(inst: &mut Install) -> Result<()> {
 /// kernel and the boot loader's packages.
 fn wanted_packages(inst: &Install) -> Vec<String> {
     let mut want = inst.plan.packages.clone();
-    let Where::Disk { uefi, .. } = inst.place else { return want };
+    let loaders: &[&str] = match inst.place {
+        Where::Disk { uefi, .. } => bootloader::choose(inst.plan.bootloader, &inst.plan.layout, uefi).map(bootloader::packages).unwrap_or(&[]),
+        // An image boots on either firmware: the loader's packages for both.
+        Where::Image => bootloader::image_packages(inst.plan.bootloader, &inst.plan.layout),
+        Where::Directory => return want,
+    };
     // Debian's package names; Arch and Alpine plans name their kernel and loader themselves.
     if !want.iter().any(|p| p.starts_with("linux-image")) {
         log::info!("the plan names no kernel: adding linux-image-amd64");
         want.push("linux-image-amd64".into());
     }
-    let kind = bootloader::choose(inst.plan.bootloader, &inst.plan.layout, uefi);
-    for p in kind.map(bootloader::packages).unwrap_or(&[]) {
+    for p in loaders {
         if !want.iter().any(|w| w == p) {
             want.push(p.to_string());
         }

@@ -21,7 +21,22 @@ pub fn run(inst: &mut Install) -> Result<()> {
     let hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{host}\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n");
     root.write_file("etc/hosts", hosts.as_bytes(), 0o644)?;
     root.write_file("etc/machine-id", format!("{}\n", machine_id()?).as_bytes(), 0o444)?;
+    if inst.from_image() {
+        ssh_host_keys(inst)?;
+    }
     log::info!("system: host name {host}, a new machine-id{}", if matches!(inst.place, Where::Disk { .. }) { ", /etc/fstab" } else { "" });
+    Ok(())
+}
+
+/// An image holds no ssh host keys (every host must have its own): made here, by the
+/// target's own ssh-keygen, for every key type its sshd uses.
+fn ssh_host_keys(inst: &Install) -> Result<()> {
+    if !inst.root.join("usr/bin/ssh-keygen").exists() {
+        return Ok(());
+    }
+    let _mounts = crate::packages::chroot::Mounts::setup(&crate::packages::extract::Root::open(&inst.root)?)?;
+    crate::packages::chroot::run(&inst.root, "ssh-keygen", &["-A"]).context("making this host's ssh host keys (ssh-keygen -A)")?;
+    log::info!("system: new ssh host keys");
     Ok(())
 }
 

@@ -65,6 +65,11 @@ pub fn command(root: &Path, program: &str, args: &[&str]) -> Result<Command> {
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .env("LC_ALL", "C.UTF-8")
         .env("HOME", "/root");
+    // Reproducible builds: tools that stamp times (initramfs-tools, shadow, man-db) take
+    // this instead of the clock when it is set (`anemos build` sets it).
+    if let Some(epoch) = std::env::var_os("SOURCE_DATE_EPOCH") {
+        cmd.env("SOURCE_DATE_EPOCH", epoch);
+    }
     crate::sys::chroot_command(&mut cmd, root).context("preparing the chroot")?;
     Ok(cmd)
 }

@@ -116,8 +116,18 @@ fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
     };
     writeln!(o, "  image format  {} (from {origin})", p.format)?;
     render_disks(o, p)?;
-    let n = p.packages.len();
-    writeln!(o, "  packages      {n}: {}", if n == 0 { "(none beyond the base system)".into() } else { p.packages.join(" ") })?;
+    match &p.image {
+        Some(img) => writeln!(
+            o,
+            "  image         {} (SHA-256 {}): laid onto the new file systems instead of the packages; templates, host name, fstab, ssh host keys and the boot loader made on each host",
+            img.location,
+            img.sha256.as_deref().unwrap_or("computed when it is served")
+        )?,
+        None => {
+            let n = p.packages.len();
+            writeln!(o, "  packages      {n}: {}", if n == 0 { "(none beyond the base system)".into() } else { p.packages.join(" ") })?;
+        }
+    }
     let cmdline = if p.kernel_cmdline.inherit_console {
         format!("{} + the installer's console=", p.kernel_cmdline.args)
     } else {

@@ -33,6 +33,9 @@ pub struct Plan {
     pub bootloader: Bootloader,
     pub kernel_cmdline: KernelCmdline,
     pub mirror: Mirror,
+    /// Install from a prebuilt image (`image=`, `--image`) instead of the packages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSource>,
     pub proxy: Option<String>,
     /// The initramfs's network during an install.
     pub network: Network,
@@ -53,6 +56,23 @@ pub struct Plan {
     pub project_files: Vec<String>,
     /// Every variable the IMGBUILD set, as strings: templates may use any of them.
     pub variables: BTreeMap<String, String>,
+}
+
+/// Where an install's prebuilt image comes from, and the SHA-256 of its bytes (the
+/// compressed stream, as `anemos build` wrote it), which the installer verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSource {
+    /// An `http://` or `https://` URL; in a checked project also a local file (relative to
+    /// the project), which the commands that install serve themselves.
+    pub location: String,
+    /// Lowercase hex; required for a URL, computed for a file.
+    pub sha256: Option<String>,
+}
+
+impl ImageSource {
+    pub fn is_url(&self) -> bool {
+        self.location.starts_with("http://") || self.location.starts_with("https://")
+    }
 }
 
 /// The distribution to install.

@@ -5,6 +5,7 @@
 
 mod disks;
 mod format;
+mod image;
 mod layout;
 mod mirror;
 mod network;
@@ -47,6 +48,9 @@ pub const VARIABLES: &[&str] = &[
     "secrets_command",
     "layout_seed",
     "test_marker",
+    "image",
+    "image_sha256",
+    "image_secrets",
 ];
 
 /// The variables and where they came from, plus the diagnostics being collected.
@@ -109,6 +113,8 @@ pub struct Inputs<'a> {
     pub host_root: &'a Path,
     /// `--mirror` (and `--security-mirror`), overriding the IMGBUILD's and the host's.
     pub mirror_override: Option<(&'a str, Option<&'a str>)>,
+    /// `--image` (and `--image-sha256`), overriding the IMGBUILD's `image=`.
+    pub image_override: Option<(&'a str, Option<&'a str>)>,
 }
 
 /// Validates the variables into a plan without its input trees, secrets and project files
@@ -133,6 +139,7 @@ pub fn validate(cx: &mut Ctx<'_>, inputs: &Inputs<'_>, functions: &BTreeSet<Stri
     };
     let kernel_cmdline = simple::kernel_cmdline(cx);
     let mirror = target.as_ref().and_then(|t| mirror::mirror(cx, t, inputs.host_root, inputs.mirror_override));
+    let image = image::image(cx, inputs.image_override);
     let proxy = simple::proxy(cx);
     let network = network::network(cx);
     let (on_success, on_failure, status_port) = simple::lifecycle(cx);
@@ -155,6 +162,7 @@ pub fn validate(cx: &mut Ctx<'_>, inputs: &Inputs<'_>, functions: &BTreeSet<Stri
         bootloader: bootloader?,
         kernel_cmdline,
         mirror: mirror?,
+        image: image?,
         proxy: proxy?,
         network: network?,
         on_success: on_success?,

@@ -80,11 +80,14 @@ pub struct Options {
     pub md5: bool,
     /// Compute the SHA-1 of regular files and symlink targets (apk's installed database).
     pub sha1: bool,
+    /// Restore extended attributes from PAX `SCHILY.xattr.*` records (images: file
+    /// capabilities such as ping's `security.capability`).
+    pub xattrs: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { owners: rustix::process::geteuid().is_root(), md5: false, sha1: false }
+        Options { owners: rustix::process::geteuid().is_root(), md5: false, sha1: false, xattrs: false }
     }
 }
 
@@ -220,11 +223,37 @@ pub fn unpack_tar_filtered(
             }
         };
         let meta = Meta::of(entry.header(), opts)?;
+        let xattrs = if opts.xattrs { pax_xattrs(&mut entry)? } else { Vec::new() };
         let mut sums = Sums::default();
         let kind = write_entry(root, &mut entry, typ, &target, opts, &place, &mut sums).with_context(|| format!("unpacking {shown}"))?;
+        if !xattrs.is_empty() && matches!(kind, Kind::File | Kind::Dir) {
+            // After the owner and mode: chown clears security.capability.
+            set_xattrs(root, &target, &xattrs).with_context(|| format!("setting the extended attributes of {shown}"))?;
+        }
         written.push(Written { path: shown, kind, md5: sums.md5, sha1: sums.sha1, mode: meta.mode, uid: meta.uid, gid: meta.gid });
     }
     Ok((written, captured))
+}
+
+/// The `SCHILY.xattr.NAME` records of an entry's PAX header.
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<R>) -> Result<Vec<(String, Vec<u8>)>> {
+    let Some(exts) = entry.pax_extensions().context("reading the PAX header")? else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for ext in exts {
+        let ext = ext.context("reading the PAX header")?;
+        if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+            out.push((name.to_string(), ext.value_bytes().to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+fn set_xattrs(root: &Root, target: &InRoot, xattrs: &[(String, Vec<u8>)]) -> Result<()> {
+    let f = root.open_nofollow(target)?;
+    for (name, value) in xattrs {
+        rfs::fsetxattr(&f, name.as_str(), value, rfs::XattrFlags::empty()).with_context(|| format!("setting {name}"))?;
+    }
+    Ok(())
 }
 
 fn capture<R: Read>(entry: &mut tar::Entry<R>, shown: &str) -> Result<Captured> {

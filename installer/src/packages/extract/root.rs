@@ -81,6 +81,14 @@ impl Root {
         &self.path
     }
 
+    /// Opens a file or directory inside the root for reading its metadata or setting its
+    /// attributes, never following a final symlink.
+    pub fn open_nofollow(&self, p: &InRoot) -> Result<OwnedFd> {
+        let rel = if p.rel.is_empty() { "." } else { p.rel.as_str() };
+        rfs::openat2(&self.fd, rel, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty(), Self::resolve_flags())
+            .with_context(|| format!("opening {} in {}", p.absolute(), self.path.display()))
+    }
+
     /// An unnamed temporary file (O_TMPFILE, mode 0600) on the root's file system, for a
     /// download that is verified before it is unpacked. Where O_TMPFILE is not supported,
     /// a fresh name is made and unlinked at once.
