@@ -1,13 +1,15 @@
 //! Whole installs under QEMU (TCG), from the caching mirror on loopback: examples built by
-//! `anemos image`, then booted from their own disks and judged by what the new systems
-//! print and answer. The slowest tests of the suite; they run one at a time.
+//! `anemos image` — the test server from an image `anemos build` made, the mail server and
+//! the provision failure through the package path — then booted from their own disks and
+//! judged by what the new systems print and answer. The slowest tests of the suite; they
+//! run one at a time.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use anemos_qemu::{Config, Console, Disk, Firmware, Net, Ovmf, Vm};
-use anemos_tests::server::{self, build_server, guest_mirror_args, Server, ServerBuild, BOOT, DATA_SUMS};
+use anemos_tests::server::{self, build_image, build_server, guest_mirror_args, serve_for_guests, Server, ServerBuild, BOOT, DATA_SUMS};
 use anemos_tests::{anemos, free_port, scratch, sh, vm_lock, workspace};
 
 /// The server, built once for this test binary; the caller holds the VM lock.
@@ -57,31 +59,112 @@ fn ssh_demo(dir: &Path, port: u16, cmd: &str) -> String {
     .unwrap_or_else(|e| panic!("ssh in {}: {e:#}", dir.display()))
 }
 
+/// The phases of an install from an image, in order.
+const IMAGE_PHASES: &[&str] = &["check", "image-check", "disks", "image", "files", "system", "bootloader", "log", "unmount"];
+
+/// The server, installed from its image with the kept disk attached, comes up clean; a
+/// second machine installed from the same image by `anemos test` (with a copy of the kept
+/// disk, attached read-only) comes up too, as a host of its own.
 #[test]
-fn debian_minimal_uefi_systemd_boot_with_swap_and_a_kept_disk_comes_up_clean() {
+fn a_server_installed_from_an_image_comes_up_clean_and_a_second_host_from_it_is_its_own() {
     let _lock = vm_lock();
     let b = server_build();
     let log = std::fs::read_to_string(b.dir.join("install.log")).unwrap();
-    for phase in ["check", "indexes", "disks", "packages", "files", "system", "provision", "initramfs", "bootloader", "log", "unmount"] {
+    for phase in IMAGE_PHASES {
         assert!(log.contains(&format!("[finished] {phase} in")), "phase {phase} missing from the install log");
     }
+    assert!(!log.contains("[started] packages") && log.contains("SHA-256 verified"), "not an install from the image");
     assert_eq!(sh(&format!("sha256sum < {}", b.data.display())).unwrap(), b.data_sum, "the install wrote to the kept disk");
     let dir = scratch("install-server-boot");
     let ssh_port = free_port();
     let mut vm = boot(b.disks(&dir).unwrap(), true, vec![(ssh_port, 22)], &dir.join("boot.log"));
-    let r = report(&mut vm);
-    assert_eq!(r["host"], "server");
-    assert_eq!(r["dpkg-audit"], "clean");
-    assert_eq!(r["fstab"], "valid");
-    assert_eq!(r["mounted"], "/,/boot/efi,/srv/data");
-    assert_eq!(r.get("missing").map(String::as_str), Some(""));
-    assert_eq!(r["swaps"], "1", "the swap partition is not in use");
+    let first = report(&mut vm);
+    assert_eq!(first["host"], "server");
+    assert_eq!(first["dpkg-audit"], "clean");
+    assert_eq!(first["fstab"], "valid");
+    assert_eq!(first["mounted"], "/,/boot/efi,/srv/data");
+    assert_eq!(first.get("missing").map(String::as_str), Some(""));
+    assert_eq!(first["swaps"], "1", "the swap partition is not in use");
+    assert_eq!(first["machine-id"].len(), 32, "{first:?}");
+    assert!(first["hostkey"].starts_with("SHA256:"), "no ssh host key: {first:?}");
     wait_login(&mut vm);
-    // The user key from files/ lets the demo user in; the install log is in the new system;
-    // the kept disk's files are the ones written before the install.
-    let out = ssh_demo(&dir, ssh_port, "hostname; sudo test -s /var/log/anemos/install.log && echo log-present; sudo ls /boot/efi/EFI/BOOT");
-    assert!(out.contains("server") && out.contains("log-present") && out.contains("BOOTX64.EFI"), "{out}");
+    // The user key from files/ lets the demo user in; the install log is in the new system,
+    // root-only; the kept disk's files are the ones written before the install.
+    let out = ssh_demo(&dir, ssh_port, "hostname; sudo stat -c %a /var/log/anemos/install.log; sudo ls /boot/efi/EFI/BOOT");
+    assert!(out.contains("server") && out.contains("\n600\n") && out.contains("BOOTX64.EFI"), "{out}");
     assert_eq!(ssh_demo(&dir, ssh_port, DATA_SUMS), b.data_files, "the kept disk's files changed");
+    drop(vm);
+
+    // A second host from the same image, through the anemos CLI, with its kept disk.
+    let other = scratch("install-second-host");
+    let data = other.join("data.img");
+    sh(&format!("cp --sparse=always {} {}", b.data.display(), data.display())).unwrap();
+    let mut args: Vec<String> = ["test", &b.project.display().to_string(), "-o", &other.display().to_string(), "--image", &b.os_image.display().to_string()].map(String::from).to_vec();
+    args.extend(["--attach".into(), format!("{}:server-data", data.display()), "--marker".into(), "ANEMOS-REPORT".into()]);
+    args.extend(server::mirror_args().unwrap());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = anemos(&refs).unwrap_or_else(|e| panic!("{e:#}"));
+    let line = out.lines().find(|l| l.trim_start().starts_with("ANEMOS-REPORT")).unwrap_or_else(|| panic!("no report line:\n{out}"));
+    let second: std::collections::BTreeMap<&str, &str> = line.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
+    assert_eq!((second["dpkg-audit"], second["fstab"], second["mounted"]), ("clean", "valid", "/,/boot/efi,/srv/data"), "{line}");
+    assert_ne!(second["machine-id"], first["machine-id"], "two hosts from one image share a machine-id");
+    assert_ne!(second["hostkey"], first["hostkey"], "two hosts from one image share an ssh host key");
+    assert_eq!(sh(&format!("sha256sum < {}", data.display())).unwrap(), b.data_sum, "the test boot wrote to the kept disk");
+}
+
+/// The image of the same project, built again, is the same bytes.
+#[test]
+fn an_image_built_twice_is_the_same_bytes() {
+    let _lock = vm_lock();
+    let b = server_build();
+    let again = scratch("install-image-again");
+    let (_, sha) = build_image(&b.project, &again).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(sha, b.os_image_sha, "a second build of {} gave other bytes", b.project.display());
+}
+
+/// One byte of the image changed on its server: the installer stops in the image phase,
+/// naming the pin, and the disk (which held an old system) is left unbootable.
+#[test]
+fn an_image_with_one_byte_changed_stops_the_install_and_nothing_boots() {
+    let _lock = vm_lock();
+    let b = server_build();
+    let dir = scratch("install-bad-image");
+    let served = dir.join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let bad = served.join("bad.image.tar.zst");
+    std::fs::copy(&b.os_image, &bad).unwrap();
+    let size = std::fs::metadata(&bad).unwrap().len();
+    sh(&format!("printf '\\377' | dd of={} bs=1 seek={} conv=notrunc status=none", bad.display(), size * 2 / 3)).unwrap();
+    let url = format!("{}/bad.image.tar.zst", serve_for_guests(&served));
+    let payload = dir.join("payload.cpio");
+    let project = b.project.display().to_string();
+    let mut pack = vec!["pack", &project, "-o", payload.to_str().unwrap(), "--image", &url, "--image-sha256", &b.os_image_sha];
+    let mirrors = guest_mirror_args().unwrap();
+    pack.extend(mirrors.iter().map(String::as_str));
+    anemos(&pack).unwrap();
+    let kernel = anemos_tests::test_kernel();
+    let initrd = dir.join("initramfs.img");
+    let modules = kernel.modules_dir.display().to_string();
+    anemos(&["initramfs", "-o", initrd.to_str().unwrap(), "--kernel-release", &kernel.release, "--modules-dir", &modules, "--no-autodetect", "--payload", payload.to_str().unwrap()]).unwrap();
+    let disk = dir.join("disk.img");
+    sh(&format!("truncate -s 3G {0} && echo 'start=2048, type=83' | sfdisk -q {0} && mke2fs -q -t ext4 -E offset=1048576 -L oldroot {0} 1G", disk.display())).unwrap();
+    let mut config = Config::direct(&kernel.vmlinuz, &initrd);
+    config.accel = anemos_qemu::choose_accel(&kernel.vmlinuz, &initrd);
+    config.append = "anemos.target=serial:server-system".into();
+    config.disks = vec![Disk { serial: Some("server-system".into()), ..Disk::raw(&disk) }, Disk { serial: Some("server-data".into()), read_only: true, ..Disk::raw(&b.data) }];
+    config.net = Some(Net::default());
+    let mut vm = Vm::start(&config, Console::Capture(dir.join("console.log"))).unwrap();
+    let failed = vm.expect_event(Duration::from_secs(900), |e| matches!(e, installer::event::Event::Failed { .. })).unwrap();
+    let installer::event::Event::Failed { phase, error, .. } = failed else { unreachable!() };
+    assert_eq!(phase, "image", "{error}");
+    assert!(error.contains("not the one the plan pins") && error.contains(&b.os_image_sha) && error.contains("nothing was made bootable"), "{error}");
+    vm.expect_event(Duration::from_secs(60), |e| matches!(e, installer::event::Event::Rescue)).unwrap();
+    assert!(vm.output_text().contains("safety step done: make the half-installed"), "the disk was not made unbootable");
+    vm.send("poweroff\n").unwrap();
+    assert!(vm.wait_exit(Duration::from_secs(120)).unwrap().success());
+    sh(&format!("cmp -n 1048576 {} /dev/zero", disk.display())).expect("the start of the disk is not zeroed");
+    assert!(sh(&format!("sfdisk -d {}", disk.display())).is_err(), "a partition table survived");
+    assert_eq!(sh(&format!("sha256sum < {}", b.data.display())).unwrap(), b.data_sum, "the kept disk changed");
 }
 
 /// The mail-server example built once for this test binary, its seeded /home disk, and
@@ -192,9 +275,9 @@ const HYBRID_LAYOUT: &str = "partitions=\"
 bootloader=grub
 ";
 
-/// One server, two deploys (one boot of the old system saved): the first fails before the
-/// wipe and leaves it as it was, the second reinstalls it with GRUB for BIOS and UEFI, which
-/// then boots through both firmwares.
+/// One server, two deploys (one boot of the old system saved): the first (the package path)
+/// fails before the wipe and leaves it as it was, the second reinstalls it from an image
+/// with GRUB for BIOS and UEFI, which then boots through both firmwares.
 #[test]
 fn deploy_fails_before_the_wipe_then_reinstalls_with_hybrid_grub_keeping_the_data_disk() {
     let _lock = vm_lock();
@@ -216,15 +299,21 @@ fn deploy_fails_before_the_wipe_then_reinstalls_with_hybrid_grub_keeping_the_dat
     assert_eq!(ssh(&server, "hostname; sudo test -f /boot/efi/loader/loader.conf && echo systemd-boot"), "server\nsystemd-boot\n");
 
     // Captured static network (the default): another host name, another package, and GRUB
-    // for both firmwares in place of systemd-boot.
+    // for both firmwares in place of systemd-boot — from an image of that project, which
+    // the server fetches itself from its URL.
+    let old_identity = ssh(&server, "sudo cat /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub");
     let project = variant("deploy-server2", &format!("\nhostname=server2\npackages=\"$packages tree\"\n{HYBRID_LAYOUT}"));
-    let (ok, stdout, stderr) = deploy(&server, &project, &[]);
+    let images = scratch("deploy-images");
+    let (image, sha) = build_image(&project, &images).unwrap_or_else(|e| panic!("{e:#}"));
+    let url = format!("{}/{}", serve_for_guests(&images), image.file_name().unwrap().to_string_lossy());
+    let (ok, stdout, stderr) = deploy(&server, &project, &["--image", &url, "--image-sha256", &sha]);
     assert!(ok, "deploy failed:\n{stdout}\n{stderr}");
-    for want in ["connected to the installer", "installer ready", "packages done in", "install done in"] {
+    for want in ["connected to the installer", "installer ready", "image-check done in", "MiB streamed", "image done in", "install done in"] {
         assert!(stderr.contains(want), "no progress line {want:?} reached the workstation:\n{stderr}");
     }
-    assert_eq!(stderr.matches("packages done in").count(), 1, "the packages phase was reported more than once:\n{stderr}");
+    assert!(!stderr.contains("packages done in"), "the package path ran:\n{stderr}");
     assert!(stdout.contains("server: deployed"), "{stdout}");
+    assert_ne!(ssh(&server, "sudo cat /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub"), old_identity, "the reinstalled host kept the old machine-id or host key");
     assert!(server.vm.output_text().contains("10.0.2.15/24 (static)"), "the installer did not use the captured static address");
     let installed = "hostname; dpkg-query -W -f='${Status}\\n' tree grub-efi-amd64 grub-pc-bin; test -d /sys/firmware/efi && echo UEFI || echo BIOS";
     assert_eq!(ssh(&server, installed), "server2\ninstall ok installed\ninstall ok installed\ninstall ok installed\nUEFI\n");

@@ -81,6 +81,9 @@ pub struct ProjectArgs {
     /// The image's SHA-256 (required with a URL; checked for a file).
     #[arg(long, value_name = "HEX", requires = "image")]
     pub image_sha256: Option<String>,
+    /// Set by `anemos test`: a disk image to boot, whatever the format says.
+    #[arg(skip)]
+    pub for_boot: Option<installer::imgbuild::validate::ForBoot>,
 }
 
 #[derive(Args)]
@@ -286,7 +289,8 @@ pub struct ImageArgs {
 pub struct TestArgs {
     #[command(flatten)]
     pub image: ImageArgs,
-    /// The image size when the IMGBUILD's format is not raw (e.g. 4G).
+    /// The disk image's size [default: the IMGBUILD's raw size, else 8G]; the IMGBUILD's
+    /// partition table and file system are kept.
     #[arg(long)]
     pub size: Option<String>,
     /// Wait for this text on the serial console [default: test_marker=, else "login:"].
@@ -456,6 +460,7 @@ impl DeployArgs {
             security_mirror: self.security_mirror.clone(),
             image: self.image.clone(),
             image_sha256: self.image_sha256.clone(),
+            for_boot: None,
         }
     }
 }

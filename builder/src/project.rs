@@ -23,6 +23,7 @@ pub fn options(p: &ProjectArgs) -> CheckOptions {
     }
     o.mirror_override = p.mirror.as_ref().map(|m| (m.clone(), p.security_mirror.clone()));
     o.image_override = p.image.as_ref().map(|i| (i.clone(), p.image_sha256.clone()));
+    o.for_boot = p.for_boot;
     o
 }
 

@@ -116,6 +116,32 @@ impl Vm {
         }
     }
 
+    /// Like [`Vm::expect`] for a boot: stops as soon as the console shows a state the boot
+    /// never leaves ([`crate::stuck`]: emergency mode, a panic, nothing to boot), with the
+    /// lines that show it, instead of waiting out the timeout.
+    pub fn expect_boot(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+            match self.expect(needle, left) {
+                Ok(text) => return Ok(text),
+                Err(e) if Instant::now() >= deadline || self.console_closed() => return Err(e),
+                Err(_) => {}
+            }
+            if let Some((why, lines)) = crate::stuck(&self.output_text()) {
+                bail!(
+                    "{why} after {:.0} s, before {needle:?} appeared:
+  {}{}",
+                    self.started.elapsed().as_secs_f64(),
+                    lines.join("
+  "),
+                    self.log_path.as_ref().map(|p| format!("
+the whole console log: {}", p.display())).unwrap_or_default()
+                );
+            }
+        }
+    }
+
     /// Waits for the next structured event for which `pred` holds.
     pub fn expect_event(&mut self, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Result<Event> {
         let deadline = Instant::now() + timeout;

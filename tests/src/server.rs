@@ -1,7 +1,8 @@
 //! The test server of the install and deploy tests and of the deploy bench:
 //! examples/debian-minimal (UEFI, systemd-boot) with a swap partition and a second disk that
-//! every install keeps, built by `anemos image` from the caching mirror, booted from copies
-//! of its disks with ssh and the installer's event endpoint forwarded to loopback, and
+//! every install keeps, built once as an image by `anemos build` (natively, from the
+//! caching mirror) and installed from it by `anemos image --image`, booted from copies of
+//! its disks with ssh and the installer's event endpoint forwarded to loopback, and
 //! reinstalled with `anemos deploy`.
 
 use std::path::{Path, PathBuf};
@@ -69,6 +70,26 @@ pub fn build(project: &Path, out: &Path, extra: &[&str]) -> Result<PathBuf> {
     path.map(PathBuf::from).with_context(|| format!("`anemos image` printed no `built … in …`: {summary}"))
 }
 
+/// `anemos build PROJECT` (natively, as root) through the caching mirror into `out`;
+/// returns the image and the SHA-256 `anemos build` printed.
+pub fn build_image(project: &Path, out: &Path) -> Result<(PathBuf, String)> {
+    let name = project.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into());
+    let image = out.join(format!("{name}.image.tar.zst"));
+    let mut args: Vec<String> = vec!["build".into(), project.display().to_string(), "-o".into(), image.display().to_string()];
+    args.extend(mirror_args()?);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let summary = anemos(&refs)?;
+    let sha = summary.lines().find_map(|l| l.trim().strip_prefix("image_sha256=")).with_context(|| format!("`anemos build` printed no image_sha256=: {summary}"))?;
+    Ok((image, sha.to_string()))
+}
+
+/// Serves the files of `dir` on loopback for QEMU guests: returns the base URL they use
+/// (`http://10.0.2.2:PORT/ok`), under which `NAME` is `dir/NAME`.
+pub fn serve_for_guests(dir: &Path) -> String {
+    let base = crate::serve::start(dir.to_path_buf(), |_| false, Box::new(|_, _| None));
+    format!("{}/ok", base.replace("://127.0.0.1", "://10.0.2.2"))
+}
+
 /// Waits for the login prompt, which may already have been printed before a later line the
 /// caller waited for (getty and the example's report unit race).
 pub fn wait_login(vm: &mut Vm) -> Result<()> {
@@ -88,6 +109,9 @@ pub struct ServerBuild {
     pub data: PathBuf,
     pub data_sum: String,
     pub data_files: String,
+    /// The system image (`anemos build`) the server was installed from, and its SHA-256.
+    pub os_image: PathBuf,
+    pub os_image_sha: String,
 }
 
 const SERVER_LAYOUT: &str = "
@@ -107,7 +131,8 @@ preserve=\"
 /// The checksums of the kept disk's files, read in the guest (as the demo user, with sudo).
 pub const DATA_SUMS: &str = "sudo sh -c \"cd /srv/data && find . -type f | sort | xargs -d '\\n' sha256sum\"";
 
-/// Builds the server in the scratch dir `name` (about 6 minutes under TCG).
+/// Builds the server in the scratch dir `name`: its image natively (about a minute), then
+/// the server's disk from it in a QEMU guest (about a minute under TCG).
 pub fn build_server(name: &str) -> Result<ServerBuild> {
     let (project, dir) = project(name, "examples/debian-minimal")?;
     let imgbuild = project.join("IMGBUILD");
@@ -120,8 +145,9 @@ pub fn build_server(name: &str) -> Result<ServerBuild> {
     sh(&format!("mke2fs -q -t ext4 -L data -d {} {} 64M", seed.display(), data.display()))?;
     let data_sum = sh(&format!("sha256sum < {}", data.display()))?;
     let attach = format!("{}:server-data", data.display());
-    let image = build(&project, &dir, &["--attach", &attach])?;
-    Ok(ServerBuild { project, dir, image, data, data_sum, data_files })
+    let (os_image, os_image_sha) = build_image(&project, &dir)?;
+    let image = build(&project, &dir, &["--attach", &attach, "--image", &os_image.display().to_string()])?;
+    Ok(ServerBuild { project, dir, image, data, data_sum, data_files, os_image, os_image_sha })
 }
 
 impl ServerBuild {
@@ -130,14 +156,16 @@ impl ServerBuild {
     pub fn kept(name: &str) -> Option<Result<ServerBuild>> {
         let dir = workspace().join("target/test-scratch").join(name);
         let image = dir.join("debian-minimal.img");
-        if !image.is_file() || !dir.join("data-seed").is_dir() {
+        let os_image = dir.join("project.image.tar.zst");
+        if !image.is_file() || !os_image.is_file() || !dir.join("data-seed").is_dir() {
             return None;
         }
         let load = || -> Result<ServerBuild> {
             let data_files = sh(&format!("cd {} && find . -type f | sort | xargs -d '\\n' sha256sum", dir.join("data-seed").display()))?;
             let data = dir.join("data.img");
             let data_sum = sh(&format!("sha256sum < {}", data.display()))?;
-            Ok(ServerBuild { project: dir.join("project"), image, data, data_sum, data_files, dir })
+            let os_image_sha = sh(&format!("sha256sum < {} | cut -d' ' -f1", os_image.display()))?.trim().to_string();
+            Ok(ServerBuild { project: dir.join("project"), image, data, data_sum, data_files, os_image, os_image_sha, dir })
         };
         Some(load())
     }

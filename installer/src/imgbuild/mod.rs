@@ -32,11 +32,13 @@ pub struct CheckOptions {
     pub mirror_override: Option<(String, Option<String>)>,
     /// `--image FILE|URL` and `--image-sha256 HEX`, in place of the IMGBUILD's `image=`.
     pub image_override: Option<(String, Option<String>)>,
+    /// A disk image to boot whatever `format` says (`anemos test`; `--format` still wins).
+    pub for_boot: Option<validate::ForBoot>,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { format_override: None, inputs: vec!["files".into()], host_root: PathBuf::from("/"), identity: None, mirror_override: None, image_override: None }
+        CheckOptions { format_override: None, inputs: vec!["files".into()], host_root: PathBuf::from("/"), identity: None, mirror_override: None, image_override: None, for_boot: None }
     }
 }
 
@@ -71,7 +73,7 @@ fn check_into(project: &Path, opts: &CheckOptions, diags: &mut Diagnostics) -> O
     let mut cx = validate::Ctx { vars: &evaluated.variables, pre: &pre, diags };
     let mirror_override = opts.mirror_override.as_ref().map(|(m, s)| (m.as_str(), s.as_deref()));
     let image_override = opts.image_override.as_ref().map(|(l, s)| (l.as_str(), s.as_deref()));
-    let vin = validate::Inputs { format_override: opts.format_override.as_deref(), host_root: &opts.host_root, mirror_override, image_override };
+    let vin = validate::Inputs { format_override: opts.format_override.as_deref(), host_root: &opts.host_root, mirror_override, image_override, for_boot: opts.for_boot };
     let plan = validate::validate(&mut cx, &vin, &evaluated.functions);
     let found = inputs::check_inputs(project, opts, &mut cx);
     validate::unknown_variables(&mut cx, &|name| found.template_vars.contains(name));

@@ -20,6 +20,25 @@ const DEFAULT_RAW_SIZE: u64 = 8 << 30;
 const FORMATS: &[&str] = &["raw", "tar", "dir"];
 const COMPRESSIONS: &[&str] = &["gz", "xz", "zst"];
 
+/// A disk image to boot, whatever the project's format (`anemos test`): a raw format keeps
+/// its table and file system, and takes `size` if given; `dir` and `tar` become the default
+/// raw image (of `size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ForBoot {
+    pub size: Option<u64>,
+}
+
+/// The effective format for booting (see [`ForBoot`]).
+pub fn for_boot(found: (Format, FormatOrigin, Option<RawArgs>), boot: ForBoot) -> (Format, FormatOrigin, Option<RawArgs>) {
+    match found {
+        (Format::Raw { size }, origin, raw) => match boot.size {
+            Some(s) => (Format::Raw { size: s }, FormatOrigin::CommandLine, raw),
+            None => (Format::Raw { size }, origin, raw),
+        },
+        _ => (Format::Raw { size: boot.size.unwrap_or(DEFAULT_RAW_SIZE) }, FormatOrigin::CommandLine, Some(DEFAULT_RAW)),
+    }
+}
+
 /// The effective format: `--format` if given, else `format=`, else the default.
 pub fn format(cx: &mut Ctx<'_>, over: Option<&str>) -> Option<(Format, FormatOrigin, Option<RawArgs>)> {
     let (text, origin, loc) = match (over, cx.get("format")) {
@@ -107,6 +126,17 @@ mod tests {
         assert!(parse_format("custom").unwrap_err().contains("partitions="));
         assert!(parse_format("raw 8G gpt btrfs").unwrap_err().contains("allowed: ext4"));
         assert!(parse_format("raw 8X").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn a_boot_keeps_the_imgbuilds_raw_size_unless_told() {
+        let raw4 = || (Format::Raw { size: 4 << 30 }, FormatOrigin::Imgbuild { line: Some(3) }, Some(RawArgs { table: TableType::Gpt, fs: Filesystem::Ext4 }));
+        assert_eq!(for_boot(raw4(), ForBoot::default()), raw4(), "the IMGBUILD's 4G gpt is kept");
+        let (f, o, r) = for_boot(raw4(), ForBoot { size: Some(6 << 30) });
+        assert_eq!((f, o, r.unwrap().table), (Format::Raw { size: 6 << 30 }, FormatOrigin::CommandLine, TableType::Gpt), "--size changes the size only");
+        let dir = (Format::Dir, FormatOrigin::Imgbuild { line: None }, None);
+        assert_eq!(for_boot(dir.clone(), ForBoot::default()).0, Format::Raw { size: 8 << 30 });
+        assert_eq!(for_boot(dir, ForBoot { size: Some(2 << 30) }).0, Format::Raw { size: 2 << 30 });
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::prescan::Prescan;
 use crate::plan::*;
 
 pub use crate::plan::parse::parse_size;
-pub use format::parse_format;
+pub use format::{parse_format, ForBoot};
 pub use mirror::host_mirror;
 
 /// Every IMGBUILD variable anemos knows: makeimg's and ours.
@@ -115,6 +115,8 @@ pub struct Inputs<'a> {
     pub mirror_override: Option<(&'a str, Option<&'a str>)>,
     /// `--image` (and `--image-sha256`), overriding the IMGBUILD's `image=`.
     pub image_override: Option<(&'a str, Option<&'a str>)>,
+    /// A disk image to boot (`anemos test`), whatever the format says.
+    pub for_boot: Option<ForBoot>,
 }
 
 /// Validates the variables into a plan without its input trees, secrets and project files
@@ -124,7 +126,10 @@ pub fn validate(cx: &mut Ctx<'_>, inputs: &Inputs<'_>, functions: &BTreeSet<Stri
     let hostname = simple::hostname(cx, imgname.as_deref());
     let target = simple::target(cx);
     let packages = simple::packages(cx);
-    let fmt = format::format(cx, inputs.format_override);
+    let fmt = format::format(cx, inputs.format_override).map(|f| match inputs.for_boot {
+        Some(b) if inputs.format_override.is_none() => format::for_boot(f, b),
+        _ => f,
+    });
     let explicit = fmt.as_ref().is_some_and(|f| f.1 != FormatOrigin::Default);
     let layout = layout::layout(cx, fmt.as_ref().map(|f| &f.0), fmt.as_ref().and_then(|f| f.2), explicit);
     let disk = disks::disk(cx);
