@@ -86,8 +86,7 @@ impl Summary {
             vec!["pack, copy over ssh, kexec load (plan re-checked on the server), exec".into(), format!("{:.0} s", self.kexec_at)],
             vec!["kexec → installer ready (modules, network, event endpoint)".into(), format!("{:.0} s", self.ready_at - self.kexec_at)],
         ];
-        let install_phases = ["check", "indexes", "disks", "packages", "files", "system", "provision", "initramfs", "bootloader", "log", "unmount"];
-        for (name, secs) in self.phases.iter().filter(|(n, _)| install_phases.contains(&n.as_str())) {
+        for (name, secs) in self.phases.iter().filter(|(n, _)| installer::install::Phase::from_name(n).is_some()) {
             rows.push(vec![format!("  installer phase {name}"), format!("{secs:.1} s")]);
         }
         rows.push(vec!["installer ready → install done".into(), format!("{:.0} s", self.installed_at - self.ready_at)]);

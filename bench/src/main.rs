@@ -5,6 +5,7 @@
 
 mod bootstrap;
 mod deploy;
+mod image;
 mod initramfs;
 mod install;
 mod install_memory;
@@ -23,6 +24,7 @@ const SECTIONS: &[Section] = &[
     ("bootstrap", "Debian minbase into a directory: anemos vs mmdebstrap vs debootstrap", bootstrap::run),
     ("install", "anemos test examples/debian-minimal phase by phase vs mmdebstrap; least guest memory", install::run),
     ("deploy", "anemos deploy of a running server split by phase; least server memory vs nixos-anywhere's 1 GiB", deploy::run),
+    ("image", "build once, install many: an install from the image vs through the packages, phase by phase; sizes; least memory", image::run),
 ];
 
 fn main() -> ExitCode {

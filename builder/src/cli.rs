@@ -52,12 +52,19 @@ pub struct DisksArgs {
     pub json: bool,
 }
 
-/// What every command that reads a project shares.
+/// What every command that reads a project shares: the directory, then its options.
 #[derive(Args, Clone, Debug)]
 pub struct ProjectArgs {
     /// The project directory (the one holding the IMGBUILD).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub options: ProjectOptions,
+}
+
+/// How to read a project: overrides of the IMGBUILD and where its secrets come from.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ProjectOptions {
     /// Replace the IMGBUILD's format, e.g. "raw 4G gpt" or "dir" (makeimg's override).
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
@@ -68,14 +75,15 @@ pub struct ProjectArgs {
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Use this package mirror instead of the IMGBUILD's or this host's (e.g. a local caching
-    /// proxy; for image builds, loopback addresses are rewritten for the build VM).
+    /// proxy; loopback addresses are rewritten for a build VM).
     #[arg(long, value_name = "URL")]
     pub mirror: Option<String>,
     /// With --mirror: the security archive's mirror.
     #[arg(long, value_name = "URL", requires = "mirror")]
     pub security_mirror: Option<String>,
-    /// Install from this image (`anemos build`'s output: a local file, which is served to
-    /// the installer, or an http(s) URL) instead of the packages; overrides image=.
+    /// Install from this image (`anemos build`'s output: a local file, which the commands
+    /// that install serve to their installers, or an http(s) URL each installer fetches)
+    /// instead of the packages; overrides image=.
     #[arg(long, value_name = "FILE|URL")]
     pub image: Option<String>,
     /// The image's SHA-256 (required with a URL; checked for a file).
@@ -392,28 +400,8 @@ pub struct DeployArgs {
     /// The project directory (the one holding the IMGBUILD).
     #[arg(short = 'C', long = "project", default_value = ".", value_name = "DIR")]
     pub dir: PathBuf,
-    /// Replace the IMGBUILD's format (makeimg's override).
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
-    /// An input directory, relative to the project; repeatable [default: files].
-    #[arg(long = "input", value_name = "DIR")]
-    pub inputs: Vec<String>,
-    /// The age identity file for secrets/NAME.age.
-    #[arg(long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
-    /// Use this package mirror (as the servers reach it) instead of the plan's.
-    #[arg(long, value_name = "URL")]
-    pub mirror: Option<String>,
-    /// With --mirror: the security archive's mirror.
-    #[arg(long, value_name = "URL", requires = "mirror")]
-    pub security_mirror: Option<String>,
-    /// Install from this image instead of the packages: an http(s) URL every host fetches
-    /// itself, or a local file this workstation serves to them.
-    #[arg(long, value_name = "FILE|URL")]
-    pub image: Option<String>,
-    /// The image's SHA-256 (required with a URL).
-    #[arg(long, value_name = "HEX", requires = "image")]
-    pub image_sha256: Option<String>,
+    #[command(flatten)]
+    pub options: ProjectOptions,
     /// An ssh config file for every ssh command (ssh -F).
     #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
@@ -451,17 +439,7 @@ pub struct DeployArgs {
 impl DeployArgs {
     /// The project arguments (deploy names its project with -C, the hosts being positional).
     pub fn project(&self) -> ProjectArgs {
-        ProjectArgs {
-            dir: self.dir.clone(),
-            format: self.format.clone(),
-            inputs: self.inputs.clone(),
-            identity: self.identity.clone(),
-            mirror: self.mirror.clone(),
-            security_mirror: self.security_mirror.clone(),
-            image: self.image.clone(),
-            image_sha256: self.image_sha256.clone(),
-            for_boot: None,
-        }
+        ProjectArgs { dir: self.dir.clone(), options: self.options.clone() }
     }
 }
 

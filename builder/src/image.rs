@@ -137,7 +137,7 @@ const HEARTBEAT: Duration = Duration::from_secs(20);
 pub fn follow(vm: &mut Vm) -> Result<Vec<(String, u64)>> {
     let mut phases = Vec::new();
     let mut current: Option<(String, Instant)> = None;
-    let mut progress = ProgressLines::default();
+    let mut progress = crate::progress::ProgressLines::default();
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
         let ev = match vm.expect_event(HEARTBEAT, |_| true) {
@@ -173,45 +173,15 @@ pub fn follow(vm: &mut Vm) -> Result<Vec<(String, u64)>> {
                 phases.push((phase, ms));
                 current = None;
             }
-            Event::Progress { phase, done, total, unit } => progress.show(at, &phase, done, total, &unit),
+            Event::Progress { phase, done, total, unit } => {
+                if let Some(line) = progress.line(&phase, done, total, &unit) {
+                    eprintln!("anemos: [{at:>6.1} s]   {phase}: {line}");
+                }
+            }
             Event::Failed { phase, error, .. } => bail!("the install failed in phase {phase}: {error}"),
             Event::Rescue => bail!("the installer entered its rescue console"),
             Event::Done { .. } => return Ok(phases),
             _ => {}
-        }
-    }
-}
-
-/// Progress events as lines: downloads as `n/N packages, x/y MiB` (the byte count arrives
-/// as a second event right after the package count), others as `n/N UNIT`; at most one line
-/// per 5 s per phase, and always the last.
-#[derive(Default)]
-struct ProgressLines {
-    items: Option<(u64, u64)>,
-    last: std::collections::HashMap<String, Instant>,
-}
-
-impl ProgressLines {
-    fn show(&mut self, at: f64, phase: &str, done: u64, total: u64, unit: &str) {
-        let text = match unit {
-            // A stream of unknown length (an image): how much so far, at most every 5 s.
-            "bytes" if total == 0 => (0, 1, format!("{:.1} MiB streamed", done as f64 / 1048576.0)),
-            "bytes" => {
-                let (n, of) = self.items.take().unwrap_or_default();
-                let mib = |b: u64| b as f64 / 1048576.0;
-                (n, of, format!("{n}/{of} packages, {:.1}/{:.1} MiB", mib(done), mib(total)))
-            }
-            "packages" if phase == "packages" => {
-                self.items = Some((done, total));
-                return;
-            }
-            _ => (done, total, format!("{done}/{total} {unit}")),
-        };
-        let (n, of, line) = text;
-        let due = self.last.get(phase).is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
-        if n == of || due {
-            eprintln!("anemos: [{at:>6.1} s]   {phase}: {line}");
-            self.last.insert(phase.to_string(), Instant::now());
         }
     }
 }

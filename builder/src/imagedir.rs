@@ -65,13 +65,13 @@ pub fn install_natively(project: &Project, root: &Path, near: &Path, place: Wher
     let payload = Payload::load(work.path())?.context("the payload did not unpack")?;
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let log_reader = log.clone();
-    let format = project.plan.format.to_string();
-    let mut inst = Install::new(payload, root, place, format, Box::new(move || log_reader.lock().map(|l| l.clone()).unwrap_or_default()));
+    let mut inst = Install::new(payload, root, place, Box::new(move || log_reader.lock().map(|l| l.clone()).unwrap_or_default()));
     let mut phases = Vec::new();
-    for (name, phase) in inst.phases() {
+    for (phase, run) in inst.phases() {
+        let name = phase.name();
         let t = Instant::now();
         eprintln!("anemos: {name} …");
-        phase(&mut inst).with_context(|| format!("phase {name}"))?;
+        run(&mut inst).with_context(|| format!("phase {name}"))?;
         let ms = t.elapsed().as_millis() as u64;
         if let Ok(mut l) = log.lock() {
             l.push_str(&format!("phase {name} done in {:.1} s\n", ms as f64 / 1000.0));

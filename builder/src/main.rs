@@ -12,6 +12,7 @@ mod imagefile;
 mod initramfs;
 mod payload_plan;
 mod private;
+mod progress;
 mod project;
 mod serve;
 

@@ -16,7 +16,8 @@ use crate::cli::ProjectArgs;
 use crate::serve::ImageServer;
 
 /// The check options the project's command-line arguments give.
-pub fn options(p: &ProjectArgs) -> CheckOptions {
+pub fn options(args: &ProjectArgs) -> CheckOptions {
+    let p = &args.options;
     let mut o = CheckOptions { format_override: p.format.clone(), identity: p.identity.clone(), ..CheckOptions::default() };
     if !p.inputs.is_empty() {
         o.inputs = p.inputs.clone();
@@ -42,7 +43,7 @@ pub fn check_project(args: &ProjectArgs) -> Result<Checked> {
     let checked = check(&args.dir, &options(args));
     crate::cmd::check::report(&checked, &args.dir)?;
     let plan = checked.plan.context("the check gave no plan")?;
-    Ok(Checked { dir: args.dir.clone(), plan, identity: args.identity.clone(), image_from_command_line: args.image.is_some() })
+    Ok(Checked { dir: args.dir.clone(), plan, identity: args.options.identity.clone(), image_from_command_line: args.options.image.is_some() })
 }
 
 impl Checked {

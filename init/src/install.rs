@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use installer::event::{emit, Event};
-use installer::install::{Install, Where};
+use installer::install::{Install, Phase, Where};
 use installer::payload::Payload;
 use installer::plan::OnSuccess;
 
@@ -20,7 +20,6 @@ pub fn run(opts: &Options, payload: Payload) -> ! {
     let started = Instant::now();
     let confirmed = confirmed_disks().unwrap_or_else(|e| failure::fail("check", &e));
     let uefi = Path::new("/sys/firmware/efi").exists();
-    let format = payload.plan.format.to_string();
     let on_success = payload.plan.on_success;
     // Maintainer scripts ask the kernel for the host name (postfix's postinst derives
     // myhostname from it): give them the new system's, not "(none)".
@@ -28,14 +27,14 @@ pub fn run(opts: &Options, payload: Payload) -> ! {
         log::warn!("setting the installer's host name to {}: {e}", payload.plan.hostname);
     }
     let place = Where::Disk { target: opts.target.clone(), uefi, confirmed };
-    let mut inst = Install::new(payload, Path::new(TARGET), place, format, Box::new(logger::memory));
+    let mut inst = Install::new(payload, Path::new(TARGET), place, Box::new(logger::memory));
     // PID 1 owns this machine's clock: the indexes phase may correct it from the mirror.
     inst.set_clock = true;
-    for (name, phase) in inst.phases() {
-        if name == "disks" {
+    for (phase, run) in inst.phases() {
+        if phase == Phase::Disks {
             guard_disk(&inst);
         }
-        step::run(opts, name, || phase(&mut inst));
+        step::run(opts, phase.name(), || run(&mut inst));
     }
     let ms = started.elapsed().as_millis() as u64;
     log::info!("installation finished in {:.0} s", ms as f64 / 1000.0);

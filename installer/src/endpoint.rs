@@ -85,13 +85,36 @@ pub fn start(addrs: &[IpAddr], port: u16, token: &str, handler: Arc<dyn Handler>
     }
     let mut bound = Vec::new();
     for addr in addrs {
-        let listener = TcpListener::bind((*addr, port)).with_context(|| format!("listening on {addr} port {port} for the event endpoint"))?;
-        bound.push(listener.local_addr()?);
         let (tx, busy) = (tx.clone(), busy.clone());
-        std::thread::Builder::new().name("endpoint-accept".into()).spawn(move || accept(listener, tx, &busy, workers)).context("starting the event endpoint")?;
+        let serve = move |listener: TcpListener| accept(listener, tx, &busy, workers);
+        match TcpListener::bind((*addr, port)) {
+            Ok(listener) => {
+                bound.push(listener.local_addr()?);
+                std::thread::Builder::new().name("endpoint-accept".into()).spawn(move || serve(listener)).context("starting the event endpoint")?;
+            }
+            // A new IPv6 address is "tentative" until duplicate detection ends (a second
+            // or two): not bindable yet. Keep trying for a while, without holding the start.
+            Err(e) => {
+                log::info!("the event endpoint will listen on {addr} port {port} once it can ({e})");
+                let addr = *addr;
+                let _ = std::thread::Builder::new().name("endpoint-bind".into()).spawn(move || {
+                    for _ in 0..BIND_RETRIES {
+                        std::thread::sleep(Duration::from_secs(1));
+                        if let Ok(listener) = TcpListener::bind((addr, port)) {
+                            log::info!("event endpoint listening on {addr} port {port}");
+                            return serve(listener);
+                        }
+                    }
+                    log::warn!("the event endpoint could not listen on {addr} port {port}");
+                });
+            }
+        }
     }
     Ok(bound)
 }
+
+/// How many seconds an address that cannot be bound yet is retried.
+const BIND_RETRIES: usize = 30;
 
 /// Hands each connection to the workers while fewer than `workers` are in flight, or
 /// answers 503 itself.

@@ -18,7 +18,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let mut project_args = args.project.clone();
     // The image is what is built here; an image= in the IMGBUILD is for the hosts.
-    project_args.image = None;
+    project_args.options.image = None;
     let mut project = Project::load(&project_args)?;
     project.plan.image = None;
     if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {

@@ -19,7 +19,7 @@ use crate::image::{build, wants_uefi, READY};
 
 pub fn run(args: TestArgs) -> Result<()> {
     let mut req = crate::cmd::image::request(&args.image);
-    req.project.for_boot = Some(for_boot(args.image.project.format.as_deref(), args.size.as_deref())?);
+    req.project.options.for_boot = Some(for_boot(args.image.project.options.format.as_deref(), args.size.as_deref())?);
     let built = build(&req)?;
     let marker = args.marker.clone().or_else(|| built.plan.variables.get("test_marker").cloned()).unwrap_or_else(|| "login:".into());
     let uefi = args.uefi || (!args.bios && wants_uefi(&built.plan));

@@ -9,7 +9,6 @@ use super::http::Endpoint;
 use super::say;
 
 /// The phases that write to the target disk; a failure before them leaves it untouched.
-const WRITING_PHASES: &[&str] = &["disks", "packages", "files", "system", "provision", "initramfs", "bootloader", "log", "unmount"];
 
 /// What happened to one host.
 #[derive(Debug, Clone)]
@@ -51,7 +50,7 @@ pub fn follow(endpoint: &Endpoint, outcome: &mut Outcome, timeout: Duration) -> 
     let mut after = 0;
     let mut done = false;
     let mut connected = false;
-    let mut last_progress = Instant::now() - Duration::from_secs(60);
+    let mut progress = crate::progress::ProgressLines::default();
     loop {
         if Instant::now() > deadline {
             bail!("no end of the install within {} s (last event #{after}); `anemos rescue {}` shows its log", timeout.as_secs(), outcome.host);
@@ -74,7 +73,7 @@ pub fn follow(endpoint: &Endpoint, outcome: &mut Outcome, timeout: Duration) -> 
         }
         for (seq, ev) in batch {
             after = after.max(seq);
-            match on_event(outcome, ev, &mut last_progress)? {
+            match on_event(outcome, ev, &mut progress)? {
                 Step::Go => {}
                 Step::Done => done = true,
                 Step::End if done => return Ok(()),
@@ -90,7 +89,7 @@ enum Step {
     End,
 }
 
-fn on_event(outcome: &mut Outcome, ev: Event, last_progress: &mut Instant) -> Result<Step> {
+fn on_event(outcome: &mut Outcome, ev: Event, progress: &mut crate::progress::ProgressLines) -> Result<Step> {
     let host = outcome.host.clone();
     match ev {
         Event::Ready { network, .. } => {
@@ -104,9 +103,8 @@ fn on_event(outcome: &mut Outcome, ev: Event, last_progress: &mut Instant) -> Re
             outcome.phases.push((phase, ms));
         }
         Event::Progress { phase, done, total, unit } => {
-            if done == total || last_progress.elapsed() > Duration::from_secs(5) {
-                *last_progress = Instant::now();
-                say(&host, &format!("{phase}: {done}/{total} {unit}"));
+            if let Some(line) = progress.line(&phase, done, total, &unit) {
+                say(&host, &format!("{phase}: {line}"));
             }
         }
         Event::Failed { phase, error, action } => bail!("{}", failure_message(&host, &phase, &error, &action)),
@@ -125,7 +123,7 @@ fn on_event(outcome: &mut Outcome, ev: Event, last_progress: &mut Instant) -> Re
 }
 
 fn failure_message(host: &str, phase: &str, error: &str, action: &str) -> String {
-    let disk = if WRITING_PHASES.contains(&phase) {
+    let disk = if installer::install::Phase::from_name(phase).is_some_and(|p| p.writes_disk()) {
         "the disk was being written (its partition table is invalidated so the half-installed system never boots)"
     } else {
         "the disk was not touched"
@@ -148,8 +146,12 @@ mod tests {
         assert!(m.contains("not touched") && m.contains("old system"), "{m}");
         let m = failure_message("srv", "provision", "exit 1", "rescue");
         assert!(m.contains("invalidated") && m.contains("anemos rescue srv"), "{m}");
+        // The image phases: its check comes before the wipe, the image itself after.
+        assert!(failure_message("srv", "image-check", "404", "reboot").contains("not touched"));
+        assert!(failure_message("srv", "image", "SHA-256", "rescue").contains("invalidated"));
+        assert!(failure_message("srv", "kexec", "x", "rescue").contains("invalidated"), "kexec comes after the install wrote the disk");
         let mut o = Outcome::new("srv");
-        let mut t = Instant::now();
+        let mut t = crate::progress::ProgressLines::default();
         assert!(matches!(on_event(&mut o, Event::PhaseFinished { phase: "disks".into(), ms: 1500 }, &mut t).unwrap(), Step::Go));
         assert_eq!(o.phases, vec![("disks".to_string(), 1500)]);
         assert!(matches!(on_event(&mut o, Event::Done { ms: 1 }, &mut t).unwrap(), Step::Done));

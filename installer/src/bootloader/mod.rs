@@ -95,7 +95,12 @@ pub fn tools(kind: Kind) -> &'static [&'static str] {
 
 /// The full kernel command line of the installed system.
 pub fn kernel_cmdline(spec: &Spec) -> String {
-    format!("root=UUID={} ro {}", spec.root_uuid, spec.cmdline).trim().to_string()
+    root_cmdline(&spec.root_uuid, &spec.cmdline)
+}
+
+/// `root=UUID=… ro` and the rest: the one place the installed system's root is named.
+pub fn root_cmdline(root_uuid: &str, rest: &str) -> String {
+    format!("root=UUID={root_uuid} ro {rest}").trim().to_string()
 }
 
 /// Installs the boot loader into the mounted system at `root`.

@@ -24,8 +24,8 @@ pub struct Preserved {
 
 pub fn run(inst: &mut Install) -> Result<()> {
     let Where::Disk { target, uefi, confirmed } = &inst.place else { return Ok(()) };
-    boot_firmware(&inst.plan, *uefi)?;
-    let selector = target.as_ref().or(inst.plan.disk.as_ref());
+    boot_firmware(inst.plan(), *uefi)?;
+    let selector = target.as_ref().or(inst.plan().disk.as_ref());
     if selector.is_none() {
         // "The only fixed disk" must not be chosen while disks are still appearing.
         disk::settle(Path::new("/sys"), SETTLE_QUIET, SETTLE_MAX);
@@ -35,22 +35,24 @@ pub fn run(inst: &mut Install) -> Result<()> {
     // An image build (the target named on the command line) may have no preserved disks
     // attached: their fstab lines are then left out, with a warning.
     let image_build = target.is_some();
-    let resolved = resolve(&inst.plan, &disks, selector, Allow { removable: false, in_use: false }, image_build)?;
+    let resolved = resolve(inst.plan(), &disks, selector, Allow { removable: false, in_use: false }, image_build)?;
     let chosen = resolved.target;
     if let Some(c) = confirmed {
         c.check(&disks, chosen)?;
         log::info!("target disk is the one confirmed: {}", c.target.describe());
     }
-    let seed = inst.plan.variables.get("layout_seed").map(String::as_str);
-    let planned = layout::plan(&inst.plan.layout, chosen.size, u64::from(chosen.logical_sector), seed)
+    let seed = inst.plan().variables.get("layout_seed").map(String::as_str);
+    let planned = layout::plan(&inst.plan().layout, chosen.size, u64::from(chosen.logical_sector), seed)
         .with_context(|| format!("fitting the layout to {} ({})", chosen.path.display(), disk::human_size(chosen.size)))?;
     log::info!("target disk: {}", disk::describe(chosen));
     log::info!("{planned}");
-    inst.preserved = resolved.preserved.iter().filter_map(|l| l.fstab()).collect();
-    for p in &inst.preserved {
+    let preserved: Vec<Preserved> = resolved.preserved.iter().filter_map(|l| l.fstab()).collect();
+    for p in &preserved {
         log::info!("preserved: {} ({}) mounted at {}", p.device.display(), p.uuid.as_deref().unwrap_or("no UUID"), p.mountpoint);
     }
-    inst.disk = Some((chosen.path.clone(), planned));
+    let chosen = chosen.path.clone();
+    inst.preserved = preserved;
+    inst.disk = Some((chosen, planned));
     Ok(())
 }
 

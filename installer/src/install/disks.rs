@@ -14,10 +14,9 @@ use crate::plan::Filesystem;
 
 pub fn run(inst: &mut Install) -> Result<()> {
     let (disk, layout) = inst.disk.clone().context("the check phase did not choose a disk")?;
-    inst.disk_written = Some(disk.clone());
     let nodes = partition::apply(&disk, &layout)?;
     let mut made = Vec::new();
-    for (planned, spec) in layout.parts.iter().zip(&inst.plan.layout.partitions) {
+    for (planned, spec) in layout.parts.iter().zip(&inst.plan().layout.partitions) {
         let device = nodes.get(planned.number as usize - 1).cloned().unwrap_or_else(|| partition::partition_path(&disk, planned.number));
         let kind = match spec.fs {
             Filesystem::Ext4 => Some(FsKind::Ext4),

@@ -12,20 +12,20 @@ use crate::packages::extract::Root;
 use crate::packages::fetch::{FetchConfig, Fetcher};
 
 fn fetcher(inst: &Install) -> Result<Fetcher> {
-    Fetcher::new(FetchConfig { proxy: inst.plan.proxy.clone(), ..FetchConfig::default() })
+    Fetcher::new(FetchConfig { proxy: inst.plan().proxy.clone(), ..FetchConfig::default() })
 }
 
 /// Before the wipe: the clock set from the image server's `Date` (for TLS and the log),
 /// the image reachable, and its manifest compatible with this plan and this firmware.
 pub fn check(inst: &mut Install) -> Result<()> {
-    let source = inst.plan.image.clone().context("the plan names no image")?;
+    let source = inst.plan().image.clone().context("the plan names no image")?;
     if inst.set_clock {
         super::packages::correct_clock(inst, &source.location);
     }
     let manifest = crate::image::peek(&fetcher(inst)?, &source)?;
     let Where::Disk { uefi, .. } = inst.place else { return Ok(()) };
-    let tools = bootloader::choose(inst.plan.bootloader, &inst.plan.layout, uefi).map(bootloader::tools).unwrap_or(&[]);
-    manifest.check_against(&inst.plan, tools)?;
+    let tools = bootloader::choose(inst.plan().bootloader, &inst.plan().layout, uefi).map(bootloader::tools).unwrap_or(&[]);
+    manifest.check_against(inst.plan(), tools)?;
     log::info!(
         "image {}: {} ({} packages, {} unpacked, built from {})",
         source.location,
@@ -39,7 +39,7 @@ pub fn check(inst: &mut Install) -> Result<()> {
 
 /// The image into the mounted new root, verified as it streams.
 pub fn run(inst: &mut Install) -> Result<()> {
-    let source = inst.plan.image.clone().context("the plan names no image")?;
+    let source = inst.plan().image.clone().context("the plan names no image")?;
     let root = Root::open(&inst.root)?;
     let t = std::time::Instant::now();
     let done = crate::image::install(&fetcher(inst)?, &source, &root)?;

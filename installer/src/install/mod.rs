@@ -25,10 +25,13 @@
 //! (before the wipe) and `image`, render the templates and make the system's identity on
 //! each host, and skip provision() and the initramfs, which the image holds.
 
+mod bootloader;
 mod check;
 mod disks;
 mod generic;
 mod image;
+mod kexec;
+mod log_file;
 mod packages;
 mod provision;
 mod system;
@@ -36,7 +39,7 @@ mod system;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::disk::layout::PlannedLayout;
 use crate::fs::FsInfo;
@@ -78,13 +81,11 @@ pub struct Made {
 
 /// Everything the phases share.
 pub struct Install {
+    /// The payload: the plan (`payload.plan`, the only copy) and the inputs and secrets.
     pub payload: Payload,
-    pub plan: Plan,
     /// The new system's root (`/target` in the init, the output directory on the host).
     pub root: PathBuf,
     pub place: Where,
-    /// The effective `format`, for provision() (image builds override the IMGBUILD's).
-    pub format: String,
     /// Returns the install log so far (copied into the new system).
     pub log: Box<dyn Fn() -> String + Send>,
     disk: Option<(PathBuf, PlannedLayout)>,
@@ -92,78 +93,128 @@ pub struct Install {
     made: Vec<Made>,
     mounts: Option<Mounted>,
     packages: Option<packages::Prepared>,
-    /// Set when the disk was written: a failure from then on must not leave it bootable.
-    pub disk_written: Option<PathBuf>,
     /// Whether the indexes phase may correct the system clock from the mirror's `Date`
     /// ([`crate::clock`]): only the init sets this; host builds leave their host's clock alone.
     pub set_clock: bool,
 }
 
-/// One phase: its name (for logs, events and `anemos.fail`) and what it does.
-pub type Phase = (&'static str, fn(&mut Install) -> Result<()>);
+/// The install's phases: the one list of their names (logs, events, `anemos.fail=`, the
+/// deploy's summary, the bench and the tests all go by them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Check,
+    Indexes,
+    ImageCheck,
+    Disks,
+    Packages,
+    Image,
+    Files,
+    System,
+    Provision,
+    Initramfs,
+    Generalize,
+    Bootloader,
+    Log,
+    Kexec,
+    Unmount,
+}
+
+impl Phase {
+    /// Every phase, in the order they run (no install runs all of them).
+    pub const ALL: [Phase; 15] = [
+        Phase::Check,
+        Phase::Indexes,
+        Phase::ImageCheck,
+        Phase::Disks,
+        Phase::Packages,
+        Phase::Image,
+        Phase::Files,
+        Phase::System,
+        Phase::Provision,
+        Phase::Initramfs,
+        Phase::Generalize,
+        Phase::Bootloader,
+        Phase::Log,
+        Phase::Kexec,
+        Phase::Unmount,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Check => "check",
+            Phase::Indexes => "indexes",
+            Phase::ImageCheck => "image-check",
+            Phase::Disks => "disks",
+            Phase::Packages => "packages",
+            Phase::Image => "image",
+            Phase::Files => "files",
+            Phase::System => "system",
+            Phase::Provision => "provision",
+            Phase::Initramfs => "initramfs",
+            Phase::Generalize => "generalize",
+            Phase::Bootloader => "bootloader",
+            Phase::Log => "log",
+            Phase::Kexec => "kexec",
+            Phase::Unmount => "unmount",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Whether a failure in this phase (on a machine) comes after the disk was written:
+    /// `disks` and everything after it. Before, the machine is as it was.
+    pub fn writes_disk(self) -> bool {
+        !matches!(self, Phase::Check | Phase::Indexes | Phase::ImageCheck)
+    }
+}
+
+/// One phase of an install, and what it does.
+pub type Step = (Phase, fn(&mut Install) -> Result<()>);
 
 impl Install {
-    pub fn new(payload: Payload, root: &Path, place: Where, format: String, log: Box<dyn Fn() -> String + Send>) -> Install {
+    pub fn new(payload: Payload, root: &Path, place: Where, log: Box<dyn Fn() -> String + Send>) -> Install {
         Install {
-            plan: payload.plan.clone(),
             payload,
             root: root.to_path_buf(),
             place,
-            format,
             log,
             disk: None,
             preserved: Vec::new(),
             made: Vec::new(),
             mounts: None,
             packages: None,
-            disk_written: None,
             set_clock: false,
         }
     }
 
     /// Whether this install lays down an image instead of running the package manager.
     pub fn from_image(&self) -> bool {
-        matches!(self.place, Where::Disk { .. }) && self.plan.image.is_some()
+        matches!(self.place, Where::Disk { .. }) && self.plan().image.is_some()
     }
 
     /// The phases for this install, in order.
-    pub fn phases(&self) -> Vec<Phase> {
-        let mut p: Vec<Phase> = Vec::new();
+    pub fn phases(&self) -> Vec<Step> {
         let on_disk = matches!(self.place, Where::Disk { .. });
         let from_image = self.from_image();
-        if on_disk {
-            p.push(("check", check::run));
-        }
-        p.push(if from_image { ("image-check", image::check) } else { ("indexes", packages::prepare) });
-        if on_disk {
-            p.push(("disks", disks::run));
-        }
-        p.push(if from_image { ("image", image::run) } else { ("packages", packages::install) });
-        p.push(("files", files_phase));
-        p.push(("system", system::run));
-        if self.plan.functions.provision && !from_image {
-            p.push(("provision", provision::run));
-        }
-        if !from_image {
-            p.push(("initramfs", packages::initramfs));
-        }
-        if self.place == Where::Image {
-            p.push(("generalize", generic::run));
-        }
-        if on_disk {
-            p.push(("bootloader", system::bootloader));
-        }
-        if self.place != Where::Image {
+        let wanted = |p: Phase| match p {
+            Phase::Check | Phase::Disks | Phase::Bootloader | Phase::Unmount => on_disk,
+            Phase::Indexes | Phase::Packages | Phase::Initramfs => !from_image,
+            Phase::ImageCheck | Phase::Image => from_image,
+            Phase::Provision => self.plan().functions.provision && !from_image,
+            Phase::Generalize => self.place == Where::Image,
             // An image's own build log stays with the build, not in every host.
-            p.push(("log", system::save_log));
-        }
-        if on_disk && self.plan.on_success == crate::plan::OnSuccess::Kexec {
-            p.push(("kexec", system::load_new_kernel));
-        }
-        if on_disk {
-            p.push(("unmount", unmount));
-        }
-        p
+            Phase::Log => self.place != Where::Image,
+            Phase::Kexec => on_disk && self.plan().on_success == crate::plan::OnSuccess::Kexec,
+            Phase::Files | Phase::System => true,
+        };
+        Phase::ALL.into_iter().filter(|p| wanted(*p)).map(|p| (p, step(p))).collect()
+    }
+
+    /// The UUID of the file system made for `/` (after the disks phase).
+    pub fn root_uuid(&self) -> Result<String> {
+        self.made.iter().find(|m| m.mountpoint.as_deref() == Some("/")).and_then(|m| m.fs.as_ref()).map(|f| f.uuid.clone()).context("no file system is mounted at / in the layout")
     }
 
     /// The disk the check phase chose and the layout planned for it, once it ran.
@@ -171,17 +222,23 @@ impl Install {
         self.disk.as_ref().map(|(p, l)| (p.as_path(), l))
     }
 
-    /// The variables templates and provision() see: the IMGBUILD's, with the effective format.
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.payload.plan
+    }
+
+    /// The variables templates and provision() see: the IMGBUILD's, with the effective
+    /// format (after `--format`).
     pub fn variables(&self) -> BTreeMap<String, String> {
-        let mut v = self.plan.variables.clone();
-        v.insert("format".into(), self.format.clone());
+        let mut v = self.plan().variables.clone();
+        v.insert("format".into(), self.plan().format.to_string());
         v
     }
 
     /// The kernel command line of the installed system (boot loader entries), without root=.
     pub fn cmdline(&self) -> String {
-        let mut args = self.plan.kernel_cmdline.args.clone();
-        if self.plan.kernel_cmdline.inherit_console {
+        let mut args = self.plan().kernel_cmdline.args.clone();
+        if self.plan().kernel_cmdline.inherit_console {
             let ours = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
             for c in ours.split_whitespace().filter(|w| w.starts_with("console=")) {
                 args.push(' ');
@@ -195,12 +252,33 @@ impl Install {
 /// Files, patches and templates. An image holds the files and patches and the templates
 /// that use no secret (all of them with `image_secrets=yes`); each host installed from it
 /// renders the templates again, with its variables and secrets.
+/// What each phase does.
+fn step(p: Phase) -> fn(&mut Install) -> Result<()> {
+    match p {
+        Phase::Check => check::run,
+        Phase::Indexes => packages::prepare,
+        Phase::ImageCheck => image::check,
+        Phase::Disks => disks::run,
+        Phase::Packages => packages::install,
+        Phase::Image => image::run,
+        Phase::Files => files_phase,
+        Phase::System => system::run,
+        Phase::Provision => provision::run,
+        Phase::Initramfs => packages::initramfs,
+        Phase::Generalize => generic::run,
+        Phase::Bootloader => bootloader::run,
+        Phase::Log => log_file::run,
+        Phase::Kexec => kexec::run,
+        Phase::Unmount => unmount,
+    }
+}
+
 fn files_phase(inst: &mut Install) -> Result<()> {
     let secrets = inst.payload.secrets()?;
     let (inputs, vars) = (inst.payload.inputs(), inst.variables());
     let applied = if inst.from_image() {
         crate::files::render_templates(&inst.root, &inputs, &vars, &secrets, crate::files::Templates::All)?
-    } else if inst.place == Where::Image && !generic::secrets_in_image(&inst.plan) {
+    } else if inst.place == Where::Image && !generic::secrets_in_image(inst.plan()) {
         crate::files::apply_all(&inst.root, &inputs, &vars, &secrets, crate::files::Templates::WithoutSecrets)?
     } else {
         crate::files::apply_all(&inst.root, &inputs, &vars, &secrets, crate::files::Templates::All)?
@@ -215,4 +293,33 @@ fn unmount(inst: &mut Install) -> Result<()> {
         m.unmount()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phases(place: Where, image: bool) -> Vec<&'static str> {
+        let dir = std::env::temp_dir();
+        let mut plan = crate::plan::tests::sample();
+        plan.functions.provision = true;
+        if image {
+            plan.image = Some(crate::plan::ImageSource { location: "http://i.test/x".into(), sha256: Some("0".repeat(64)) });
+        }
+        let payload = Payload { dir: dir.clone(), plan };
+        Install::new(payload, &dir, place, Box::new(String::new)).phases().iter().map(|(p, _)| p.name()).collect()
+    }
+
+    #[test]
+    fn the_phases_of_each_kind_of_install() {
+        let disk = || Where::Disk { target: None, uefi: true, confirmed: None };
+        assert_eq!(phases(disk(), false), ["check", "indexes", "disks", "packages", "files", "system", "provision", "initramfs", "bootloader", "log", "unmount"]);
+        assert_eq!(phases(disk(), true), ["check", "image-check", "disks", "image", "files", "system", "bootloader", "log", "unmount"]);
+        assert_eq!(phases(Where::Directory, false), ["indexes", "packages", "files", "system", "provision", "initramfs", "log"]);
+        assert_eq!(phases(Where::Image, false), ["indexes", "packages", "files", "system", "provision", "initramfs", "generalize"]);
+        // Nothing before the wipe writes; everything from it does (kexec included).
+        let writes: Vec<&str> = Phase::ALL.into_iter().filter(|p| p.writes_disk()).map(Phase::name).collect();
+        assert!(!writes.contains(&"indexes") && !writes.contains(&"image-check") && writes.contains(&"disks") && writes.contains(&"kexec") && writes.contains(&"image"));
+        assert_eq!(Phase::from_name("image-check"), Some(Phase::ImageCheck));
+    }
 }

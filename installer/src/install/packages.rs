@@ -26,10 +26,10 @@ const ROLLING: &[&str] = &["unstable", "sid", "experimental", "rc-buggy"];
 
 pub fn prepare(inst: &mut Install) -> Result<()> {
     if inst.set_clock {
-        let mirror = inst.plan.mirror.url.clone();
+        let mirror = inst.plan().mirror.url.clone();
         correct_clock(inst, &mirror);
     }
-    let prepared = match &inst.plan.target {
+    let prepared = match &inst.plan().target {
         Target::Debian { suite } => Prepared::Debian(prepare_debian(inst, suite)?),
         Target::Arch => Prepared::Arch(arch::prepare(&arch_config(inst)?)?),
         Target::Alpine => Prepared::Alpine(alpine::prepare(&alpine_config(inst)?)?),
@@ -53,7 +53,7 @@ pub fn correct_clock(inst: &Install, server: &str) {
         log::info!("clock: {server:?} is not an http(s) URL; the clock is not checked");
         return;
     };
-    let config = FetchConfig { proxy: inst.plan.proxy.clone(), connect_timeout: Duration::from_secs(10), read_timeout: Duration::from_secs(10), ..FetchConfig::default() };
+    let config = FetchConfig { proxy: inst.plan().proxy.clone(), connect_timeout: Duration::from_secs(10), read_timeout: Duration::from_secs(10), ..FetchConfig::default() };
     let now = || crate::clock::format(std::time::SystemTime::now());
     match fetch::server_date(&config, &url) {
         Ok(Some(date)) => {
@@ -67,16 +67,16 @@ pub fn correct_clock(inst: &Install, server: &str) {
 }
 
 fn prepare_debian(inst: &Install, suite: &str) -> Result<debian::Prepared> {
-    let mut sources = vec![debian::Source::parse(&format!("{} {suite} main", inst.plan.mirror.url), suite)?];
+    let mut sources = vec![debian::Source::parse(&format!("{} {suite} main", inst.plan().mirror.url), suite)?];
     if !ROLLING.contains(&suite) {
-        sources.push(debian::Source::parse(&format!("{} {suite}-updates main", inst.plan.mirror.url), suite)?);
-        if let Some(sec) = &inst.plan.mirror.security_url {
+        sources.push(debian::Source::parse(&format!("{} {suite}-updates main", inst.plan().mirror.url), suite)?);
+        if let Some(sec) = &inst.plan().mirror.security_url {
             sources.push(debian::Source::parse(&format!("{sec} {suite}-security main"), suite)?);
         }
     }
     let mut config = debian::Config::new(sources, keyring(inst)?);
     config.include = wanted_packages(inst);
-    config.fetch.proxy = inst.plan.proxy.clone();
+    config.fetch.proxy = inst.plan().proxy.clone();
     log::info!("packages wanted besides the base system: {}", config.include.join(" "));
     debian::prepare(&config)
 }
@@ -92,16 +92,16 @@ fn arch_config(inst: &Install) -> Result<arch::Config> {
     };
     let no_includes = |_: &str| -> Result<Vec<(String, String)>> { Ok(Vec::new()) };
     let conf = arch::PacmanConf::parse(&text, "pacman.conf", &no_includes)?;
-    let mut targets = inst.plan.packages.clone();
+    let mut targets = inst.plan().packages.clone();
     if targets.is_empty() {
         targets.push("base".into());
     }
     let mut config = arch::Config::new(conf, targets);
     config.conf_text = conf_file.is_file().then_some(text);
-    config.default_server = Some(inst.plan.mirror.url.clone());
+    config.default_server = Some(inst.plan().mirror.url.clone());
     let keyring = inst.payload.dir.join(crate::payload::KEYRINGS_DIR).join("pacman");
     config.keyring = keyring.is_dir().then_some(keyring);
-    config.fetch.proxy = inst.plan.proxy.clone();
+    config.fetch.proxy = inst.plan().proxy.clone();
     Ok(config)
 }
 
@@ -112,18 +112,18 @@ fn alpine_config(inst: &Install) -> Result<alpine::Config> {
     let repositories = if repos_file.is_file() {
         alpine::parse_repositories(&std::fs::read_to_string(&repos_file)?)
     } else {
-        let base = inst.plan.mirror.url.trim_end_matches('/');
+        let base = inst.plan().mirror.url.trim_end_matches('/');
         ["main", "community"].iter().map(|r| alpine::Repository { url: format!("{base}/latest-stable/{r}"), tag: None }).collect()
     };
     let keys_dir = inst.payload.project_file("keys");
     let keys_dir = if keys_dir.is_dir() { keys_dir } else { inst.payload.dir.join(crate::payload::KEYRINGS_DIR).join("apk") };
     let keys = alpine::Keys::load_dir(&keys_dir).with_context(|| format!("loading the apk keys in {}", keys_dir.display()))?;
-    let mut world = inst.plan.packages.clone();
+    let mut world = inst.plan().packages.clone();
     if world.is_empty() {
         world.push("alpine-base".into());
     }
     let mut config = alpine::Config::new(repositories, keys, world);
-    config.fetch.proxy = inst.plan.proxy.clone();
+    config.fetch.proxy = inst.plan().proxy.clone();
     Ok(config)
 }
 
@@ -133,7 +133,7 @@ pub fn install(inst: &mut Install) -> Result<()> {
     // name. The system phase writes it again with everything else.
     let etc = inst.root.join("etc");
     std::fs::create_dir_all(&etc).with_context(|| format!("creating {}", etc.display()))?;
-    std::fs::write(etc.join("hostname"), format!("{}\n", inst.plan.hostname)).with_context(|| format!("writing {}/hostname", etc.display()))?;
+    std::fs::write(etc.join("hostname"), format!("{}\n", inst.plan().hostname)).with_context(|| format!("writing {}/hostname", etc.display()))?;
     let (n, bytes, unpack, configure) = match inst.packages.as_ref().context("the indexes phase did not run")? {
         Prepared::Debian(p) => {
             let r = debian::install(p, &inst.root, &debian::InstallOptions::default())?;
@@ -189,11 +189,11 @@ pub fn initramfs(inst: &mut Install) -> Result<()> {
 /// The plan's packages, plus what a bootable system needs that the plan did not name: a
 /// kernel and the boot loader's packages.
 fn wanted_packages(inst: &Install) -> Vec<String> {
-    let mut want = inst.plan.packages.clone();
+    let mut want = inst.plan().packages.clone();
     let loaders: &[&str] = match inst.place {
-        Where::Disk { uefi, .. } => bootloader::choose(inst.plan.bootloader, &inst.plan.layout, uefi).map(bootloader::packages).unwrap_or(&[]),
+        Where::Disk { uefi, .. } => bootloader::choose(inst.plan().bootloader, &inst.plan().layout, uefi).map(bootloader::packages).unwrap_or(&[]),
         // An image boots on either firmware: the loader's packages for both.
-        Where::Image => bootloader::image_packages(inst.plan.bootloader, &inst.plan.layout),
+        Where::Image => bootloader::image_packages(inst.plan().bootloader, &inst.plan().layout),
         Where::Directory => return want,
     };
     // Debian's package names; Arch and Alpine plans name their kernel and loader themselves.
