@@ -14,6 +14,7 @@
 //! stops the install while the disk is untouched.
 
 use std::io::{self, BufReader, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -120,33 +121,102 @@ pub struct Installed {
 }
 
 /// Streams the image into `root`, verifying the SHA-256 the plan pins over every byte.
-/// An error means: stop, and never make this root bootable.
+/// An error means: stop, and never make this root bootable. Two threads share the work
+/// (the download, its digest and the decompression on one; the files on the other).
 pub fn install(fetcher: &Fetcher, source: &ImageSource, root: &Root) -> Result<Installed> {
     let pin = source.sha256.clone().context("the plan pins no SHA-256 for the image")?;
     let reader = fetcher.open(&source.location, Expected { size: None, sha256: Some(pin.clone()), limit: Some(MAX_IMAGE) })?;
     let mut counted = Counted { inner: reader, bytes: 0, started: Instant::now(), last: Instant::now(), failed: None };
-    let result = unpack(&mut counted, root, &source.location);
-    // Whatever happened, read the rest: a damaged stream is reported as what it is (the
-    // digest), not as the decoding error it caused.
-    let rest = io::copy(&mut counted, &mut io::sink());
+    let (result, decoded) = std::thread::scope(|s| {
+        let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS);
+        let decoding = s.spawn(|| decode(&mut counted, tx));
+        let result = unpack(&mut Chunks { rx, buf: Vec::new(), pos: 0 }, root, &source.location);
+        let decoded = decoding.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the decompression thread failed")));
+        (result, decoded)
+    });
     counted.report(true);
     if let Some(e) = counted.failed.take() {
         return Err(anyhow::anyhow!(e).context(format!("the image {} is not the one the plan pins (SHA-256 {pin}): it was changed or damaged; nothing was made bootable", source.location)));
     }
-    match (result, rest) {
-        (Ok((manifest, entries)), Ok(_)) => Ok(Installed { manifest, entries, bytes: counted.bytes }),
+    match (result, decoded) {
+        (Ok((manifest, entries)), Ok(())) => Ok(Installed { manifest, entries, bytes: counted.bytes }),
         (Err(e), _) => Err(e.context(format!("unpacking the image {}", source.location))),
-        (_, Err(e)) => Err(anyhow::Error::new(e).context(format!("reading the image {}", source.location))),
+        (_, Err(e)) => Err(e.context(format!("reading the image {}", source.location))),
+    }
+}
+
+/// Chunks in flight between the two threads (of [`CHUNK`] bytes).
+const CHUNKS: usize = 8;
+const CHUNK: usize = 1 << 20;
+
+/// The download → zstd, in chunks to the unpacking thread; then, whatever happened there,
+/// the rest of the download is read, so that a damaged stream is reported as what it is
+/// (the digest), not as the decoding error it caused.
+fn decode(input: &mut Counted<crate::packages::fetch::VerifiedReader<'_>>, tx: SyncSender<Vec<u8>>) -> Result<()> {
+    let result = (|| -> Result<()> {
+        let mut decoded = extract::decompress(".zst", BufReader::with_capacity(256 << 10, &mut *input))?;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = read_full(&mut decoded, &mut buf).context("decompressing the image")?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.truncate(n);
+            if tx.send(buf).is_err() {
+                // The unpacking stopped (its error is the one reported).
+                return Ok(());
+            }
+        }
+    })();
+    drop(tx);
+    io::copy(input, &mut io::sink()).context("reading the end of the image")?;
+    result
+}
+
+/// Reads until `buf` is full or the stream ends.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The unpacking thread's end of the channel, as a `Read` that ends when the sender does.
+struct Chunks {
+    rx: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
 fn unpack(input: &mut dyn Read, root: &Root, what: &str) -> Result<(Manifest, usize)> {
-    let decoded = extract::decompress(".zst", BufReader::with_capacity(256 << 10, input))?;
     let opts = extract::Options { xattrs: true, ..extract::Options::default() };
     let decide = |p: &str| if p == format!("/{MANIFEST_MEMBER}") { Placement::Capture } else { Placement::Write(None) };
-    let mut decoded = decoded;
-    let (written, captured) = extract::unpack_tar_filtered(root, &mut decoded, &opts, &decide)?;
-    io::copy(&mut decoded, &mut io::sink()).context("reading the end of the image")?;
+    let (written, captured) = extract::unpack_tar_filtered(root, &mut *input, &opts, &decide)?;
+    io::copy(input, &mut io::sink()).context("reading the end of the image")?;
     let member = captured.into_iter().next().with_context(|| format!("{what} has no {MANIFEST_MEMBER}"))?;
     let manifest = parse_manifest(&mut &member.data[..], what)?;
     Ok((manifest, written.len()))
