@@ -9,6 +9,7 @@
 #   make build   the static init, then the anemos binary that embeds it
 #   make mirror  the caching mirror proxy (anemos-mirror) the demo and manual runs use
 #   make fuzz-smoke  run each cargo-fuzz target briefly (FUZZ_SECONDS each, default 20)
+#   make lint    cargo clippy (warnings are errors) and cargo fmt --check (rustfmt.toml); CI runs it
 
 CARGO  ?= cargo
 TARGET := x86_64-unknown-linux-musl
@@ -20,7 +21,7 @@ APT_PACKAGES := qemu-system-x86 ovmf musl-tools e2fsprogs dosfstools fdisk gdisk
 	dpkg-dev cpio kmod xz-utils zstd file mmdebstrap debootstrap age grub-common time gnupg openssl binutils openssh-client \
 	pacman-package-manager makepkg libarchive-tools busybox-static
 
-.PHONY: help setup build init anemos mirror kernel test test-long unit-test demo bench clean fuzz-smoke
+.PHONY: help setup build init anemos mirror kernel test test-long unit-test demo bench clean fuzz-smoke lint
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -33,6 +34,7 @@ setup:
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
 	rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+	for c in clippy rustfmt; do rustup component list --installed | grep -q "^$$c" || rustup component add $$c; done
 
 # The init first, in its own cargo run: the anemos binary embeds it at build time.
 init:
@@ -52,6 +54,11 @@ kernel:
 
 unit-test:
 	$(CARGO) test --workspace --exclude anemos-tests
+
+# The init first: the anemos binary embeds it (clippy builds the builder too).
+lint: init
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
 
 test: build kernel
 	$(CARGO) test --workspace

@@ -17,10 +17,7 @@ fn main() {
         None => workspace.join("target/x86_64-unknown-linux-musl/release/anemos-init"),
     };
     if !init.is_file() {
-        panic!(
-            "the static init {} does not exist: build it first with `make init` (or `cargo build --release -p anemos-init`), or point ANEMOS_INIT_BIN at it",
-            init.display()
-        );
+        panic!("the static init {} does not exist: build it first with `make init` (or `cargo build --release -p anemos-init`), or point ANEMOS_INIT_BIN at it", init.display());
     }
     println!("cargo:rerun-if-changed={}", init.display());
 

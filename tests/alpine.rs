@@ -21,7 +21,15 @@ const CANARY: &str = "/tmp/anemos-canary";
 fn packages() -> (Vec<Pkg>, Vec<Pkg>) {
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (apt-get install busybox-static)");
     let mut base = Pkg::new("alpine-baselayout", "3.6.5-r0");
-    base.entries = vec![Entry::Dir("bin", 0o755), Entry::Dir("etc", 0o755), Entry::Dir("lib", 0o755), Entry::Dir("tmp", 0o1777), Entry::Dir("usr", 0o755), Entry::Dir("usr/share", 0o755), Entry::File("etc/os-release", 0o644, b"ID=anemostest\n".to_vec())];
+    base.entries = vec![
+        Entry::Dir("bin", 0o755),
+        Entry::Dir("etc", 0o755),
+        Entry::Dir("lib", 0o755),
+        Entry::Dir("tmp", 0o1777),
+        Entry::Dir("usr", 0o755),
+        Entry::Dir("usr/share", 0o755),
+        Entry::File("etc/os-release", 0o644, b"ID=anemostest\n".to_vec()),
+    ];
     let mut musl = Pkg::new("musl", "1.2.5-r0");
     musl.provides = "so:libc.musl-x86_64.so.1=1";
     musl.entries = vec![Entry::Dir("lib", 0o755), Entry::File("lib/ld-musl-x86_64.so.1", 0o755, b"not really musl\n".to_vec()), Entry::Symlink("lib/libc.musl-x86_64.so.1", "ld-musl-x86_64.so.1")];
@@ -34,10 +42,7 @@ fn packages() -> (Vec<Pkg>, Vec<Pkg>) {
     hello.depends = "/bin/sh so:libc.musl-x86_64.so.1 !hello-legacy";
     hello.sha256 = true;
     hello.entries = vec![Entry::Dir("usr/share/hello", 0o755), Entry::File("usr/share/hello/greeting", 0o644, b"hello\n".to_vec()), Entry::File("usr/share/hello/secret", 0o600, b"s\n".to_vec())];
-    hello.scripts = vec![
-        ("pre-install", "#!/bin/sh\n/bin/busybox mkdir -p /var/log\necho \"pre $1\" >>/var/log/hello.log\n"),
-        ("post-install", "#!/bin/sh\necho \"post $1\" >>/var/log/hello.log\n"),
-    ];
+    hello.scripts = vec![("pre-install", "#!/bin/sh\n/bin/busybox mkdir -p /var/log\necho \"pre $1\" >>/var/log/hello.log\n"), ("post-install", "#!/bin/sh\necho \"post $1\" >>/var/log/hello.log\n")];
     let mut watcher = Pkg::new("hello-watcher", "1-r0");
     watcher.depends = "/bin/sh";
     watcher.install_if = "hello";
@@ -77,9 +82,7 @@ fn fixture() -> &'static Path {
 fn server() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        let rename = |mode: &str, file: &str| {
-            (["other", "tampered", "unsigned", "wronghash"].contains(&mode) && file == "main/x86_64/APKINDEX.tar.gz").then(|| format!("{file}.{mode}"))
-        };
+        let rename = |mode: &str, file: &str| (["other", "tampered", "unsigned", "wronghash"].contains(&mode) && file == "main/x86_64/APKINDEX.tar.gz").then(|| format!("{file}.{mode}"));
         serve::start(fixture().join("repo"), |f| f.ends_with(".apk"), Box::new(rename))
     })
 }
@@ -143,7 +146,17 @@ fn alpine_base_installs_with_scripts_triggers_and_database() {
     names.sort();
     assert_eq!(
         names,
-        ["alpine-base-3.20.3-r0", "alpine-baselayout-3.6.5-r0", "busybox-1.36.1-r2", "extra-tool-0.9a_rc2-r0", "hello-2.12_p1-r3", "hello-watcher-1-r0", "linux-fake-6.6.1-r0", "mkinitfs-3.10.1-r0", "musl-1.2.5-r0"]
+        [
+            "alpine-base-3.20.3-r0",
+            "alpine-baselayout-3.6.5-r0",
+            "busybox-1.36.1-r2",
+            "extra-tool-0.9a_rc2-r0",
+            "hello-2.12_p1-r3",
+            "hello-watcher-1-r0",
+            "linux-fake-6.6.1-r0",
+            "mkinitfs-3.10.1-r0",
+            "musl-1.2.5-r0"
+        ]
     );
     assert_eq!(audit(&root, &db), 9);
     assert!(db.contains("F:usr/share/hello\nR:greeting\nZ:Q1"), "{db}");

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anemos_qemu::{choose_accel, Config, Console, Disk, Vm};
-use anemos_tests::{anemos, scratch, sh, vm_lock, workspace, test_kernel};
+use anemos_tests::{anemos, scratch, sh, test_kernel, vm_lock, workspace};
 use installer::event::Event;
 
 const BOOT: Duration = Duration::from_secs(120);

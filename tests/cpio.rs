@@ -30,13 +30,7 @@ fn gnu_cpio_lists_what_we_wrote() {
     let path = dir.join("a.cpio");
     std::fs::write(&path, sample().to_bytes().unwrap()).unwrap();
     let listing = sh(&format!("cpio -itv --quiet < {}", path.display())).unwrap();
-    let line = |name: &str| {
-        listing
-            .lines()
-            .find(|l| l.ends_with(&format!(" {name}")) || l.contains(&format!(" {name} -> ")))
-            .unwrap_or_else(|| panic!("{name} not listed:\n{listing}"))
-            .to_string()
-    };
+    let line = |name: &str| listing.lines().find(|l| l.ends_with(&format!(" {name}")) || l.contains(&format!(" {name} -> "))).unwrap_or_else(|| panic!("{name} not listed:\n{listing}")).to_string();
     assert!(line("etc/shadow").starts_with("-rw-------   1 root     root"), "{}", line("etc/shadow"));
     assert!(line("bin/tool").starts_with("-rwsr-xr-x"), "{}", line("bin/tool"));
     assert!(line("dev/console").starts_with("crw-------") && line("dev/console").contains("5,   1"), "{}", line("dev/console"));

@@ -73,9 +73,7 @@ fn a_kernel_gets_one_initramfs_at_finish() {
     let prepared = debian::prepare(&config).unwrap();
     let root = scratch("debian-kernel").join("root");
     debian::install(&prepared, &root, &InstallOptions::default()).unwrap();
-    let initrds = || {
-        std::fs::read_dir(root.join("boot")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("initrd.img-")).count()
-    };
+    let initrds = || std::fs::read_dir(root.join("boot")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("initrd.img-")).count();
     assert_eq!(initrds(), 0, "an initramfs was built during the install");
     let (_, diversions) = in_chroot(&root, &["dpkg-divert", "--list", "/usr/sbin/update-initramfs"]);
     assert!(diversions.contains("update-initramfs.anemos"), "{diversions}");

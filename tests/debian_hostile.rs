@@ -145,8 +145,7 @@ fn config_suite(mode: &str, suite: &str, include: &[&str]) -> Config {
 /// prepare + install (unpack and register only) into a fresh root.
 fn run(name: &str, mode: &str, include: &[&str]) -> (PathBuf, Result<()>) {
     let root = scratch(&format!("debian-hostile-{name}")).join("root");
-    let r = debian::prepare(&config(mode, include))
-        .and_then(|p| debian::install(&p, &root, &InstallOptions { configure: false, ..InstallOptions::default() }).map(|_| ()));
+    let r = debian::prepare(&config(mode, include)).and_then(|p| debian::install(&p, &root, &InstallOptions { configure: false, ..InstallOptions::default() }).map(|_| ()));
     (root, r)
 }
 

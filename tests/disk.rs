@@ -52,9 +52,7 @@ fn sfdisk_parts(img: &Path) -> Vec<(u64, u64, String, String)> {
     dump.lines()
         .filter(|l| l.contains(" : start="))
         .map(|l| {
-            let field = |k: &str| {
-                l.split(',').find_map(|f| f.trim().strip_prefix(&format!("{k}=")).map(|v| v.trim_matches('"').to_string())).unwrap_or_default()
-            };
+            let field = |k: &str| l.split(',').find_map(|f| f.trim().strip_prefix(&format!("{k}=")).map(|v| v.trim_matches('"').to_string())).unwrap_or_default();
             let start = l.split("start=").nth(1).unwrap().split(',').next().unwrap().trim().parse().unwrap();
             let size = l.split("size=").nth(1).unwrap().split(',').next().unwrap().trim().parse().unwrap();
             (start, size, field("type"), field("name"))
@@ -72,10 +70,7 @@ fn judge_gpt(img: &Path) {
 fn gpt_esp_swap_root() {
     let dir = scratch("disk-gpt");
     let img = image(&dir, "a.img", 8 * GIB);
-    let layout = partition(
-        &img,
-        &request(TableKind::Gpt, &[("esp", Size::Bytes(512 * MIB), PartKind::Esp), ("swap", Size::Bytes(GIB), PartKind::Swap), ("root", Size::Rest, PartKind::Root)], None),
-    );
+    let layout = partition(&img, &request(TableKind::Gpt, &[("esp", Size::Bytes(512 * MIB), PartKind::Esp), ("swap", Size::Bytes(GIB), PartKind::Swap), ("root", Size::Rest, PartKind::Root)], None));
     judge_gpt(&img);
     let parts = sfdisk_parts(&img);
     assert_eq!(parts.len(), 3);

@@ -27,10 +27,7 @@ fn make_file(path: &Path, kind: FsKind, label: Option<&str>) -> FsInfo {
 /// the superblock checksum that covers it, and the count of bytes written.
 fn dumpe2fs(path: &Path) -> String {
     let out = sh(&format!("dumpe2fs {} 2>/dev/null", path.display())).unwrap();
-    out.lines()
-        .filter(|l| !l.starts_with("Directory Hash Seed:") && !l.starts_with("Checksum:") && !l.starts_with("Lifetime writes:"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    out.lines().filter(|l| !l.starts_with("Directory Hash Seed:") && !l.starts_with("Checksum:") && !l.starts_with("Lifetime writes:")).collect::<Vec<_>>().join("\n")
 }
 
 fn first_difference(a: &str, b: &str) -> String {
@@ -45,12 +42,7 @@ fn fsck_ext4(path: &Path) {
 
 /// `blkid -p` (a fresh probe, no cache) as a map.
 fn blkid(path: &Path) -> BTreeMap<String, String> {
-    sh(&format!("blkid -p -o export {}", path.display()))
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    sh(&format!("blkid -p -o export {}", path.display())).unwrap().lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Ours and mke2fs's, same size, UUID and time: everything dumpe2fs prints must agree,
@@ -102,7 +94,14 @@ fn ext4_features_and_ids_are_visible() {
     assert_eq!(info, FsInfo { kind: FsKind::Ext4, uuid: UUID_STR.into(), label: Some("root".into()) });
     let header = sh(&format!("dumpe2fs -h {} 2>/dev/null", img.display())).unwrap();
     assert!(header.contains(&format!("Filesystem features:      {FEATURES}")), "{header}");
-    for want in ["Inode size:\t          256", "Block size:               4096", "Default mount options:    user_xattr acl", "Filesystem volume name:   root", "Journal sequence:         0x00000001", "Journal start:            0"] {
+    for want in [
+        "Inode size:\t          256",
+        "Block size:               4096",
+        "Default mount options:    user_xattr acl",
+        "Filesystem volume name:   root",
+        "Journal sequence:         0x00000001",
+        "Journal start:            0",
+    ] {
         assert!(header.contains(want), "missing {want:?} in\n{header}");
     }
     let ids = blkid(&img);

@@ -211,7 +211,8 @@ fn pack_is_byte_identical_for_identical_inputs() {
     // A directory's new mtime, and the age files re-encrypted (different ciphertext, same
     // secret): neither is an input of the payload.
     sh(&format!("touch {0}/files/etc/motd-new && rm {0}/files/etc/motd-new", dir.display())).unwrap();
-    sh(&format!("cd {} && age -d -i age.key secrets/dkim_key.age | age -r $(age-keygen -y age.key) -o secrets/dkim_key.age.new && mv secrets/dkim_key.age.new secrets/dkim_key.age", dir.display())).unwrap();
+    sh(&format!("cd {} && age -d -i age.key secrets/dkim_key.age | age -r $(age-keygen -y age.key) -o secrets/dkim_key.age.new && mv secrets/dkim_key.age.new secrets/dkim_key.age", dir.display()))
+        .unwrap();
     assert!(pack(&out("b.payload"), Some(epoch)) == a, "the payload changed");
     // Without it: the build time is the newest input (a touched IMGBUILD), and the payload
     // records this workstation's clock when it packed (the installer clock's floor).
@@ -278,10 +279,7 @@ fn a_patch_that_does_not_apply_names_file_and_hunk_and_changes_nothing() {
     std::fs::write(root.join("etc/ssh/sshd_config"), original).unwrap();
     let inputs = [InputDir { path: corpus("bad/patch-does-not-apply/files"), label: "files".into() }];
     let err = format!("{:#}", apply_patches(&root, &inputs).unwrap_err());
-    assert!(
-        err.contains("files/etc/ssh/sshd_config.makeimg.patch: hunk 2 (@@ -10,2 +10,2 @@) does not apply: its context or removed lines are not in the file /etc/ssh/sshd_config"),
-        "{err}"
-    );
+    assert!(err.contains("files/etc/ssh/sshd_config.makeimg.patch: hunk 2 (@@ -10,2 +10,2 @@) does not apply: its context or removed lines are not in the file /etc/ssh/sshd_config"), "{err}");
     assert_eq!(std::fs::read_to_string(root.join("etc/ssh/sshd_config")).unwrap(), original);
 }
 

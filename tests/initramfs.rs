@@ -77,12 +77,8 @@ fn a_payload_that_is_not_an_archive_is_refused() {
     std::fs::write(&bad, "just text\n").unwrap();
     let kernel = test_kernel();
     let out = dir.join("x.img");
-    let err = anemos(&[
-        "initramfs", "-o", out.to_str().unwrap(), "--modules-dir", kernel.modules_dir.to_str().unwrap(),
-        "--no-autodetect", "--payload", bad.to_str().unwrap(),
-    ])
-    .unwrap_err()
-    .to_string();
+    let err =
+        anemos(&["initramfs", "-o", out.to_str().unwrap(), "--modules-dir", kernel.modules_dir.to_str().unwrap(), "--no-autodetect", "--payload", bad.to_str().unwrap()]).unwrap_err().to_string();
     assert!(err.contains("is not a cpio archive") && err.contains("notes.txt"), "{err}");
     assert!(!out.exists(), "a half-made initramfs was left behind");
 }
@@ -92,11 +88,6 @@ fn a_missing_module_names_itself() {
     let dir = scratch("initramfs-missing-module");
     let kernel = test_kernel();
     let out = dir.join("x.img");
-    let err = anemos(&[
-        "initramfs", "-o", out.to_str().unwrap(), "--modules-dir", kernel.modules_dir.to_str().unwrap(),
-        "--no-autodetect", "--module", "no_such_driver",
-    ])
-    .unwrap_err()
-    .to_string();
+    let err = anemos(&["initramfs", "-o", out.to_str().unwrap(), "--modules-dir", kernel.modules_dir.to_str().unwrap(), "--no-autodetect", "--module", "no_such_driver"]).unwrap_err().to_string();
     assert!(err.contains("--module no_such_driver") && err.contains("not in"), "{err}");
 }

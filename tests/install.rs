@@ -365,7 +365,11 @@ fn provision_failure_stops_in_rescue_showing_the_command_and_leaves_no_bootable_
     // A secret that provision() expands (traced by set -x and echoed): its value must
     // reach no console line, event or log.
     const SECRET: &str = "frob-s3cret-0451";
-    sh(&format!("mkdir -p {0}/secrets {0}/files/etc && printf '{SECRET}\\n' > {0}/secrets/frob_key && echo 'key={{{{ secret:frob_key }}}}' > {0}/files/etc/frob.conf.makeimg.template", project.display())).unwrap();
+    sh(&format!(
+        "mkdir -p {0}/secrets {0}/files/etc && printf '{SECRET}\\n' > {0}/secrets/frob_key && echo 'key={{{{ secret:frob_key }}}}' > {0}/files/etc/frob.conf.makeimg.template",
+        project.display()
+    ))
+    .unwrap();
     let payload = dir.join("payload.cpio");
     anemos(&["pack", project.to_str().unwrap(), "-o", payload.to_str().unwrap()]).unwrap();
     let kernel = anemos_tests::test_kernel();
@@ -385,7 +389,10 @@ fn provision_failure_stops_in_rescue_showing_the_command_and_leaves_no_bootable_
     let screen = vm.output_text();
     let failure = &screen[screen.find("step provision failed").expect("the failure is on the console")..];
     assert!(failure.contains("the last command was: ls /nonexistent-anemos-path"), "{failure}");
-    assert!(failure.contains("No such file or directory") && failure.contains("setting up the frobnicator with key=[secret frob_key]"), "the command's output is not shown, or not redacted: {failure}");
+    assert!(
+        failure.contains("No such file or directory") && failure.contains("setting up the frobnicator with key=[secret frob_key]"),
+        "the command's output is not shown, or not redacted: {failure}"
+    );
     assert!(!screen.contains(SECRET), "the secret's value reached the console");
     assert!(!screen.contains("never reached"));
     assert!(screen.contains("safety step done: make the half-installed"), "the disk was not made unbootable");

@@ -59,14 +59,16 @@ fn caches_pool_forever_and_indexes_per_run() {
     let (up, hits) = upstream(files);
     let cache = scratch("mirror-cache");
     let source = Source { uri: format!("{up}/debian"), suite: "s".into(), components: vec!["main".into()] };
-    let proxy = MirrorProxy::start_with(0, &[source.clone()], &cache).unwrap();
+    let proxy = MirrorProxy::start_with(0, std::slice::from_ref(&source), &cache).unwrap();
     let base = proxy.local_uri(&source.uri).unwrap();
     assert_eq!(base, format!("{}/debian", proxy.base()));
 
-    let threads: Vec<_> = (0..4).map(|_| {
-        let u = format!("{base}/pool/main/x.deb");
-        std::thread::spawn(move || get(&u, None))
-    }).collect();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let u = format!("{base}/pool/main/x.deb");
+            std::thread::spawn(move || get(&u, None))
+        })
+        .collect();
     for t in threads {
         assert_eq!(t.join().unwrap(), (200, deb.clone()));
     }
@@ -86,7 +88,7 @@ fn caches_pool_forever_and_indexes_per_run() {
     assert_eq!(head.headers().get("content-length").unwrap().to_str().unwrap(), deb.len().to_string());
 
     // A new proxy process (same cache): indexes are fetched again, pool files are not.
-    let proxy2 = MirrorProxy::start_with(0, &[source.clone()], &cache).unwrap();
+    let proxy2 = MirrorProxy::start_with(0, std::slice::from_ref(&source), &cache).unwrap();
     let base2 = proxy2.local_uri(&source.uri).unwrap();
     assert_eq!(get(&format!("{base2}/pool/main/x.deb"), None).1, deb);
     assert_eq!(get(&format!("{base2}/dists/s/InRelease"), None).1, b"release");

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use anemos_tests::{scratch, sh, workspace, test_kernel};
+use anemos_tests::{scratch, sh, test_kernel, workspace};
 use installer::kmod::{select, ModuleIndex};
 
 /// The fixture tree, generated once for all tests of this file.

@@ -131,12 +131,7 @@ fn pxe_refuses_a_kernel_that_does_not_match_its_modules() {
     let project = project(&dir, "examples/debian-minimal", "");
     let k = test_kernel();
     let out = dir.join("out");
-    let err = anemos(&[
-        "pxe", project.to_str().unwrap(), "-o", out.to_str().unwrap(), "--kernel", k.vmlinuz.to_str().unwrap(),
-        "--kernel-release", "9.9.9-other",
-    ])
-    .unwrap_err()
-    .to_string();
+    let err = anemos(&["pxe", project.to_str().unwrap(), "-o", out.to_str().unwrap(), "--kernel", k.vmlinuz.to_str().unwrap(), "--kernel-release", "9.9.9-other"]).unwrap_err().to_string();
     assert!(err.contains(&format!("is Linux {}", k.release)) && err.contains("for 9.9.9-other"), "{err}");
     let err = anemos(&["pxe", project.to_str().unwrap(), "-o", out.to_str().unwrap(), "--kernel", k.vmlinuz.to_str().unwrap(), "--append", "a\nchain x"]).unwrap_err().to_string();
     assert!(err.contains("--append"), "{err}");

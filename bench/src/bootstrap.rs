@@ -138,18 +138,8 @@ fn debootstrap(dir: &Path, uri: &str, include: Option<&str>) -> Result<Run> {
 fn print_rows(set: &str, runs: &[Run]) {
     println!("   {set}:");
     let mm = runs.iter().find(|r| r.label == "mmdebstrap").map(|r| r.secs).unwrap_or(0.0);
-    let rows: Vec<Vec<String>> = runs
-        .iter()
-        .map(|r| {
-            vec![
-                r.label.clone(),
-                r.packages.len().to_string(),
-                format!("{:.1} s", r.secs),
-                ratio(r.secs, mm),
-                format!("{:.1} MiB", r.rss_kib as f64 / 1024.0),
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> =
+        runs.iter().map(|r| vec![r.label.clone(), r.packages.len().to_string(), format!("{:.1} s", r.secs), ratio(r.secs, mm), format!("{:.1} MiB", r.rss_kib as f64 / 1024.0)]).collect();
     table(&["tool", "packages", "wall", "vs mmdebstrap", "peak RSS (largest process)"], &rows);
     println!("   goals: anemos ≤ 0.50× mmdebstrap and faster than mmdebstrap with deferred initramfs; peak RSS < 128 MiB");
 }

@@ -26,12 +26,7 @@ pub fn run() -> Result<()> {
     let ours_full = dir.join("default.img");
     let anemos = anemos_bin();
     sh(&format!("{} initramfs -o {} --no-modules", anemos.display(), ours_base.display()))?;
-    sh(&format!(
-        "{} initramfs -o {} --modules-dir {} --no-autodetect",
-        anemos.display(),
-        ours_full.display(),
-        kernel.modules_dir.display()
-    ))?;
+    sh(&format!("{} initramfs -o {} --modules-dir {} --no-autodetect", anemos.display(), ours_full.display(), kernel.modules_dir.display()))?;
     let debian = debian_initrd(&kernel)?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let debian_size = size(&debian);
@@ -51,13 +46,7 @@ pub fn run() -> Result<()> {
     let mut theirs_all = Vec::new();
     for i in 0..RUNS {
         let ours = time_to_ready(&kernel, &ours_full, None, "anemos.mode=probe", &dir.join(format!("ours-{i}.log")))?;
-        let theirs = time_to_ready(
-            &kernel,
-            &debian,
-            Some(&root),
-            "root=/dev/vda rw init=/sbin/init anemos.mode=probe",
-            &dir.join(format!("debian-{i}.log")),
-        )?;
+        let theirs = time_to_ready(&kernel, &debian, Some(&root), "root=/dev/vda rw init=/sbin/init anemos.mode=probe", &dir.join(format!("debian-{i}.log")))?;
         ours_all.push(ours);
         theirs_all.push(theirs);
         rows.push(vec![format!("run {}", i + 1), format!("{ours:.2} s"), format!("{theirs:.2} s"), ratio(ours, theirs)]);
@@ -102,14 +91,8 @@ fn debian_initrd(kernel: &Kernel) -> Result<PathBuf> {
     let suite = sh(&format!("awk '/^Suites:/ {{ print $2; exit }} /^deb / {{ print $3; exit }}' {}", sources.display()))?;
     let chroot = scratch("debian-initramfs-chroot")?;
     println!("   building Debian's initramfs for {} with mmdebstrap (once; cached in {})", kernel.release, cached.display());
-    sh(&format!(
-        "mmdebstrap --quiet --mode=root --variant=apt --include=linux-image-{},initramfs-tools,zstd {} {} {}",
-        kernel.release,
-        suite.trim(),
-        chroot.display(),
-        sources.display()
-    ))
-    .context("mmdebstrap (the baseline needs network access to the host's apt mirror)")?;
+    sh(&format!("mmdebstrap --quiet --mode=root --variant=apt --include=linux-image-{},initramfs-tools,zstd {} {} {}", kernel.release, suite.trim(), chroot.display(), sources.display()))
+        .context("mmdebstrap (the baseline needs network access to the host's apt mirror)")?;
     std::fs::create_dir_all(cached.parent().context("cache path")?)?;
     std::fs::copy(chroot.join(format!("boot/initrd.img-{}", kernel.release)), &cached).context("copying Debian's initrd")?;
     let _ = std::fs::remove_dir_all(&chroot);

@@ -194,13 +194,7 @@ fn packages_split(log: &str, t: &mut Timings) -> Result<()> {
     let unpack = secs_after(line, ": unpack ").context("no unpack time")?;
     t.insert("configure", secs_after(line, "configure ").context("no configure time")?);
     t.insert("streamed", unpack);
-    let share = log
-        .lines()
-        .find(|l| l.contains("waited for the mirror"))
-        .and_then(|l| l.rsplit('(').next())
-        .and_then(|r| r.split('%').next())
-        .and_then(|p| p.parse::<f64>().ok())
-        .map(|p| p / 100.0);
+    let share = log.lines().find(|l| l.contains("waited for the mirror")).and_then(|l| l.rsplit('(').next()).and_then(|r| r.split('%').next()).and_then(|p| p.parse::<f64>().ok()).map(|p| p / 100.0);
     if let Some(share) = share {
         t.insert("download", unpack * share);
         t.insert("unpack", unpack * (1.0 - share));
@@ -225,7 +219,8 @@ fn anemos_bootstrap(dir: &Path, specs: &[String], include: &[String]) -> Result<
     let mut t = Timings::new();
     t.insert("total", secs);
     let after = |key: &str| text.lines().find_map(|l| l.split(key).nth(1)?.split_whitespace().next()?.trim_end_matches(',').parse::<f64>().ok());
-    if let Some(s) = text.lines().find(|l| l.contains("prepared ") && l.contains(" to download, in ")).and_then(|l| l.rsplit(" in ").next()).and_then(|r| r.trim().trim_end_matches(" s").parse().ok()) {
+    if let Some(s) = text.lines().find(|l| l.contains("prepared ") && l.contains(" to download, in ")).and_then(|l| l.rsplit(" in ").next()).and_then(|r| r.trim().trim_end_matches(" s").parse().ok())
+    {
         t.insert("indexes", s);
     }
     if let Some(s) = after("built the initramfs in ") {

@@ -53,11 +53,7 @@ pub fn run(dir: &Path, project: &Path, mirror_args: &[String]) -> Result<()> {
     };
     table(
         &["", "least guest memory"],
-        &[
-            vec!["anemos image (this run)".into(), least],
-            vec!["goal".into(), format!("{GOAL} MiB")],
-            vec!["nixos-anywhere (documented minimum)".into(), "1024 MiB".into()],
-        ],
+        &[vec!["anemos image (this run)".into(), least], vec!["goal".into(), format!("{GOAL} MiB")], vec!["nixos-anywhere (documented minimum)".into(), "1024 MiB".into()]],
     );
     Ok(())
 }

@@ -47,14 +47,7 @@ pub fn run() -> Result<()> {
         }
         let (o, t) = (best(&ours), best(&theirs));
         times.push(vec![name.to_string(), format!("{:.3} s", o.secs), format!("{:.3} s", t.secs), ratio(o.secs, t.secs), "≤ 1.00×".into()]);
-        bytes.push(vec![
-            name.to_string(),
-            kib(o.written),
-            kib(t.written),
-            kib(o.allocated),
-            kib(t.allocated),
-            format!("{} / {} KiB", o.peak_kib, t.peak_kib),
-        ]);
+        bytes.push(vec![name.to_string(), kib(o.written), kib(t.written), kib(o.allocated), kib(t.allocated), format!("{} / {} KiB", o.peak_kib, t.peak_kib)]);
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!("   wall time, best of {RUNS} (spawn to exit, fsync included):");
@@ -86,13 +79,7 @@ fn measure(dir: &Path, size: u64, cmd: &[&str]) -> Result<Sample> {
     Command::new("sync").status().context("running sync")?;
     let report = dir.join("time.txt");
     let start = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%O %M", "-o"])
-        .arg(&report)
-        .args(cmd)
-        .arg(&img)
-        .output()
-        .context("running /usr/bin/time (apt package `time`)")?;
+    let out = Command::new("/usr/bin/time").args(["-f", "%O %M", "-o"]).arg(&report).args(cmd).arg(&img).output().context("running /usr/bin/time (apt package `time`)")?;
     let secs = start.elapsed().as_secs_f64();
     if !out.status.success() {
         bail!("{} failed ({}): {}", cmd.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim());

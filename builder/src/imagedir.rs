@@ -32,14 +32,7 @@ pub fn build(req: &ImageRequest, project: &Project) -> Result<(PathBuf, Vec<(Str
     match &plan.format {
         Format::Tar { compression } => {
             let out = req.output_dir.join(format!("{}.tar.{}", plan.imgname, compression.suffix()));
-            let status = std::process::Command::new("tar")
-                .args(["--numeric-owner", "--xattrs", "--acls", "-C"])
-                .arg(&root)
-                .arg("-caf")
-                .arg(&out)
-                .arg(".")
-                .status()
-                .context("running tar")?;
+            let status = std::process::Command::new("tar").args(["--numeric-owner", "--xattrs", "--acls", "-C"]).arg(&root).arg("-caf").arg(&out).arg(".").status().context("running tar")?;
             if !status.success() {
                 bail!("tar failed ({status}) writing {}", out.display());
             }

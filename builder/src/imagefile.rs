@@ -218,7 +218,19 @@ mod tests {
     }
 
     fn manifest() -> Manifest {
-        Manifest { format: FORMAT.into(), imgname: "t".into(), target: "debian".into(), clamp: 1_700_000_000, unpacked: 0, entries: 0, packages: vec![], secrets: vec![], plan: installer_sample_plan(), sha256: None, size: None }
+        Manifest {
+            format: FORMAT.into(),
+            imgname: "t".into(),
+            target: "debian".into(),
+            clamp: 1_700_000_000,
+            unpacked: 0,
+            entries: 0,
+            packages: vec![],
+            secrets: vec![],
+            plan: installer_sample_plan(),
+            sha256: None,
+            size: None,
+        }
     }
 
     fn installer_sample_plan() -> installer::plan::Plan {

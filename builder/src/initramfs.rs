@@ -91,10 +91,7 @@ fn resolve_tree(release: Option<&str>, dir: Option<&Path>, running: &str) -> (St
 fn append_payload(bytes: &mut Vec<u8>, path: &Path) -> Result<()> {
     let data = std::fs::read(path).with_context(|| format!("reading payload {}", path.display()))?;
     if compress::kind(&data).is_none() {
-        bail!(
-            "payload {} is not a cpio archive (plain, zstd or gzip); make one with `anemos pack`",
-            path.display()
-        );
+        bail!("payload {} is not a cpio archive (plain, zstd or gzip); make one with `anemos pack`", path.display());
     }
     append(bytes, &data);
     Ok(())

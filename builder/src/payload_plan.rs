@@ -71,10 +71,7 @@ pub fn check_against_host(payload: &Path, append: &str) -> Result<HostCheck> {
     if let Some(sel) = &from_append {
         text += &format!("(chosen by anemos.target={sel} on the installer's command line, not the plan's disk=)\n");
     }
-    text += &format!(
-        "After the reboot it requires exactly this disk, {}, and stops before writing anything if it finds another.\n",
-        confirmed.target.describe()
-    );
+    text += &format!("After the reboot it requires exactly this disk, {}, and stops before writing anything if it finds another.\n", confirmed.target.describe());
     for kept in &confirmed.preserved {
         text += &format!("It keeps {}, and stops if that disk is missing.\n", kept.describe());
     }

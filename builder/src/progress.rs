@@ -40,7 +40,6 @@ impl ProgressLines {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -66,9 +66,7 @@ pub fn wait_for_devices(opts: &Options) -> Result<()> {
 
 /// Names under /sys/class/block, sorted.
 pub fn block_devices() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/sys/class/block")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/block").map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect()).unwrap_or_default();
     names.sort();
     names
 }

@@ -46,15 +46,40 @@ pub struct OptionDoc {
 }
 
 pub const OPTIONS: &[OptionDoc] = &[
-    OptionDoc { name: "anemos.mode", values: "install | rescue | probe", default: "install", meaning: "install the payload's plan; go straight to the rescue console; or bring up, report the hardware and stop" },
-    OptionDoc { name: "anemos.log", values: "error | warn | info | debug | trace", default: "info", meaning: "the most detailed level written to the console and /dev/kmsg (the in-memory log keeps debug and above)" },
+    OptionDoc {
+        name: "anemos.mode",
+        values: "install | rescue | probe",
+        default: "install",
+        meaning: "install the payload's plan; go straight to the rescue console; or bring up, report the hardware and stop",
+    },
+    OptionDoc {
+        name: "anemos.log",
+        values: "error | warn | info | debug | trace",
+        default: "info",
+        meaning: "the most detailed level written to the console and /dev/kmsg (the in-memory log keeps debug and above)",
+    },
     OptionDoc { name: "anemos.on_failure", values: "rescue | reboot | poweroff", default: "the plan's on_failure, else rescue", meaning: "what the init does after logging a failure" },
-    OptionDoc { name: "anemos.done", values: "rescue | reboot | poweroff | kexec", default: "the plan's on_success (install), poweroff (probe)", meaning: "what the init does when its mode finished successfully" },
-    OptionDoc { name: "anemos.target", values: "DISK SELECTOR", default: "the plan's disk=", meaning: "the disk to install on instead of the plan's (image builds name the image: serial:anemos-image)" },
+    OptionDoc {
+        name: "anemos.done",
+        values: "rescue | reboot | poweroff | kexec",
+        default: "the plan's on_success (install), poweroff (probe)",
+        meaning: "what the init does when its mode finished successfully",
+    },
+    OptionDoc {
+        name: "anemos.target",
+        values: "DISK SELECTOR",
+        default: "the plan's disk=",
+        meaning: "the disk to install on instead of the plan's (image builds name the image: serial:anemos-image)",
+    },
     OptionDoc { name: "anemos.modules", values: "NAME[,NAME…]", default: "(none)", meaning: "modules (or aliases) to load by name before coldplug" },
     OptionDoc { name: "anemos.wait", values: "NAME[,NAME…]", default: "(none)", meaning: "block devices (as in /sys/class/block) that must appear before the init goes on" },
     OptionDoc { name: "anemos.wait_timeout", values: "SECONDS", default: "20", meaning: "how long to wait for anemos.wait devices before failing with the list of devices seen" },
-    OptionDoc { name: "anemos.net", values: "dhcp | off", default: "dhcp in install mode, off otherwise", meaning: "whether and how to bring up the network when the payload does not say (static settings: anemos.ip)" },
+    OptionDoc {
+        name: "anemos.net",
+        values: "dhcp | off",
+        default: "dhcp in install mode, off otherwise",
+        meaning: "whether and how to bring up the network when the payload does not say (static settings: anemos.ip)",
+    },
     OptionDoc { name: "anemos.ip", values: "ADDRESS/PREFIX", default: "(none)", meaning: "a static address instead of DHCP (with anemos.gw, anemos.dns, anemos.iface)" },
     OptionDoc { name: "anemos.gw", values: "ADDRESS", default: "(none)", meaning: "the default gateway for anemos.ip" },
     OptionDoc { name: "anemos.dns", values: "ADDRESS[,ADDRESS…]", default: "(none)", meaning: "name servers for anemos.ip (DHCP supplies its own)" },

@@ -59,13 +59,7 @@ pub const MOUNTS: &[Action] = &[
 ];
 
 /// EFI variables, when the machine booted through UEFI (bootloader installation needs them).
-pub const EFIVARS: Action = Action::Mount {
-    source: "efivarfs",
-    target: "/sys/firmware/efi/efivars",
-    fstype: "efivarfs",
-    flags: NOSUID_NODEV_NOEXEC,
-    data: "",
-};
+pub const EFIVARS: Action = Action::Mount { source: "efivarfs", target: "/sys/firmware/efi/efivars", fstype: "efivarfs", flags: NOSUID_NODEV_NOEXEC, data: "" };
 
 impl Action {
     /// Applies the action. Work that is already done (a mount point already mounted, a

@@ -13,7 +13,8 @@ use crate::{rescue, shutdown};
 
 static FAILING: AtomicBool = AtomicBool::new(false);
 static ON_FAILURE: Mutex<Action> = Mutex::new(Action::Rescue);
-static SAFETY_HOOKS: Mutex<Vec<(String, Box<dyn Fn() -> anyhow::Result<()> + Send>)>> = Mutex::new(Vec::new());
+type SafetyHook = Box<dyn Fn() -> anyhow::Result<()> + Send>;
+static SAFETY_HOOKS: Mutex<Vec<(String, SafetyHook)>> = Mutex::new(Vec::new());
 type RescuePrep = Box<dyn Fn() + Send>;
 static BEFORE_RESCUE: Mutex<Option<RescuePrep>> = Mutex::new(None);
 
@@ -94,12 +95,7 @@ fn run_safety_hooks() {
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let message = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into());
         fail("panic", &anyhow::anyhow!("internal error{location}: {message}"));
     }));
 }

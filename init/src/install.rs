@@ -70,7 +70,5 @@ fn confirmed_disks() -> anyhow::Result<Option<installer::disk::Confirmed>> {
 fn guard_disk(inst: &Install) {
     let Some((disk, layout)) = inst.target_disk() else { return };
     let (disk, table, sector) = (PathBuf::from(disk), layout.table, layout.sector_size);
-    failure::add_safety_hook(&format!("make the half-installed {} unbootable", disk.display()), move || {
-        installer::disk::partition::invalidate(&disk, table, sector)
-    });
+    failure::add_safety_hook(&format!("make the half-installed {} unbootable", disk.display()), move || installer::disk::partition::invalidate(&disk, table, sector));
 }

@@ -7,11 +7,7 @@ use anyhow::{Context, Result};
 
 /// Every record currently in the kernel's buffer, as `[seconds] text` lines.
 pub fn read_all() -> Result<String> {
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open("/dev/kmsg")
-        .context("opening /dev/kmsg")?;
+    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32).open("/dev/kmsg").context("opening /dev/kmsg")?;
     let mut out = String::new();
     let mut buf = vec![0u8; 8192];
     loop {

@@ -22,12 +22,7 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 /// Installs the logger (before anything is mounted it writes to stderr only).
 pub fn install() {
-    let logger = LOGGER.get_or_init(|| Logger {
-        console_level: Mutex::new(LevelFilter::Info),
-        consoles: Mutex::new(Vec::new()),
-        kmsg: Mutex::new(None),
-        memory: Mutex::new(Vec::new()),
-    });
+    let logger = LOGGER.get_or_init(|| Logger { console_level: Mutex::new(LevelFilter::Info), consoles: Mutex::new(Vec::new()), kmsg: Mutex::new(None), memory: Mutex::new(Vec::new()) });
     if log::set_logger(logger).is_ok() {
         log::set_max_level(LevelFilter::Debug);
     }
@@ -131,7 +126,7 @@ impl Log for Logger {
                     // One kmsg record per line; the kernel truncates records near 1 KiB.
                     for part in msg.lines() {
                         let part: String = part.chars().take(900).collect();
-                        let _ = write!(k, "<{}>anemos: {part}\n", kmsg_priority(record.level()));
+                        let _ = writeln!(k, "<{}>anemos: {part}", kmsg_priority(record.level()));
                     }
                 }
             }

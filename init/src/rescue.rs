@@ -125,11 +125,7 @@ fn ls(args: &[&str]) -> anyhow::Result<()> {
             '-'
         };
         let name = e.file_name().to_string_lossy().into_owned();
-        let extra = if ft.is_symlink() {
-            format!(" -> {}", std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default())
-        } else {
-            String::new()
-        };
+        let extra = if ft.is_symlink() { format!(" -> {}", std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default()) } else { String::new() };
         println!("{kind}{:04o} {:>12} {name}{extra}", md.mode() & 0o7777, md.size());
     }
     Ok(())
@@ -176,14 +172,7 @@ fn net(_: &[&str]) -> anyhow::Result<()> {
     let indexes = nl.links()?;
     let addresses = nl.addresses()?;
     for l in links {
-        println!(
-            "{:<10} {:<18} {:<8} mtu {:<5} {}",
-            l.name,
-            l.mac.as_deref().unwrap_or("-"),
-            l.operstate,
-            l.mtu,
-            l.driver.as_deref().unwrap_or("")
-        );
+        println!("{:<10} {:<18} {:<8} mtu {:<5} {}", l.name, l.mac.as_deref().unwrap_or("-"), l.operstate, l.mtu, l.driver.as_deref().unwrap_or(""));
         let index = indexes.iter().find(|i| i.1 == l.name).map(|i| i.0);
         for a in addresses.iter().filter(|a| Some(a.index) == index) {
             println!("           inet {}/{}", a.address, a.prefix);

@@ -263,12 +263,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// link-local (which cannot be bound without an interface).
 pub fn own_addresses() -> Result<Vec<IpAddr>> {
     let mut nl = crate::net::Netlink::open()?;
-    let mut addrs: Vec<IpAddr> = nl
-        .addresses()?
-        .into_iter()
-        .map(|a| a.address)
-        .filter(|a| !a.is_loopback() && !matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
-        .collect();
+    let mut addrs: Vec<IpAddr> = nl.addresses()?.into_iter().map(|a| a.address).filter(|a| !a.is_loopback() && !matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)).collect();
     addrs.sort();
     addrs.dedup();
     Ok(addrs)

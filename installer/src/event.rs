@@ -25,22 +25,48 @@ pub enum Event {
         #[serde(default)]
         network: Vec<String>,
     },
-    PhaseStarted { phase: String },
-    PhaseFinished { phase: String, ms: u64 },
+    PhaseStarted {
+        phase: String,
+    },
+    PhaseFinished {
+        phase: String,
+        ms: u64,
+    },
     /// Progress inside a phase (e.g. packages n/N).
-    Progress { phase: String, done: u64, total: u64, unit: String },
+    Progress {
+        phase: String,
+        done: u64,
+        total: u64,
+        unit: String,
+    },
     /// A step failed; `action` is what the init does about it (rescue, reboot, poweroff).
-    Failed { phase: String, error: String, action: String },
+    Failed {
+        phase: String,
+        error: String,
+        action: String,
+    },
     /// The init found and validated the payload's plan.
-    PlanLoaded { imgname: String, target: String, packages: usize, partitions: usize },
+    PlanLoaded {
+        imgname: String,
+        target: String,
+        packages: usize,
+        partitions: usize,
+    },
     /// The rescue console is waiting for commands.
     Rescue,
     /// The init is about to reboot, power off or kexec.
-    Shutdown { action: String },
+    Shutdown {
+        action: String,
+    },
     /// The install completed.
-    Done { ms: u64 },
+    Done {
+        ms: u64,
+    },
     /// A log line (info and above), for remote viewers; not printed on the console again.
-    Log { level: String, message: String },
+    Log {
+        level: String,
+        message: String,
+    },
 }
 
 impl Event {

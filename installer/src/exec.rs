@@ -30,10 +30,7 @@ pub fn start_reaper() -> Result<()> {
     if REAPER.set(Reaper { waiters: Mutex::new(HashMap::new()), spawned: Condvar::new() }).is_err() {
         return Ok(());
     }
-    std::thread::Builder::new()
-        .name("reaper".into())
-        .spawn(reap_forever)
-        .context("starting the child reaper thread")?;
+    std::thread::Builder::new().name("reaper".into()).spawn(reap_forever).context("starting the child reaper thread")?;
     Ok(())
 }
 

@@ -12,22 +12,22 @@ pub mod endpoint;
 pub mod event;
 pub mod exec;
 pub mod files;
-#[cfg(feature = "host")]
-pub mod imgbuild;
 pub mod fs;
 pub mod fstab;
 pub mod image;
+#[cfg(feature = "host")]
+pub mod imgbuild;
 pub mod initramfs;
 pub mod install;
 pub mod kmod;
 pub mod mount;
 pub mod net;
+pub mod packages;
 pub mod payload;
 pub mod plan;
 pub mod redact;
 #[cfg(feature = "host")]
 pub mod secrets;
-pub mod packages;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod sysfs;

@@ -26,10 +26,7 @@ pub struct Ovmf {
 impl Ovmf {
     /// Finds OVMF as Debian's `ovmf` package installs it.
     pub fn find() -> Result<Ovmf> {
-        for (code, vars) in [
-            ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
-            ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
-        ] {
+        for (code, vars) in [("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"), ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd")] {
             if Path::new(code).is_file() && Path::new(vars).is_file() {
                 return Ok(Ovmf { code: code.into(), vars: vars.into() });
             }

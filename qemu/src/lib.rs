@@ -14,7 +14,7 @@ mod vm;
 
 pub use accel::{choose_accel, Accel};
 pub use attach::{attach, Escape, Key, HELP as ATTACH_HELP};
-pub use kernel::{cache_dir, Kernel};
 pub use config::{Config, Disk, Firmware, Net, Ovmf};
+pub use kernel::{cache_dir, Kernel};
 pub use stuck::stuck;
 pub use vm::{Console, Vm};

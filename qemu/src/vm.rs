@@ -133,10 +133,18 @@ impl Vm {
                     "{why} after {:.0} s, before {needle:?} appeared:
   {}{}",
                     self.started.elapsed().as_secs_f64(),
-                    lines.join("
-  "),
-                    self.log_path.as_ref().map(|p| format!("
-the whole console log: {}", p.display())).unwrap_or_default()
+                    lines.join(
+                        "
+  "
+                    ),
+                    self.log_path
+                        .as_ref()
+                        .map(|p| format!(
+                            "
+the whole console log: {}",
+                            p.display()
+                        ))
+                        .unwrap_or_default()
                 );
             }
         }

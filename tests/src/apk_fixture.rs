@@ -151,7 +151,14 @@ fn build(dir: &Path, repo: &Path, p: &Pkg) -> Result<String> {
     let apk = [sig_member(dir, KEY, &control, p.sha256)?, control.clone(), data].concat();
     std::fs::write(repo.join(format!("{}-{}.apk", p.name, p.version)), &apk)?;
     let c = base64_sha1(&control);
-    let mut rec = format!("C:Q1{c}\nP:{}\nV:{}\nA:x86_64\nS:{}\nI:{isize}\nT:{} (anemos test fixture)\nU:https://example.invalid/\nL:MIT\no:{}\nm:Anemos Test <test@example.invalid>\nt:1700000000\n", p.name, p.version, apk.len(), p.name, p.name);
+    let mut rec = format!(
+        "C:Q1{c}\nP:{}\nV:{}\nA:x86_64\nS:{}\nI:{isize}\nT:{} (anemos test fixture)\nU:https://example.invalid/\nL:MIT\no:{}\nm:Anemos Test <test@example.invalid>\nt:1700000000\n",
+        p.name,
+        p.version,
+        apk.len(),
+        p.name,
+        p.name
+    );
     for (k, v) in [('D', p.depends), ('p', p.provides), ('i', p.install_if)] {
         if !v.is_empty() {
             rec.push_str(&format!("{k}:{v}\n"));

@@ -192,11 +192,7 @@ pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, wait: std:
 pub fn unmount_below(dir: &Path) {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
     let prefix = dir.to_string_lossy().into_owned();
-    let mut points: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
-        .collect();
+    let mut points: Vec<&str> = info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/"))).collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let _ = Command::new("umount").arg("-l").arg(p).status();

@@ -42,9 +42,8 @@ impl MirrorProxy {
     /// Starts on 127.0.0.1:`port` (0 picks a free port) with the host's apt sources.
     pub fn start(port: u16) -> Result<MirrorProxy> {
         let sources = host_sources(Path::new("/etc/apt"))?;
-        let cache = std::env::var_os("ANEMOS_MIRROR_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/anemos/mirror")
-        });
+        let cache =
+            std::env::var_os("ANEMOS_MIRROR_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/anemos/mirror"));
         Self::start_with(port, &sources, &cache)
     }
 
@@ -70,12 +69,7 @@ impl MirrorProxy {
         std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
         let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
         let port = listener.local_addr()?.port();
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(20)))
-            .timeout_per_read(Some(Duration::from_secs(60)))
-            .build()
-            .new_agent();
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_connect(Some(Duration::from_secs(20))).timeout_per_read(Some(Duration::from_secs(60))).build().new_agent();
         let shared = Arc::new(Shared { upstreams: upstreams.clone(), cache: cache.to_path_buf(), refreshed: Mutex::new(HashSet::new()), agent });
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {

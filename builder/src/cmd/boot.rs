@@ -1,7 +1,7 @@
 //! `anemos boot`: boot a kernel and initramfs in QEMU with the console on this terminal.
 
-use anyhow::{bail, Result};
 use anemos_qemu::{choose_accel, Config, Console, Disk, Firmware, Net, Ovmf, Vm};
+use anyhow::{bail, Result};
 
 use crate::cli::BootArgs;
 

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use installer::packages::debian::{Config, InstallOptions, Source, Strategy, Variant};
 use installer::packages::fetch::FetchConfig;
 use installer::packages::{alpine, arch, debian};
-use installer::packages::debian::{Config, InstallOptions, Source, Strategy, Variant};
 
 use crate::cli::{BootstrapArgs, BootstrapStrategy, BootstrapTarget};
 
@@ -39,11 +39,8 @@ fn includes(args: &BootstrapArgs, default: &str) -> Vec<String> {
 
 fn run_debian(args: BootstrapArgs) -> Result<()> {
     let Some(suite) = args.suite.clone() else { bail!("--suite is required for --target debian") };
-    let sources = if args.mirrors.is_empty() {
-        debian::sources::host_sources_for(Path::new("/etc/apt"), &suite)?
-    } else {
-        args.mirrors.iter().map(|m| Source::parse(m, &suite)).collect::<Result<Vec<_>>>()?
-    };
+    let sources =
+        if args.mirrors.is_empty() { debian::sources::host_sources_for(Path::new("/etc/apt"), &suite)? } else { args.mirrors.iter().map(|m| Source::parse(m, &suite)).collect::<Result<Vec<_>>>()? };
     for s in &sources {
         log::info!("source: {} {} {}", s.uri, s.suite, s.components.join(" "));
     }

@@ -62,7 +62,16 @@ pub fn run(args: BuildArgs) -> Result<()> {
     crate::private::write_atomic(&json, &serde_json::to_vec_pretty(&manifest)?, 0o644)?;
     let sha = manifest.sha256.clone().unwrap_or_default();
     let size = manifest.size.unwrap_or(0);
-    println!("built {} in {:.0} s ({} compressed, {} unpacked, {} entries, {} packages; written in {:.1} s)", out.display(), started.elapsed().as_secs_f64(), installer::disk::human_size(size), installer::disk::human_size(manifest.unpacked), manifest.entries, manifest.packages.len(), t.elapsed().as_secs_f64());
+    println!(
+        "built {} in {:.0} s ({} compressed, {} unpacked, {} entries, {} packages; written in {:.1} s)",
+        out.display(),
+        started.elapsed().as_secs_f64(),
+        installer::disk::human_size(size),
+        installer::disk::human_size(manifest.unpacked),
+        manifest.entries,
+        manifest.packages.len(),
+        t.elapsed().as_secs_f64()
+    );
     for (phase, ms) in &phases {
         println!("  {phase:<12} {:>7.1} s", *ms as f64 / 1000.0);
     }

@@ -21,9 +21,13 @@ pub fn request(args: &ImageArgs) -> ImageRequest {
         output_dir: args.output.clone(),
         memory_mib: args.memory,
         log: args.log.clone(),
-        attach: args.attach.iter().map(|a| match a.rsplit_once(':') {
-            Some((file, serial)) => (file.into(), Some(serial.to_string())),
-            None => (a.into(), None),
-        }).collect(),
+        attach: args
+            .attach
+            .iter()
+            .map(|a| match a.rsplit_once(':') {
+                Some((file, serial)) => (file.into(), Some(serial.to_string())),
+                None => (a.into(), None),
+            })
+            .collect(),
     }
 }

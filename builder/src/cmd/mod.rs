@@ -1,8 +1,8 @@
 //! One module per subcommand.
 
 pub mod boot;
-pub mod build;
 pub mod bootstrap;
+pub mod build;
 pub mod check;
 pub mod deploy;
 pub mod disks;

@@ -51,13 +51,7 @@ pub fn run(args: PxeArgs) -> Result<()> {
     let payload = project.payload(Some(token.clone()))?;
     let mut built = build(&Request {
         compression: Compression::Zstd,
-        modules: ModuleChoice::Tree {
-            release: Some(release.clone()),
-            dir: args.modules_dir.clone(),
-            defaults: true,
-            extra: args.modules.clone(),
-            autodetect: Some(false),
-        },
+        modules: ModuleChoice::Tree { release: Some(release.clone()), dir: args.modules_dir.clone(), defaults: true, extra: args.modules.clone(), autodetect: Some(false) },
         payload: None,
     })?;
     append(&mut built.bytes, &payload);
@@ -130,10 +124,7 @@ fn choose_release(explicit: Option<&str>, in_image: Option<&str>, modules_dir: O
     let release = explicit.or(in_image).map(String::from).or(from_dir).unwrap_or_else(|| running.to_string());
     if let Some(image) = in_image {
         if image != release {
-            bail!(
-                "the kernel {} is Linux {image}, but the modules chosen are for {release}: name the matching --kernel-release/--modules-dir (or the matching --kernel)",
-                kernel_path.display()
-            );
+            bail!("the kernel {} is Linux {image}, but the modules chosen are for {release}: name the matching --kernel-release/--modules-dir (or the matching --kernel)", kernel_path.display());
         }
     }
     Ok(release)

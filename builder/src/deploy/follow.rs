@@ -8,8 +8,6 @@ use installer::event::Event;
 use super::http::Endpoint;
 use super::say;
 
-/// The phases that write to the target disk; a failure before them leaves it untouched.
-
 /// What happened to one host.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -29,17 +27,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn new(host: &str) -> Outcome {
-        Outcome {
-            host: host.to_string(),
-            phases: Vec::new(),
-            kexec_at: None,
-            ready_at: None,
-            installed_at: None,
-            total: Duration::ZERO,
-            note: None,
-            result: Ok(()),
-            started: Instant::now(),
-        }
+        Outcome { host: host.to_string(), phases: Vec::new(), kexec_at: None, ready_at: None, installed_at: None, total: Duration::ZERO, note: None, result: Ok(()), started: Instant::now() }
     }
 }
 

@@ -133,11 +133,7 @@ pub enum Probe {
 
 fn parse_g(text: &str) -> Result<Resolved> {
     let get = |key: &str| text.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')).map(str::trim).map(String::from));
-    Ok(Resolved {
-        hostname: get("hostname").context("no hostname line")?,
-        port: get("port").and_then(|p| p.parse().ok()).unwrap_or(22),
-        user: get("user").unwrap_or_else(|| "root".into()),
-    })
+    Ok(Resolved { hostname: get("hostname").context("no hostname line")?, port: get("port").and_then(|p| p.parse().ok()).unwrap_or(22), user: get("user").unwrap_or_else(|| "root".into()) })
 }
 
 /// Single-quotes a word for the remote POSIX shell.

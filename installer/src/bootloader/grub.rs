@@ -36,11 +36,7 @@ fn write_defaults(root: &Path, spec: &Spec) -> Result<()> {
     // update-grub adds root= itself; keep the rest.
     let rest: Vec<&str> = cmdline.split_whitespace().filter(|w| !w.starts_with("root=") && *w != "ro").collect();
     let serial = rest.iter().find_map(|w| w.strip_prefix("console=ttyS"));
-    let mut text = format!(
-        "# Written by anemos.\nGRUB_TIMEOUT={}\nGRUB_CMDLINE_LINUX_DEFAULT=\"\"\nGRUB_CMDLINE_LINUX=\"{}\"\nGRUB_DISABLE_OS_PROBER=true\n",
-        spec.timeout,
-        rest.join(" ")
-    );
+    let mut text = format!("# Written by anemos.\nGRUB_TIMEOUT={}\nGRUB_CMDLINE_LINUX_DEFAULT=\"\"\nGRUB_CMDLINE_LINUX=\"{}\"\nGRUB_DISABLE_OS_PROBER=true\n", spec.timeout, rest.join(" "));
     if let Some(serial) = serial {
         let (unit, speed) = serial.split_once(',').unwrap_or((serial, "115200"));
         let speed: String = speed.chars().take_while(|c| c.is_ascii_digit()).collect();

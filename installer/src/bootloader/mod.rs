@@ -173,11 +173,13 @@ mod tests {
         let msdos = layout(TableType::Msdos, &[Root]);
         // Whatever the firmware, the tools the loader needs are in the image's packages
         // (grub-efi-amd64 brings grub-efi-amd64-bin, grub-pc brings grub-pc-bin).
-        let brings = |p: &'static str| -> Vec<&'static str> { match p {
-            "grub-efi-amd64" => vec!["grub-efi-amd64", "grub-efi-amd64-bin"],
-            "grub-pc" => vec!["grub-pc", "grub-pc-bin"],
-            other => vec![other],
-        } };
+        let brings = |p: &'static str| -> Vec<&'static str> {
+            match p {
+                "grub-efi-amd64" => vec!["grub-efi-amd64", "grub-efi-amd64-bin"],
+                "grub-pc" => vec!["grub-pc", "grub-pc-bin"],
+                other => vec![other],
+            }
+        };
         for (loader, l) in [(Bootloader::Grub, &gpt_esp), (Bootloader::Grub, &msdos), (Bootloader::SystemdBoot, &gpt_esp)] {
             let have: Vec<&str> = image_packages(loader, l).iter().flat_map(|p| brings(p)).collect();
             for uefi in [true, false] {

@@ -29,10 +29,7 @@ pub fn install(root: &Path, esp: &Path, spec: &Spec) -> Result<()> {
     let token = machine_id.trim();
     std::fs::create_dir_all(esp_dir.join("loader/entries"))?;
     std::fs::create_dir_all(esp_dir.join(token))?;
-    std::fs::write(
-        esp_dir.join("loader/loader.conf"),
-        format!("# Written by anemos.\ndefault {token}-*\ntimeout {}\neditor no\n", spec.timeout),
-    )?;
+    std::fs::write(esp_dir.join("loader/loader.conf"), format!("# Written by anemos.\ndefault {token}-*\ntimeout {}\neditor no\n", spec.timeout))?;
     std::fs::create_dir_all(root.join("etc/kernel"))?;
     std::fs::write(root.join("etc/kernel/cmdline"), format!("{}\n", kernel_cmdline(spec)))?;
     std::fs::write(root.join("etc/kernel/entry-token"), format!("{token}\n"))?;

@@ -30,14 +30,7 @@ impl Identity {
     /// The identity of `d`; an error when nothing but its size tells it apart (no serial,
     /// no WWN, no partition table): such a disk cannot be recognised after a reboot.
     pub fn of(d: &Disk) -> Result<Identity> {
-        let id = Identity {
-            path: d.path.display().to_string(),
-            size: d.size,
-            model: d.model.clone(),
-            serial: d.serial.clone(),
-            wwn: d.wwn.clone(),
-            table_id: d.table_id.clone(),
-        };
+        let id = Identity { path: d.path.display().to_string(), size: d.size, model: d.model.clone(), serial: d.serial.clone(), wwn: d.wwn.clone(), table_id: d.table_id.clone() };
         if id.serial.is_none() && id.wwn.is_none() && id.table_id.is_none() {
             bail!(
                 "{} has no serial number, no WWN and no partition table: nothing would recognise it after the reboot into the installer (its kernel name may change). Give it a partition table, or boot the installer another way (anemos pxe)",
@@ -163,10 +156,10 @@ mod tests {
         // Selected by identity the install may go on, whatever the names.
         assert!(confirmed.check(&[now_a.clone(), now_b.clone()], &now_b).is_ok());
         // A kept disk that is gone, or two disks alike, stop it too.
-        assert!(confirmed.check(&[sys.clone()], &sys).unwrap_err().to_string().contains("kept disk"));
+        assert!(confirmed.check(std::slice::from_ref(&sys), &sys).unwrap_err().to_string().contains("kept disk"));
         let twin = Disk { path: "/dev/sdc".into(), ..sys.clone() };
         assert!(confirmed.check(&[sys.clone(), data.clone(), twin], &sys).unwrap_err().to_string().contains("2 disks look like"));
-        assert!(confirmed.check(&[data.clone()], &data).unwrap_err().to_string().contains("is not on this machine now"));
+        assert!(confirmed.check(std::slice::from_ref(&data), &data).unwrap_err().to_string().contains("is not on this machine now"));
     }
 
     #[test]

@@ -175,15 +175,7 @@ impl fmt::Display for PlannedLayout {
         };
         writeln!(f, "{table} partition table on {} (disk {}):", human_size(self.disk_size), self.disk_guid)?;
         for p in &self.parts {
-            writeln!(
-                f,
-                "  {:>2}  {:<12} {:<9} {:>10} at {:>10}",
-                p.number,
-                p.name,
-                p.kind.to_string(),
-                human_size(p.size),
-                human_size(p.start)
-            )?;
+            writeln!(f, "  {:>2}  {:<12} {:<9} {:>10} at {:>10}", p.number, p.name, p.kind.to_string(), human_size(p.size), human_size(p.start))?;
         }
         Ok(())
     }
@@ -200,17 +192,7 @@ pub(crate) mod tests {
     /// A partition as the plan's validation makes it (type GUIDs from the same table).
     pub(crate) fn part(name: &str, size: PartSize, kind: PartKind) -> Partition {
         let (guid, mbr) = kind.type_ids();
-        Partition {
-            name: name.into(),
-            size,
-            type_guid: guid.to_string(),
-            mbr_type: mbr,
-            bootable: false,
-            fs: Filesystem::None,
-            mountpoint: None,
-            options: "defaults".into(),
-            kind,
-        }
+        Partition { name: name.into(), size, type_guid: guid.to_string(), mbr_type: mbr, bootable: false, fs: Filesystem::None, mountpoint: None, options: "defaults".into(), kind }
     }
 
     fn layout(table: TableType, parts: Vec<Partition>) -> Layout {
@@ -219,10 +201,7 @@ pub(crate) mod tests {
 
     #[test]
     fn esp_swap_root_on_gpt() {
-        let r = layout(
-            TableType::Gpt,
-            vec![part("esp", PartSize::Bytes(512 * MIB), PartKind::Esp), part("swap", PartSize::Bytes(GIB), PartKind::Swap), part("root", PartSize::Rest, PartKind::Root)],
-        );
+        let r = layout(TableType::Gpt, vec![part("esp", PartSize::Bytes(512 * MIB), PartKind::Esp), part("swap", PartSize::Bytes(GIB), PartKind::Swap), part("root", PartSize::Rest, PartKind::Root)]);
         let l = plan(&r, 8 * GIB, 512, Some("t")).unwrap();
         let starts: Vec<u64> = l.parts.iter().map(|p| p.start / MIB).collect();
         assert_eq!(starts, [1, 513, 1537]);

@@ -32,16 +32,6 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes_read_naturally() {
-        assert_eq!(super::human_size(512), "512 B");
-        assert_eq!(super::human_size(8 << 30), "8 GiB");
-        assert_eq!(super::human_size(1536 << 20), "1.5 GiB");
-    }
-}
-
 /// One human-readable paragraph about a disk: identity, size, flags, what is on it.
 pub fn describe(d: &Disk) -> String {
     let mut s = format!("{} {}", d.path.display(), human_size(d.size));
@@ -86,4 +76,14 @@ pub fn describe(d: &Disk) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(super::human_size(512), "512 B");
+        assert_eq!(super::human_size(8 << 30), "8 GiB");
+        assert_eq!(super::human_size(1536 << 20), "1.5 GiB");
+    }
 }

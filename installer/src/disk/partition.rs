@@ -58,14 +58,7 @@ fn write_mbr<D: std::io::Read + Write + Seek>(dev: &mut D, layout: &PlannedLayou
         let sectors = u32::try_from(p.size / ss as u64).context("partition size beyond msdos's 2 TiB")?;
         // The plan marks the root partition active: some BIOSes boot nothing otherwise.
         let boot = if p.bootable { mbrman::BOOT_ACTIVE } else { mbrman::BOOT_INACTIVE };
-        mbr[i + 1] = mbrman::MBRPartitionEntry {
-            boot,
-            first_chs: mbrman::CHS::empty(),
-            sys,
-            last_chs: mbrman::CHS::empty(),
-            starting_lba: start,
-            sectors,
-        };
+        mbr[i + 1] = mbrman::MBRPartitionEntry { boot, first_chs: mbrman::CHS::empty(), sys, last_chs: mbrman::CHS::empty(), starting_lba: start, sectors };
     }
     mbr.write_into(dev).context("writing the MBR")?;
     Ok(())
@@ -81,8 +74,7 @@ pub fn reread(dev: &File, disk: &Path, layout: &PlannedLayout) -> Result<Vec<Pat
             let _ = sys::delete_partition(dev, n);
         }
         for p in &layout.parts {
-            sys::add_partition(dev, p.number, p.start, p.size)
-                .with_context(|| format!("adding partition {} to the kernel's view of {}", p.number, disk.display()))?;
+            sys::add_partition(dev, p.number, p.start, p.size).with_context(|| format!("adding partition {} to the kernel's view of {}", p.number, disk.display()))?;
         }
     }
     let nodes: Vec<PathBuf> = layout.parts.iter().map(|p| partition_path(disk, p.number)).collect();
@@ -133,25 +125,9 @@ fn wait_for(nodes: &[PathBuf], timeout: Duration) -> Result<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!(
-                "partition devices {} did not appear within {} s after the table was written",
-                missing.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-                timeout.as_secs()
-            );
+            bail!("partition devices {} did not appear within {} s after the table was written", missing.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "), timeout.as_secs());
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partition_paths() {
-        assert_eq!(partition_path(Path::new("/dev/vda"), 2), Path::new("/dev/vda2"));
-        assert_eq!(partition_path(Path::new("/dev/nvme0n1"), 1), Path::new("/dev/nvme0n1p1"));
-        assert_eq!(partition_path(Path::new("/dev/loop3"), 1), Path::new("/dev/loop3p1"));
     }
 }
 
@@ -169,9 +145,7 @@ pub fn apply(path: &Path, layout: &PlannedLayout) -> Result<Vec<PathBuf>> {
     disk.wipe_signatures().with_context(|| format!("wiping old signatures on {}", path.display()))?;
     write_table(&disk, layout).with_context(|| format!("partitioning {}", path.display()))?;
     for p in &layout.parts {
-        disk.slice(p.start, p.size)?
-            .wipe_signatures()
-            .with_context(|| format!("wiping old signatures in partition {} of {}", p.number, path.display()))?;
+        disk.slice(p.start, p.size)?.wipe_signatures().with_context(|| format!("wiping old signatures in partition {} of {}", p.number, path.display()))?;
     }
     disk.sync()?;
     if !disk.is_block_device() {
@@ -182,4 +156,16 @@ pub fn apply(path: &Path, layout: &PlannedLayout) -> Result<Vec<PathBuf>> {
     let dev = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     drop(disk);
     reread(&dev, path, layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_paths() {
+        assert_eq!(partition_path(Path::new("/dev/vda"), 2), Path::new("/dev/vda2"));
+        assert_eq!(partition_path(Path::new("/dev/nvme0n1"), 1), Path::new("/dev/nvme0n1p1"));
+        assert_eq!(partition_path(Path::new("/dev/loop3"), 1), Path::new("/dev/loop3p1"));
+    }
 }

@@ -68,11 +68,7 @@ pub fn select<'a>(disks: &'a [Disk], target: Option<&DiskSelector>, preserved: &
     }
     if chosen.in_use() && !allow.in_use {
         let points: Vec<&String> = chosen.mounted.iter().chain(chosen.partitions.iter().flat_map(|p| &p.mounted)).collect();
-        bail!(
-            "{} has mounted filesystems ({}); refusing to overwrite a disk in use",
-            chosen.path.display(),
-            points.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-        );
+        bail!("{} has mounted filesystems ({}); refusing to overwrite a disk in use", chosen.path.display(), points.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
     }
     Ok(chosen)
 }

@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(probe(&f, 0, size, 512), [Signature::Ext4, Signature::GptPrimary, Signature::MdRaid, Signature::GptBackup]);
         let f = image(size, &[(4086, b"SWAPSPACE2"), (0, b"LUKS\xba\xbe")]);
         assert_eq!(probe(&f, 0, size, 512), [Signature::Swap, Signature::Luks]);
-        let end_md = ((size & !0xffff) - 0x10000) as u64;
+        let end_md = (size & !0xffff) - 0x10000;
         let f = image(size, &[(end_md, &MD_MAGIC.to_le_bytes())]);
         assert_eq!(probe(&f, 0, size, 512), [Signature::MdRaid]);
         assert!(probe(&image(size, &[]), 0, size, 512).is_empty());

@@ -25,9 +25,12 @@ impl Handler for Fake {
             return Answer::Refuse(409, "not in the rescue console: an install is running or none failed".into());
         }
         let done = self.done.clone();
-        Answer::Accept(action.to_string(), Box::new(move || {
-            done.fetch_add(1, Ordering::SeqCst);
-        }))
+        Answer::Accept(
+            action.to_string(),
+            Box::new(move || {
+                done.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
     }
 }
 

@@ -33,8 +33,7 @@ pub fn components(rel: &str) -> Result<Vec<&str>> {
 
 impl RootDir {
     pub fn open(path: &Path) -> Result<Self> {
-        let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .with_context(|| format!("opening the target root {}", path.display()))?;
+        let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).with_context(|| format!("opening the target root {}", path.display()))?;
         Ok(RootDir { fd, path: path.to_path_buf() })
     }
 

@@ -38,10 +38,7 @@ pub fn is_var_name(s: &str) -> bool {
 /// A secret name: a file name under `secrets/` — letters, digits, `_`, `.`, `-`, not
 /// starting with `.` or `-`, not ending in `.age`.
 pub fn is_secret_name(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        && !s.ends_with(".age")
-        && s.len() <= 200
+    s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) && !s.ends_with(".age") && s.len() <= 200
 }
 
 /// Line and column (1-based, in characters) of byte `pos`.

@@ -25,8 +25,7 @@ const DIR_ENTRY: usize = 32;
 /// The 11-byte, space-padded label field, "NO NAME" when there is none (mkfs.fat).
 fn label11(label: Option<&str>) -> Result<[u8; 11]> {
     let label = label.unwrap_or("");
-    let ok = label.len() <= 11
-        && label.bytes().all(|b| (0x20..0x7F).contains(&b) && !b.is_ascii_lowercase() && !LABEL_FORBIDDEN.contains(b as char));
+    let ok = label.len() <= 11 && label.bytes().all(|b| (0x20..0x7F).contains(&b) && !b.is_ascii_lowercase() && !LABEL_FORBIDDEN.contains(b as char));
     if !ok {
         bail!("FAT label '{label}' is not allowed: at most 11 upper-case ASCII letters, digits, spaces and -_!#$%&'()@^`{{}}~");
     }
@@ -102,10 +101,7 @@ impl TimeProvider for UtcClock {
         let s = secs % 86400;
         // FAT dates run from 1980 to 2107.
         let year = year.clamp(1980, 2107) as u16;
-        DateTime {
-            date: Date { year, month, day },
-            time: Time { hour: (s / 3600) as u16, min: (s / 60 % 60) as u16, sec: (s % 60) as u16, millis: 0 },
-        }
+        DateTime { date: Date { year, month, day }, time: Time { hour: (s / 3600) as u16, min: (s / 60 % 60) as u16, sec: (s % 60) as u16, millis: 0 } }
     }
 }
 
@@ -132,8 +128,7 @@ pub struct FatWriter {
 impl FatWriter {
     /// Opens the FAT filesystem on `target`.
     pub fn open(target: &Target) -> Result<FatWriter> {
-        let fs = FileSystem::new(target.io(), FatFsOptions::new().time_provider(&CLOCK))
-            .with_context(|| format!("opening the FAT filesystem on {}", target.name()))?;
+        let fs = FileSystem::new(target.io(), FatFsOptions::new().time_provider(&CLOCK)).with_context(|| format!("opening the FAT filesystem on {}", target.name()))?;
         Ok(FatWriter { fs, target: target.clone() })
     }
 
@@ -170,10 +165,8 @@ impl FatWriter {
     /// Copies the host directory tree `host` into directory `path`.
     pub fn copy_tree(&self, host: &Path, path: &str) -> Result<()> {
         self.create_dir_all(path)?;
-        let mut entries: Vec<_> = std::fs::read_dir(host)
-            .with_context(|| format!("listing {}", host.display()))?
-            .collect::<std::io::Result<_>>()
-            .with_context(|| format!("listing {}", host.display()))?;
+        let mut entries: Vec<_> =
+            std::fs::read_dir(host).with_context(|| format!("listing {}", host.display()))?.collect::<std::io::Result<_>>().with_context(|| format!("listing {}", host.display()))?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();

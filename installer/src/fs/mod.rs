@@ -123,14 +123,7 @@ pub fn make(kind: FsKind, target: &Target, options: &FsOptions) -> Result<FsInfo
 }
 
 fn make_ext4(target: &Target, options: &FsOptions, uuid: [u8; 16], now: u64) -> Result<FsInfo> {
-    let params = ext4::Ext4Params {
-        label: label16(options.label.as_deref(), "ext4")?,
-        uuid,
-        hash_seed: random_uuid()?,
-        now,
-        discard: options.discard,
-        lazy_itable_init: options.lazy_itable_init,
-    };
+    let params = ext4::Ext4Params { label: label16(options.label.as_deref(), "ext4")?, uuid, hash_seed: random_uuid()?, now, discard: options.discard, lazy_itable_init: options.lazy_itable_init };
     ext4::make(target, &params)?;
     Ok(FsInfo { kind: FsKind::Ext4, uuid: format_uuid(&uuid), label: options.label.clone().filter(|l| !l.is_empty()) })
 }

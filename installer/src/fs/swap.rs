@@ -18,7 +18,7 @@ fn header(page: usize, pages: u64, uuid: &[u8; 16], label: &[u8; 16]) -> Vec<u8>
     let mut h = vec![0u8; page];
     h[1024..1028].copy_from_slice(&1u32.to_le_bytes()); // version
     h[1028..1032].copy_from_slice(&((pages - 1) as u32).to_le_bytes()); // last_page
-    // nr_badpages (1032) stays 0.
+                                                                        // nr_badpages (1032) stays 0.
     h[1036..1052].copy_from_slice(uuid);
     h[1052..1068].copy_from_slice(label);
     h[page - 10..].copy_from_slice(SIGNATURE);

@@ -51,9 +51,7 @@ impl Target {
         if block_device {
             options.custom_flags(libc::O_EXCL);
         }
-        let file = options.open(path).with_context(|| {
-            format!("opening {} for writing (a block device that is mounted or in use is refused)", path.display())
-        })?;
+        let file = options.open(path).with_context(|| format!("opening {} for writing (a block device that is mounted or in use is refused)", path.display()))?;
         Target::from_file(file, &path.display().to_string())
     }
 
@@ -75,15 +73,7 @@ impl Target {
         } else {
             (meta.len(), 512)
         };
-        Ok(Target {
-            file: Arc::new(file),
-            name: name.to_string(),
-            base: 0,
-            len,
-            block_device,
-            sector,
-            written: Arc::new(AtomicU64::new(0)),
-        })
+        Ok(Target { file: Arc::new(file), name: name.to_string(), base: 0, len, block_device, sector, written: Arc::new(AtomicU64::new(0)) })
     }
 
     /// The sub-range `offset..offset+len` of this target (a partition inside a disk image).
@@ -96,12 +86,7 @@ impl Target {
         if offset % self.sector != 0 {
             bail!("range {offset}+{len} of {} does not start on a {}-byte sector", self.name, self.sector);
         }
-        Ok(Target {
-            name: format!("{} at {}+{}", self.name, self.base + offset, len),
-            base: self.base + offset,
-            len,
-            ..self.clone()
-        })
+        Ok(Target { name: format!("{} at {}+{}", self.name, self.base + offset, len), base: self.base + offset, len, ..self.clone() })
     }
 
     /// Size of the range in bytes.
@@ -140,9 +125,7 @@ impl Target {
     /// Writes `buf` at byte `off` of the range.
     pub fn write_at(&self, off: u64, buf: &[u8]) -> Result<()> {
         self.check("writing", off, buf.len() as u64)?;
-        self.file
-            .write_all_at(buf, self.base + off)
-            .with_context(|| format!("writing {} bytes at {off} of {}", buf.len(), self.name))?;
+        self.file.write_all_at(buf, self.base + off).with_context(|| format!("writing {} bytes at {off} of {}", buf.len(), self.name))?;
         self.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(())
     }
@@ -150,9 +133,7 @@ impl Target {
     /// Reads `buf.len()` bytes at byte `off` of the range.
     pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<()> {
         self.check("reading", off, buf.len() as u64)?;
-        self.file
-            .read_exact_at(buf, self.base + off)
-            .with_context(|| format!("reading {} bytes at {off} of {}", buf.len(), self.name))
+        self.file.read_exact_at(buf, self.base + off).with_context(|| format!("reading {} bytes at {off} of {}", buf.len(), self.name))
     }
 
     /// Makes `off..off+len` read back as zeros, as cheaply as the target allows.

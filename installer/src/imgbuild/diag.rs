@@ -101,12 +101,7 @@ impl Diagnostics {
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
-    candidates
-        .iter()
-        .map(|c| (strsim::damerau_levenshtein(&lower, c), *c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4) && *d < c.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+    candidates.iter().map(|c| (strsim::damerau_levenshtein(&lower, c), *c)).filter(|(d, c)| *d <= 2.max(c.len() / 4) && *d < c.len()).min_by_key(|(d, _)| *d).map(|(_, c)| c)
 }
 
 /// `VAR="VALUE": WHAT; did you mean "X"? (allowed: A, B, C)`.
@@ -148,9 +143,6 @@ mod tests {
     fn the_error_reads_as_documented() {
         let mut d = Diagnostics::default();
         d.error(Location::Imgbuild { line: Some(12) }, bad_value("target", "debain", "not a target", &["debian", "arch", "alpine"]));
-        assert_eq!(
-            d.render(),
-            "IMGBUILD:12: target=\"debain\": not a target; did you mean \"debian\"? (allowed: debian, arch, alpine)\n"
-        );
+        assert_eq!(d.render(), "IMGBUILD:12: target=\"debain\": not a target; did you mean \"debian\"? (allowed: debian, arch, alpine)\n");
     }
 }

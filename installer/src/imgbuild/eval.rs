@@ -55,10 +55,7 @@ pub fn evaluate(project: &Path, prescan: &Prescan, diags: &mut Diagnostics) -> O
     if !complete {
         if messages.iter().all(|(line, _)| line.is_none()) {
             let status = out.status_text;
-            diags.error(
-                Location::Imgbuild { line: None },
-                format!("the shell stopped ({status}) before the IMGBUILD was fully read; an IMGBUILD must not call exit or fail to parse"),
-            );
+            diags.error(Location::Imgbuild { line: None }, format!("the shell stopped ({status}) before the IMGBUILD was fully read; an IMGBUILD must not call exit or fail to parse"));
         }
         for (line, msg) in messages {
             diags.error(Location::Imgbuild { line }, format!("shell: {msg}"));
@@ -70,10 +67,7 @@ pub fn evaluate(project: &Path, prescan: &Prescan, diags: &mut Diagnostics) -> O
     }
     let mut env = env?;
     let functions = env.remove("__anemos_fns").unwrap_or_default().split_whitespace().map(str::to_string).collect();
-    let variables = env
-        .into_iter()
-        .filter(|(k, v)| !is_shell_internal(k, v))
-        .collect();
+    let variables = env.into_iter().filter(|(k, v)| !is_shell_internal(k, v)).collect();
     Some(Evaluated { variables, functions })
 }
 
@@ -90,10 +84,7 @@ fn script(prescan: &Prescan) -> String {
 
 /// Variables the shell or our clean environment put there, not the IMGBUILD.
 fn is_shell_internal(name: &str, value: &str) -> bool {
-    name.starts_with("__anemos_")
-        || matches!(name, "PWD" | "OLDPWD" | "SHLVL" | "_")
-        || (name == "PATH" && value == CLEAN_PATH)
-        || (name == "LC_ALL" && value == "C")
+    name.starts_with("__anemos_") || matches!(name, "PWD" | "OLDPWD" | "SHLVL" | "_") || (name == "PATH" && value == CLEAN_PATH) || (name == "LC_ALL" && value == "C")
 }
 
 struct Output {

@@ -13,14 +13,33 @@ use anyhow::{bail, ensure, Context, Result};
 /// One archive member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
-    Dir { mode: u32 },
-    File { mode: u32, data: Vec<u8> },
-    Symlink { target: String },
-    CharDev { mode: u32, major: u32, minor: u32 },
-    BlockDev { mode: u32, major: u32, minor: u32 },
-    Fifo { mode: u32 },
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        data: Vec<u8>,
+    },
+    Symlink {
+        target: String,
+    },
+    CharDev {
+        mode: u32,
+        major: u32,
+        minor: u32,
+    },
+    BlockDev {
+        mode: u32,
+        major: u32,
+        minor: u32,
+    },
+    Fifo {
+        mode: u32,
+    },
     /// Another name for the regular file at `target` (an archive path).
-    HardLink { target: String },
+    HardLink {
+        target: String,
+    },
 }
 
 const S_IFDIR: u32 = 0o040000;
@@ -150,16 +169,7 @@ impl Archive {
                 None => (if matches!(node, Node::Dir { .. }) { 2 } else { 1 }, data),
             };
             let size = u32::try_from(data.len()).with_context(|| format!("/{path} is larger than newc's 4 GiB limit"))?;
-            let mut writer = cpio::newc::Builder::new(path)
-                .ino(ino)
-                .mode(mode)
-                .uid(0)
-                .gid(0)
-                .nlink(nlink)
-                .mtime(self.mtime)
-                .rdev_major(rdev.0)
-                .rdev_minor(rdev.1)
-                .write(w, size);
+            let mut writer = cpio::newc::Builder::new(path).ino(ino).mode(mode).uid(0).gid(0).nlink(nlink).mtime(self.mtime).rdev_major(rdev.0).rdev_minor(rdev.1).write(w, size);
             writer.write_all(data).with_context(|| format!("writing /{path} into the archive"))?;
             w = writer.finish().with_context(|| format!("finishing /{path} in the archive"))?;
         }
@@ -196,10 +206,7 @@ fn clean(path: &str) -> Result<String> {
     let rel = path.trim_start_matches('/').trim_end_matches('/');
     ensure!(!rel.is_empty(), "empty path for an initramfs member");
     for part in rel.split('/') {
-        ensure!(
-            !part.is_empty() && part != "." && part != ".." && !part.contains('\0'),
-            "initramfs path {path:?} is not a clean relative path"
-        );
+        ensure!(!part.is_empty() && part != "." && part != ".." && !part.contains('\0'), "initramfs path {path:?} is not a clean relative path");
     }
     Ok(rel.to_string())
 }

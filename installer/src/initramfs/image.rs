@@ -27,16 +27,7 @@ pub struct BaseSpec<'a> {
 }
 
 /// Mount points and working directories the init expects to exist.
-const DIRS: &[(&str, u32)] = &[
-    ("dev", 0o755),
-    ("proc", 0o555),
-    ("sys", 0o555),
-    ("run", 0o755),
-    ("tmp", 0o1777),
-    ("mnt", 0o755),
-    ("root", 0o700),
-    ("etc", 0o755),
-];
+const DIRS: &[(&str, u32)] = &[("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("run", 0o755), ("tmp", 0o1777), ("mnt", 0o755), ("root", 0o700), ("etc", 0o755)];
 
 /// Builds the base archive.
 pub fn base_archive(spec: &BaseSpec) -> Result<Archive> {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::{Install, Where};
+use crate::bootloader::{self, Kind};
 use crate::disk::{self, layout, Allow, Disk};
 use crate::fs::{probe, Target};
-use crate::bootloader::{self, Kind};
 use crate::plan::{DiskSelector, PartKind, Plan, Preserve, PreserveTarget, TableType};
 
 /// A preserved filesystem that goes into the new fstab.

@@ -16,4 +16,3 @@ pub fn run(inst: &mut Install) -> Result<()> {
     log::info!("Linux {release} loaded for kexec: {cmdline}");
     Ok(())
 }
-

@@ -175,18 +175,7 @@ pub type Step = (Phase, fn(&mut Install) -> Result<()>);
 
 impl Install {
     pub fn new(payload: Payload, root: &Path, place: Where, log: Box<dyn Fn() -> String + Send>) -> Install {
-        Install {
-            payload,
-            root: root.to_path_buf(),
-            place,
-            log,
-            disk: None,
-            preserved: Vec::new(),
-            made: Vec::new(),
-            mounts: None,
-            packages: None,
-            set_clock: false,
-        }
+        Install { payload, root: root.to_path_buf(), place, log, disk: None, preserved: Vec::new(), made: Vec::new(), mounts: None, packages: None, set_clock: false }
     }
 
     /// Whether this install lays down an image instead of running the package manager.

@@ -148,12 +148,7 @@ pub fn install(inst: &mut Install) -> Result<()> {
             (r.packages, r.bytes, r.unpack_ms, r.configure_ms)
         }
     };
-    log::info!(
-        "installed {n} packages ({}): unpack {:.1} s, configure {:.1} s",
-        crate::disk::human_size(bytes),
-        unpack as f64 / 1000.0,
-        configure as f64 / 1000.0
-    );
+    log::info!("installed {n} packages ({}): unpack {:.1} s, configure {:.1} s", crate::disk::human_size(bytes), unpack as f64 / 1000.0, configure as f64 / 1000.0);
     Ok(())
 }
 

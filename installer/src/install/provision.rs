@@ -42,11 +42,7 @@ pub fn run(inst: &mut Install) -> Result<()> {
         let last_command = stderr.lines().rev().find(|l| l.starts_with('+')).unwrap_or("(unknown)").to_string();
         let mut out: Vec<String> = tail.into_iter().collect();
         out.extend(stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().map(String::from));
-        bail!(
-            "provision() failed ({status}); the last command was: {}\n--- its output ---\n{}",
-            last_command.trim_start_matches('+').trim(),
-            out.join("\n")
-        );
+        bail!("provision() failed ({status}); the last command was: {}\n--- its output ---\n{}", last_command.trim_start_matches('+').trim(), out.join("\n"));
     }
     std::fs::remove_dir_all(&dir).ok();
     log::info!("provision() finished");

@@ -55,12 +55,7 @@ fn fstab_text(inst: &Install) -> String {
         e.spec = spec;
         entries.push(e);
     }
-    let extra: Vec<String> = inst
-        .plan()
-        .mounts
-        .iter()
-        .map(|m| format!("{}\t{}\t{}\t{}\t{}\t{}", m.spec, m.file, m.vfstype, m.options, m.freq, m.passno))
-        .collect();
+    let extra: Vec<String> = inst.plan().mounts.iter().map(|m| format!("{}\t{}\t{}\t{}\t{}\t{}", m.spec, m.file, m.vfstype, m.options, m.freq, m.passno)).collect();
     fstab::render(&entries, &extra)
 }
 

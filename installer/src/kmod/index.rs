@@ -55,18 +55,11 @@ impl ModuleIndex {
             match std::fs::read_to_string(&path) {
                 Ok(s) => Ok(s),
                 Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-                Err(e) => Err(e).with_context(|| {
-                    format!("reading {}: run `depmod` for this kernel, or name another tree with --modules-dir", path.display())
-                }),
+                Err(e) => Err(e).with_context(|| format!("reading {}: run `depmod` for this kernel, or name another tree with --modules-dir", path.display())),
             }
         };
-        let mut index = Self::parse(
-            &read("modules.dep", true)?,
-            &read("modules.alias", false)?,
-            &read("modules.softdep", false)?,
-            &read("modules.builtin", false)?,
-        )
-        .with_context(|| format!("parsing the module index in {}", root.display()))?;
+        let mut index = Self::parse(&read("modules.dep", true)?, &read("modules.alias", false)?, &read("modules.softdep", false)?, &read("modules.builtin", false)?)
+            .with_context(|| format!("parsing the module index in {}", root.display()))?;
         index.root = root.to_path_buf();
         Ok(index)
     }
@@ -82,12 +75,8 @@ impl ModuleIndex {
             let Some((path, deps)) = line.split_once(':') else {
                 bail!("modules.dep line {}: expected `path: deps`, found {line:?}", n + 1);
             };
-            let name = name_of_path(path)
-                .with_context(|| format!("modules.dep line {}: {path:?} is not a module file", n + 1))?;
-            let deps = deps
-                .split_whitespace()
-                .map(|d| name_of_path(d).with_context(|| format!("modules.dep line {}: bad dependency {d:?}", n + 1)))
-                .collect::<Result<Vec<_>>>()?;
+            let name = name_of_path(path).with_context(|| format!("modules.dep line {}: {path:?} is not a module file", n + 1))?;
+            let deps = deps.split_whitespace().map(|d| name_of_path(d).with_context(|| format!("modules.dep line {}: bad dependency {d:?}", n + 1))).collect::<Result<Vec<_>>>()?;
             index.modules.insert(name, ModuleEntry { path: path.to_string(), deps });
         }
         for line in alias.lines() {
@@ -137,12 +126,7 @@ impl ModuleIndex {
 
     /// The loadable modules whose alias pattern matches `modalias`, sorted and deduplicated.
     pub fn match_modalias(&self, modalias: &str) -> Vec<String> {
-        let found: BTreeSet<String> = self
-            .aliases
-            .iter()
-            .filter(|(pattern, module)| glob::matches(pattern, modalias) && self.modules.contains_key(module))
-            .map(|(_, module)| module.clone())
-            .collect();
+        let found: BTreeSet<String> = self.aliases.iter().filter(|(pattern, module)| glob::matches(pattern, modalias) && self.modules.contains_key(module)).map(|(_, module)| module.clone()).collect();
         found.into_iter().collect()
     }
 
@@ -169,10 +153,7 @@ impl ModuleIndex {
                 if self.is_builtin(name) {
                     continue;
                 }
-                bail!(
-                    "kernel module {name:?} is not in {}/modules.dep, not an alias and not built in",
-                    self.root.display()
-                );
+                bail!("kernel module {name:?} is not in {}/modules.dep, not an alias and not built in", self.root.display());
             }
             for module in found {
                 self.visit(&module, &mut seen, &mut order, &mut vec![])?;
@@ -218,11 +199,7 @@ impl ModuleIndex {
             if !modules.contains(name) {
                 continue;
             }
-            let paths: Vec<&str> = entry
-                .deps
-                .iter()
-                .filter_map(|d| self.modules.get(d).map(|e| e.path.as_str()))
-                .collect();
+            let paths: Vec<&str> = entry.deps.iter().filter_map(|d| self.modules.get(d).map(|e| e.path.as_str())).collect();
             let _ = writeln!(dep, "{}: {}", entry.path, paths.join(" "));
         }
         let mut alias = String::new();
@@ -291,10 +268,7 @@ mod tests {
         let idx = sample();
         let set: BTreeSet<String> = ["virtio_blk", "virtio_ring"].iter().map(|s| s.to_string()).collect();
         let files = idx.subset(&set);
-        assert_eq!(
-            files.dep,
-            "kernel/drivers/block/virtio_blk.ko.zst: kernel/drivers/virtio/virtio_ring.ko\nkernel/drivers/virtio/virtio_ring.ko: \n"
-        );
+        assert_eq!(files.dep, "kernel/drivers/block/virtio_blk.ko.zst: kernel/drivers/virtio/virtio_ring.ko\nkernel/drivers/virtio/virtio_ring.ko: \n");
         assert_eq!(files.alias, "alias virtio:d00000002v* virtio_blk\n");
         assert_eq!(files.softdep, "");
         let reparsed = ModuleIndex::parse(&files.dep, &files.alias, &files.softdep, &files.builtin).unwrap();

@@ -122,9 +122,7 @@ pub fn decompress(path: &Path) -> Result<Vec<u8>> {
     let result = if name.ends_with(".ko.xz") {
         lzma_rust2::XzReader::new(file, true).read_to_end(&mut out)
     } else if name.ends_with(".ko.zst") {
-        ruzstd::decoding::StreamingDecoder::new(file)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?
-            .read_to_end(&mut out)
+        ruzstd::decoding::StreamingDecoder::new(file).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?.read_to_end(&mut out)
     } else if name.ends_with(".ko.gz") {
         flate2::read::GzDecoder::new(file).read_to_end(&mut out)
     } else {

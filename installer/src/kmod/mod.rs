@@ -19,9 +19,7 @@ pub fn normalize(name: &str) -> String {
 /// The module name of a path in a module tree: `kernel/fs/ext4/ext4.ko.zst` → `ext4`.
 pub fn name_of_path(path: &str) -> Option<String> {
     let base = path.rsplit('/').next()?;
-    let stem = [".ko.zst", ".ko.xz", ".ko.gz", ".ko"]
-        .iter()
-        .find_map(|ext| base.strip_suffix(ext))?;
+    let stem = [".ko.zst", ".ko.xz", ".ko.gz", ".ko"].iter().find_map(|ext| base.strip_suffix(ext))?;
     Some(normalize(stem))
 }
 
@@ -29,8 +27,7 @@ pub fn name_of_path(path: &str) -> Option<String> {
 pub fn device_modaliases(sysfs: &std::path::Path) -> anyhow::Result<std::collections::BTreeSet<String>> {
     use anyhow::Context;
     let mut out = std::collections::BTreeSet::new();
-    walk_modaliases(&sysfs.join("devices"), &mut out, 0)
-        .with_context(|| format!("reading device modaliases under {}/devices", sysfs.display()))?;
+    walk_modaliases(&sysfs.join("devices"), &mut out, 0).with_context(|| format!("reading device modaliases under {}/devices", sysfs.display()))?;
     Ok(out)
 }
 
@@ -56,17 +53,6 @@ fn walk_modaliases(dir: &std::path::Path, out: &mut std::collections::BTreeSet<S
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn names_of_paths() {
-        assert_eq!(super::name_of_path("kernel/fs/ext4/ext4.ko").as_deref(), Some("ext4"));
-        assert_eq!(super::name_of_path("kernel/a/crc32c-intel.ko.zst").as_deref(), Some("crc32c_intel"));
-        assert_eq!(super::name_of_path("kernel/a/b.ko.xz").as_deref(), Some("b"));
-        assert_eq!(super::name_of_path("kernel/a/readme.txt"), None);
-    }
-}
-
 /// Loads the modules a filesystem type needs from the running kernel's tree — in an
 /// initramfs without modprobe the kernel cannot do it itself at mount time — including the
 /// code pages vfat asks for by name when it mounts.
@@ -84,4 +70,15 @@ pub fn load_filesystem(fstype: &str) -> anyhow::Result<usize> {
     let wanted: Vec<String> = wanted.into_iter().filter(|n| !index.lookup(n).is_empty()).collect();
     let mut loader = Loader::new(&index);
     loader.load(&wanted)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_of_paths() {
+        assert_eq!(super::name_of_path("kernel/fs/ext4/ext4.ko").as_deref(), Some("ext4"));
+        assert_eq!(super::name_of_path("kernel/a/crc32c-intel.ko.zst").as_deref(), Some("crc32c_intel"));
+        assert_eq!(super::name_of_path("kernel/a/b.ko.xz").as_deref(), Some("b"));
+        assert_eq!(super::name_of_path("kernel/a/readme.txt"), None);
+    }
 }

@@ -11,14 +11,46 @@ use super::{normalize, ModuleIndex};
 /// physical machines need to reach their disks and network, and the filesystems we make.
 pub const DEFAULT_MODULES: &[&str] = &[
     // buses and storage
-    "virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_rng", "virtio_console",
-    "sd_mod", "sr_mod", "ahci", "ata_piix", "nvme", "mptspi", "vmw_pvscsi", "hv_storvsc",
-    "xen_blkfront", "usb_storage", "uas", "xhci_pci", "ehci_pci",
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_scsi",
+    "virtio_net",
+    "virtio_rng",
+    "virtio_console",
+    "sd_mod",
+    "sr_mod",
+    "ahci",
+    "ata_piix",
+    "nvme",
+    "mptspi",
+    "vmw_pvscsi",
+    "hv_storvsc",
+    "xen_blkfront",
+    "usb_storage",
+    "uas",
+    "xhci_pci",
+    "ehci_pci",
     // network
-    "e1000", "e1000e", "igb", "ixgbe", "r8169", "tg3", "bnx2", "vmxnet3", "hv_netvsc",
-    "xen_netfront", "ena", "af_packet",
+    "e1000",
+    "e1000e",
+    "igb",
+    "ixgbe",
+    "r8169",
+    "tg3",
+    "bnx2",
+    "vmxnet3",
+    "hv_netvsc",
+    "xen_netfront",
+    "ena",
+    "af_packet",
     // filesystems
-    "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8", "efivarfs",
+    "ext4",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_iso8859_1",
+    "nls_utf8",
+    "efivarfs",
 ];
 
 /// The chosen modules, closed under dependencies.
@@ -47,9 +79,7 @@ pub fn select(index: &ModuleIndex, defaults: bool, extra: &[String], detected: &
     let order = index.load_order(&wanted)?;
     selection.modules.extend(order);
     for name in extra {
-        let order = index
-            .load_order(std::slice::from_ref(name))
-            .with_context(|| format!("--module {name}"))?;
+        let order = index.load_order(std::slice::from_ref(name)).with_context(|| format!("--module {name}"))?;
         selection.modules.extend(order);
     }
     Ok(selection)

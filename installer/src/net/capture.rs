@@ -18,11 +18,7 @@ pub fn capture(resolv_conf: &Path) -> Result<NetConfig> {
     let mut interfaces = Vec::new();
     for (index, name, mac, _) in &links {
         let Some(mac) = mac.clone() else { continue };
-        let mine: Vec<(IpAddr, u8)> = addresses
-            .iter()
-            .filter(|a| a.index == *index && is_global(a.address))
-            .map(|a| (a.address, a.prefix))
-            .collect();
+        let mine: Vec<(IpAddr, u8)> = addresses.iter().filter(|a| a.index == *index && is_global(a.address)).map(|a| (a.address, a.prefix)).collect();
         if mine.is_empty() || name == "lo" {
             continue;
         }
@@ -45,12 +41,7 @@ pub fn capture(resolv_conf: &Path) -> Result<NetConfig> {
 /// Name servers from a resolv.conf; the systemd-resolved stub (127.0.0.53) is replaced by
 /// the upstream servers resolved knows, since the initramfs has no resolver daemon.
 pub fn name_servers(resolv_conf: &Path) -> Result<Vec<IpAddr>> {
-    let parse = |text: &str| -> Vec<IpAddr> {
-        text.lines()
-            .filter_map(|l| l.trim().strip_prefix("nameserver"))
-            .filter_map(|v| v.trim().split('%').next().and_then(|a| a.parse().ok()))
-            .collect()
-    };
+    let parse = |text: &str| -> Vec<IpAddr> { text.lines().filter_map(|l| l.trim().strip_prefix("nameserver")).filter_map(|v| v.trim().split('%').next().and_then(|a| a.parse().ok())).collect() };
     // No resolv.conf (a server with systemd-networkd and no resolver): no name servers,
     // which is fine when the mirror is given by address.
     let text = match std::fs::read_to_string(resolv_conf) {

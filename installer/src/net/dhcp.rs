@@ -44,12 +44,7 @@ impl Client {
         let mut client_id = vec![1u8];
         client_id.extend_from_slice(&self.mac);
         opts.insert(DhcpOption::ClientIdentifier(client_id));
-        opts.insert(DhcpOption::ParameterRequestList(vec![
-            OptionCode::SubnetMask,
-            OptionCode::Router,
-            OptionCode::DomainNameServer,
-            OptionCode::AddressLeaseTime,
-        ]));
+        opts.insert(DhcpOption::ParameterRequestList(vec![OptionCode::SubnetMask, OptionCode::Router, OptionCode::DomainNameServer, OptionCode::AddressLeaseTime]));
         m
     }
 

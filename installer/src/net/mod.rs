@@ -38,9 +38,7 @@ pub fn links(sysfs: &Path) -> Result<Vec<Link>> {
             mac: sysfs::read_str(&p.join("address")),
             operstate: sysfs::read_str(&p.join("operstate")).unwrap_or_else(|| "unknown".into()),
             mtu: sysfs::read_u64(&p.join("mtu")).unwrap_or(0) as u32,
-            driver: std::fs::read_link(p.join("device/driver"))
-                .ok()
-                .and_then(|l| l.file_name().map(|f| f.to_string_lossy().into_owned())),
+            driver: std::fs::read_link(p.join("device/driver")).ok().and_then(|l| l.file_name().map(|f| f.to_string_lossy().into_owned())),
             name,
         });
     }

@@ -11,6 +11,9 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, Rou
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+/// A link as netlink lists it: (index, name, MAC address, up).
+pub type LinkInfo = (u32, String, Option<String>, bool);
+
 /// An address on an interface.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IfAddr {
@@ -59,8 +62,7 @@ impl Netlink {
             let size = self.socket.recv(&mut &mut rx[..], 0).context("receiving a netlink reply")?;
             let mut offset = 0;
             while offset < size {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[offset..size])
-                    .map_err(|e| anyhow::anyhow!("decoding a netlink reply: {e}"))?;
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[offset..size]).map_err(|e| anyhow::anyhow!("decoding a netlink reply: {e}"))?;
                 let len = reply.header.length as usize;
                 match reply.payload {
                     NetlinkPayload::Done(_) => return Ok(replies),
@@ -83,7 +85,7 @@ impl Netlink {
     }
 
     /// Every link: (index, name, MAC address, up).
-    pub fn links(&mut self) -> Result<Vec<(u32, String, Option<String>, bool)>> {
+    pub fn links(&mut self) -> Result<Vec<LinkInfo>> {
         let replies = self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP)?;
         Ok(replies
             .into_iter()

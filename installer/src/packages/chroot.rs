@@ -60,11 +60,7 @@ fn mount_point(root: &Root, dir: &str) -> Result<PathBuf> {
 /// `HOME=/root`); callers add their distribution's variables.
 pub fn command(root: &Path, program: &str, args: &[&str]) -> Result<Command> {
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LC_ALL", "C.UTF-8")
-        .env("HOME", "/root");
+    cmd.args(args).env_clear().env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").env("LC_ALL", "C.UTF-8").env("HOME", "/root");
     // Reproducible builds: tools that stamp times (initramfs-tools, shadow, man-db) take
     // this instead of the clock when it is set (`anemos build` sets it).
     if let Some(epoch) = std::env::var_os("SOURCE_DATE_EPOCH") {

@@ -42,10 +42,7 @@ impl Keyring {
     /// trust; the packagers' keys are in the same `*.gpg` file, which is itself the trust
     /// anchor here, so every key in it that is not revoked is accepted.
     pub fn load_dir(dir: &Path) -> Result<Keyring> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading the keyring directory {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
+        let mut names: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("reading the keyring directory {}", dir.display()))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
         names.sort();
         let mut keys = Vec::new();
         let mut revoked = Vec::new();
@@ -67,9 +64,7 @@ impl Keyring {
     }
 
     pub fn from_bytes(data: &[u8], origin: &str) -> Result<Keyring> {
-        let (iter, _) = PublicOrSecret::from_reader_many(BufReader::new(data))
-            .map_err(|e| anyhow!("{e}"))
-            .with_context(|| format!("reading the keyring {origin}"))?;
+        let (iter, _) = PublicOrSecret::from_reader_many(BufReader::new(data)).map_err(|e| anyhow!("{e}")).with_context(|| format!("reading the keyring {origin}"))?;
         let mut keys = Vec::new();
         for k in iter {
             match k {
@@ -124,11 +119,7 @@ impl Keyring {
             }
         }
         if good.is_empty() {
-            bail!(
-                "no signature by a key of {} (signed by: {}); is this the right keyring for the mirror?",
-                self.origin,
-                if unknown.is_empty() { "nobody".into() } else { unknown.join(", ") }
-            );
+            bail!("no signature by a key of {} (signed by: {}); is this the right keyring for the mirror?", self.origin, if unknown.is_empty() { "nobody".into() } else { unknown.join(", ") });
         }
         log::debug!("good signature(s) by {}", good.join(", "));
         Ok(())
@@ -151,9 +142,7 @@ impl Keyring {
     fn signer(&self, sig: &Signature, now: u64) -> Result<Option<(SignerKey<'_>, String)>> {
         let fprs: Vec<String> = sig.issuer_fingerprint().iter().map(|f| hex::encode(f.as_bytes())).collect();
         let ids: Vec<String> = sig.issuer_key_id().iter().map(|k| hex::encode(k.as_ref())).collect();
-        let matches = |k: &dyn VerifyingKey| {
-            fprs.contains(&hex::encode(k.fingerprint().as_bytes())) || ids.contains(&hex::encode(k.legacy_key_id().as_ref()))
-        };
+        let matches = |k: &dyn VerifyingKey| fprs.contains(&hex::encode(k.fingerprint().as_bytes())) || ids.contains(&hex::encode(k.legacy_key_id().as_ref()));
         for key in &self.keys {
             let name = hex::encode(key.primary_key.fingerprint().as_bytes());
             if matches(&key.primary_key) {
@@ -220,11 +209,7 @@ fn parse_detached(signature: &[u8]) -> Result<Vec<Signature>> {
 }
 
 fn issuer(sig: &Signature) -> String {
-    sig.issuer_fingerprint()
-        .first()
-        .map(|f| hex::encode(f.as_bytes()))
-        .or_else(|| sig.issuer_key_id().first().map(|k| hex::encode(k.as_ref())))
-        .unwrap_or_else(|| "an unnamed key".into())
+    sig.issuer_fingerprint().first().map(|f| hex::encode(f.as_bytes())).or_else(|| sig.issuer_key_id().first().map(|k| hex::encode(k.as_ref()))).unwrap_or_else(|| "an unnamed key".into())
 }
 
 fn secs(t: Option<pgp::types::Timestamp>) -> u64 {
@@ -283,8 +268,7 @@ fn check_subkey(key: &SignedPublicKey, sub: &pgp::composed::SignedPublicSubKey, 
     if sub.signatures.iter().filter(|s| s.typ() == Some(SignatureType::SubkeyRevocation)).any(|s| valid(&s)) {
         bail!("the subkey is revoked");
     }
-    let mut bindings: Vec<&Signature> =
-        sub.signatures.iter().filter(|s| s.typ() == Some(SignatureType::SubkeyBinding)).filter(valid).collect();
+    let mut bindings: Vec<&Signature> = sub.signatures.iter().filter(|s| s.typ() == Some(SignatureType::SubkeyBinding)).filter(valid).collect();
     bindings.sort_by_key(|s| secs(s.created()));
     let latest = bindings.last().context("the subkey has no valid binding signature")?;
     if !latest.key_flags().sign() {

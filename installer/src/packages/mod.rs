@@ -11,7 +11,6 @@
 //! - [`arch`]: Arch Linux's sync databases, resolver, local database, scripts and hooks.
 //! - [`alpine`]: Alpine's signed indexes and packages, resolver and installed database.
 
-
 pub mod alpine;
 pub mod arch;
 pub mod chroot;

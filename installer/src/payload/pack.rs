@@ -118,8 +118,7 @@ pub fn archive(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>,
     if matches!(plan.target, crate::plan::Target::Debian { .. }) {
         // The installer verifies the archive's signatures with the keyring of the host
         // that packed the payload: the initramfs has no other.
-        let key = std::fs::read(HOST_DEBIAN_KEYRING)
-            .with_context(|| format!("reading {HOST_DEBIAN_KEYRING}: install the debian-archive-keyring package on this workstation"))?;
+        let key = std::fs::read(HOST_DEBIAN_KEYRING).with_context(|| format!("reading {HOST_DEBIAN_KEYRING}: install the debian-archive-keyring package on this workstation"))?;
         a.file(&format!("{DIR}/{KEYRINGS_DIR}/debian-archive-keyring.gpg"), 0o644, key)?;
     }
     if plan.hostconf.contains(&crate::plan::HostConf::Keyring) {
@@ -134,11 +133,8 @@ pub fn archive(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>,
             // installer then refuses signed packages and says it has no keys.
             log::warn!("hostconf keyring: {host} does not exist on this workstation; the payload carries no {slot} keys, so signed packages will be refused");
         } else if !host.is_empty() {
-            let mut names: Vec<_> = std::fs::read_dir(host)
-                .with_context(|| format!("hostconf keyring: reading {host} on this workstation"))?
-                .filter_map(|e| e.ok())
-                .filter(|e| e.path().is_file())
-                .collect();
+            let mut names: Vec<_> =
+                std::fs::read_dir(host).with_context(|| format!("hostconf keyring: reading {host} on this workstation"))?.filter_map(|e| e.ok()).filter(|e| e.path().is_file()).collect();
             names.sort_by_key(|e| e.file_name());
             for e in names {
                 let name = e.file_name().to_string_lossy().into_owned();

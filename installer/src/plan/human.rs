@@ -128,11 +128,7 @@ fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
             writeln!(o, "  packages      {n}: {}", if n == 0 { "(none beyond the base system)".into() } else { p.packages.join(" ") })?;
         }
     }
-    let cmdline = if p.kernel_cmdline.inherit_console {
-        format!("{} + the installer's console=", p.kernel_cmdline.args)
-    } else {
-        p.kernel_cmdline.args.clone()
-    };
+    let cmdline = if p.kernel_cmdline.inherit_console { format!("{} + the installer's console=", p.kernel_cmdline.args) } else { p.kernel_cmdline.args.clone() };
     // The firmware does not matter for the hybrid: it is chosen by the layout alone.
     let loader = match crate::bootloader::choose(p.bootloader, &p.layout, false) {
         Some(crate::bootloader::Kind::GrubHybrid) => "grub, for BIOS and UEFI (bios-boot and esp)",
@@ -199,15 +195,7 @@ fn render_disks(o: &mut String, p: &Plan) -> fmt::Result {
 
 fn render_inputs(o: &mut String, p: &Plan) -> fmt::Result {
     for t in &p.inputs {
-        writeln!(
-            o,
-            "  files         {}/: files {}, symlinks {}, patches {}, templates {}",
-            t.source,
-            t.files,
-            t.symlinks,
-            t.patches.len(),
-            t.templates.len()
-        )?;
+        writeln!(o, "  files         {}/: files {}, symlinks {}, patches {}, templates {}", t.source, t.files, t.symlinks, t.patches.len(), t.templates.len())?;
     }
     if p.inputs.is_empty() {
         writeln!(o, "  files         none")?;

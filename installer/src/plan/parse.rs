@@ -60,4 +60,3 @@ pub fn parse_selector(s: &str) -> Result<DiskSelector, String> {
     }
     Err(format!("not a disk selector (allowed: {SELECTOR_FORMS})"))
 }
-

@@ -33,9 +33,7 @@ pub(crate) fn sample() -> Plan {
         mirror: Mirror { url: "http://mirror.test/debian".into(), security_url: None, origin: MirrorOrigin::Host { file: "/etc/apt/sources.list".into() } },
         image: None,
         proxy: None,
-        network: Network::Static {
-            interfaces: vec![StaticInterface { iface: IfaceSelector::Name("eth0".into()), address: "192.0.2.2".parse().unwrap(), prefix: 24, gateway: None, dns: vec![] }],
-        },
+        network: Network::Static { interfaces: vec![StaticInterface { iface: IfaceSelector::Name("eth0".into()), address: "192.0.2.2".parse().unwrap(), prefix: 24, gateway: None, dns: vec![] }] },
         on_success: OnSuccess::Reboot,
         on_failure: OnFailure::Rescue,
         status_port: 7777,

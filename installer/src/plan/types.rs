@@ -296,11 +296,20 @@ pub struct Preserve {
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum PreserveTarget {
     /// A whole disk.
-    Disk { disk: DiskSelector },
+    Disk {
+        disk: DiskSelector,
+    },
     /// Partition `number` (1-based) of a disk.
-    Partition { disk: DiskSelector, number: u32 },
-    PartLabel { label: String },
-    Uuid { uuid: String },
+    Partition {
+        disk: DiskSelector,
+        number: u32,
+    },
+    PartLabel {
+        label: String,
+    },
+    Uuid {
+        uuid: String,
+    },
 }
 
 /// One fstab line (fs_spec fs_file fs_vfstype fs_mntops [fs_freq [fs_passno]]).
@@ -371,7 +380,9 @@ pub enum Network {
     Dhcp,
     /// The static configuration `anemos kexec` captured from the running server.
     Captured,
-    Static { interfaces: Vec<StaticInterface> },
+    Static {
+        interfaces: Vec<StaticInterface>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -44,10 +44,7 @@ pub fn identity_path(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ANEMOS_AGE_IDENTITY").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let config = std::env::var_os("XDG_CONFIG_HOME").filter(|p| !p.is_empty()).map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     Some(config.join("anemos/age.key"))
 }
 
@@ -93,9 +90,7 @@ fn decrypt(path: &Path, identities: &[Box<dyn age::Identity + Send + Sync>]) -> 
     let shown = path.display();
     let data = std::fs::read(path).with_context(|| format!("reading {shown}"))?;
     let decryptor = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(&data[..])).map_err(|e| anyhow::anyhow!("{shown} is not an age file: {e}"))?;
-    let mut reader = decryptor
-        .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-        .map_err(|e| anyhow::anyhow!("cannot decrypt {shown} with the given identity: {e}"))?;
+    let mut reader = decryptor.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(|e| anyhow::anyhow!("cannot decrypt {shown} with the given identity: {e}"))?;
     let mut plain = Vec::new();
     reader.read_to_end(&mut plain).map_err(|e| anyhow::anyhow!("decrypting {shown}: {e}"))?;
     Ok(plain)

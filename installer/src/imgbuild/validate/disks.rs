@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::plan::parse::parse_selector;
 use super::Ctx;
+use crate::plan::parse::parse_selector;
 use crate::plan::*;
 
 pub fn disk(cx: &mut Ctx<'_>) -> Option<DiskSelector> {
@@ -73,12 +73,7 @@ fn preserve_line(line: &str, target: Option<&DiskSelector>) -> Result<Preserve, 
         Some(m) if m.starts_with('/') => Some(m.to_string()),
         Some(m) => return Err(format!("mount point {m:?} is not an absolute path (or -)")),
     };
-    Ok(Preserve {
-        what,
-        mountpoint,
-        fstype: w.get(2).unwrap_or(&"auto").to_string(),
-        options: w.get(3).unwrap_or(&"defaults").to_string(),
-    })
+    Ok(Preserve { what, mountpoint, fstype: w.get(2).unwrap_or(&"auto").to_string(), options: w.get(3).unwrap_or(&"defaults").to_string() })
 }
 
 /// A selector that is a kernel name (`/dev/sda`, `/dev/nvme0n1`, `/dev/vdb`): names follow

@@ -3,8 +3,8 @@
 //! shell in the installer, which has none) with a pointer to `partitions=`.
 
 use super::Ctx;
-use crate::plan::parse::parse_size;
 use crate::imgbuild::diag::{bad_part, Location};
+use crate::plan::parse::parse_size;
 use crate::plan::{Filesystem, Format, FormatOrigin, TableType, TarCompression};
 
 /// The table and file system `format raw` names, for the legacy one-partition layout.
@@ -109,10 +109,7 @@ mod tests {
     #[test]
     fn makeimg_formats_parse() {
         assert_eq!(parse_format("raw").unwrap(), (Format::Raw { size: 8 << 30 }, Some(DEFAULT_RAW)));
-        assert_eq!(
-            parse_format("raw 2G gpt ext4").unwrap(),
-            (Format::Raw { size: 2 << 30 }, Some(RawArgs { table: TableType::Gpt, fs: Filesystem::Ext4 }))
-        );
+        assert_eq!(parse_format("raw 2G gpt ext4").unwrap(), (Format::Raw { size: 2 << 30 }, Some(RawArgs { table: TableType::Gpt, fs: Filesystem::Ext4 })));
         assert_eq!(parse_format("tar zst").unwrap().0, Format::Tar { compression: TarCompression::Zst });
         assert_eq!(parse_format("dir").unwrap().0, Format::Dir);
     }

@@ -40,7 +40,10 @@ pub fn image(cx: &mut Ctx<'_>, from_command_line: Option<(&str, Option<&str>)>) 
         report(
             cx,
             "image",
-            format!("{name}={}: a URL needs its SHA-256 pinned ({sha_name}=…, printed by `anemos build` and kept in the image's .json): the installer trusts the bytes only through it", source.location),
+            format!(
+                "{name}={}: a URL needs its SHA-256 pinned ({sha_name}=…, printed by `anemos build` and kept in the image's .json): the installer trusts the bytes only through it",
+                source.location
+            ),
         );
         return None;
     }

@@ -8,9 +8,9 @@
 use std::collections::BTreeSet;
 
 use super::format::{RawArgs, DEFAULT_RAW};
-use crate::plan::parse::parse_size;
 use super::Ctx;
 use crate::imgbuild::diag::{bad_part, not_allowed};
+use crate::plan::parse::parse_size;
 use crate::plan::*;
 
 use crate::plan::type_guid::ROOT_X86_64 as ROOT_X86_64_GUID;

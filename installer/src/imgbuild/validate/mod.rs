@@ -95,13 +95,7 @@ impl Ctx<'_> {
     /// each with its line offset inside the value.
     pub fn lines(&self, name: &str) -> Vec<(usize, String)> {
         let value = self.vars.get(name).map(String::as_str).unwrap_or("");
-        value
-            .split('\n')
-            .enumerate()
-            .map(|(i, l)| (i, l.trim()))
-            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-            .map(|(i, l)| (i, l.to_string()))
-            .collect()
+        value.split('\n').enumerate().map(|(i, l)| (i, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).map(|(i, l)| (i, l.to_string())).collect()
     }
 }
 

@@ -29,8 +29,7 @@ pub fn hostname(cx: &mut Ctx<'_>, imgname: Option<&str>) -> Option<String> {
         Some(h) => (h.to_string(), "hostname"),
         None => (imgname?.to_string(), "imgname"),
     };
-    let valid = name.len() <= 253
-        && name.split('.').all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let valid = name.len() <= 253 && name.split('.').all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     if !valid {
         let hint = if var == "imgname" { "; set hostname= to a valid host name" } else { "" };
         cx.error(var, format!("{var}={name:?}: not a valid host name (labels of letters, digits and '-', separated by '.'){hint}"));
@@ -207,10 +206,7 @@ pub fn functions(cx: &mut Ctx<'_>, defined: &BTreeSet<String>) -> Functions {
     for f in ["setup", "cleanup"] {
         if defined.contains(f) {
             let line = cx.pre.functions.get(f).copied();
-            cx.diags.warn(
-                crate::imgbuild::diag::Location::Imgbuild { line },
-                format!("{f}() is ignored: it only serves format custom, which anemos replaces with disk=, partitions= and preserve="),
-            );
+            cx.diags.warn(crate::imgbuild::diag::Location::Imgbuild { line }, format!("{f}() is ignored: it only serves format custom, which anemos replaces with disk=, partitions= and preserve="));
         }
     }
     Functions { provision: defined.contains("provision") }

@@ -237,10 +237,14 @@ mod tests {
         let control = gz(&tar(&[(".PKGINFO", format!("pkgname = x\npkgver = 1-r0\ndatahash = {datahash}\n").as_bytes())], true));
         let sig = gz(&tar(&[(".SIGN.RSA.k.rsa.pub", b"sig")], true));
         let apk = [sig.clone(), control.clone(), data.clone()].concat();
-        let (c, names) = read_apk(&apk[..], |_| Ok(()), |_, r| {
-            let mut a = tar::Archive::new(r);
-            Ok(a.entries()?.map(|e| e.unwrap().path().unwrap().display().to_string()).collect::<Vec<_>>())
-        })
+        let (c, names) = read_apk(
+            &apk[..],
+            |_| Ok(()),
+            |_, r| {
+                let mut a = tar::Archive::new(r);
+                Ok(a.entries()?.map(|e| e.unwrap().path().unwrap().display().to_string()).collect::<Vec<_>>())
+            },
+        )
         .unwrap();
         assert_eq!(names, ["usr/share/x"]);
         assert_eq!(c.signatures[0].0, ".SIGN.RSA.k.rsa.pub");

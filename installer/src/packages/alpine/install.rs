@@ -55,7 +55,9 @@ pub fn install(prepared: &Prepared, root: &Path, opts: &InstallOptions) -> Resul
     let t = Instant::now();
     std::fs::create_dir_all(root).with_context(|| format!("creating the target root {}", root.display()))?;
     let r = Root::open(root)?;
-    for (dir, mode) in [("etc/apk/keys", 0o755), ("lib/apk/db", 0o755), ("var/cache/apk", 0o755), ("var/cache/misc", 0o755), ("tmp", 0o1777), ("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("run", 0o755)] {
+    for (dir, mode) in
+        [("etc/apk/keys", 0o755), ("lib/apk/db", 0o755), ("var/cache/apk", 0o755), ("var/cache/misc", 0o755), ("tmp", 0o1777), ("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("run", 0o755)]
+    {
         if !r.exists(dir) {
             let fd = r.dir_all(dir)?;
             rustix::fs::chmodat(&fd, ".", rustix::fs::Mode::from_raw_mode(mode), rustix::fs::AtFlags::empty())?;
@@ -142,10 +144,15 @@ fn write_db(prepared: &Prepared, r: &Root, pkgs: &[Installed<'_>]) -> Result<()>
     world.sort();
     world.dedup();
     r.write_file("etc/apk/world", format!("{}\n", world.join("\n")).as_bytes(), 0o644)?;
-    let repos: String = prepared.config.repositories.iter().map(|x| match &x.tag {
-        Some(t) => format!("@{t} {}\n", x.url),
-        None => format!("{}\n", x.url),
-    }).collect();
+    let repos: String = prepared
+        .config
+        .repositories
+        .iter()
+        .map(|x| match &x.tag {
+            Some(t) => format!("@{t} {}\n", x.url),
+            None => format!("{}\n", x.url),
+        })
+        .collect();
     r.write_file("etc/apk/repositories", repos.as_bytes(), 0o644)?;
     r.write_file("etc/apk/arch", format!("{}\n", prepared.config.arch).as_bytes(), 0o644)?;
     for (name, data) in &prepared.config.keys.files {
@@ -192,10 +199,14 @@ fn configure(r: &Root, pkgs: &[Installed<'_>], report: &mut Report) -> Result<()
     }
     // Triggers: each package's trigger runs once with the installed directories its
     // `triggers` globs match.
-    let dirs: BTreeSet<String> = pkgs.iter().flat_map(|i| i.written.iter()).filter_map(|w| match w.kind {
-        Kind::Dir => Some(w.path.clone()),
-        _ => w.path.rsplit_once('/').map(|(d, _)| if d.is_empty() { "/".to_string() } else { d.to_string() }),
-    }).collect();
+    let dirs: BTreeSet<String> = pkgs
+        .iter()
+        .flat_map(|i| i.written.iter())
+        .filter_map(|w| match w.kind {
+            Kind::Dir => Some(w.path.clone()),
+            _ => w.path.rsplit_once('/').map(|(d, _)| if d.is_empty() { "/".to_string() } else { d.to_string() }),
+        })
+        .collect();
     let mut deferred = Vec::new();
     for i in pkgs {
         let (Some(script), Some(globs)) = (i.control.script("trigger"), i.control.info("triggers")) else { continue };

@@ -33,12 +33,7 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
     let packages = r.order.iter().map(|&i| universe[i].clone()).collect();
     let prepared = Prepared { config: config.clone(), packages, reasons: r.reasons };
     probe(&fetcher, &prepared)?;
-    log::info!(
-        "prepared {} packages, {:.1} MiB to download, in {:.1} s",
-        prepared.packages.len(),
-        prepared.download_size() as f64 / 1048576.0,
-        t.elapsed().as_secs_f64()
-    );
+    log::info!("prepared {} packages, {:.1} MiB to download, in {:.1} s", prepared.packages.len(), prepared.download_size() as f64 / 1048576.0, t.elapsed().as_secs_f64());
     Ok(prepared)
 }
 

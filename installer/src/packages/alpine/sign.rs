@@ -28,7 +28,10 @@ pub struct Digests {
 
 impl Digests {
     pub fn of(data: &[u8]) -> Digests {
-        Digests { sha1: sha1::Digest::finalize(<sha1::Sha1 as sha1::Digest>::new_with_prefix(data)).into(), sha256: sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(data)).into() }
+        Digests {
+            sha1: sha1::Digest::finalize(<sha1::Sha1 as sha1::Digest>::new_with_prefix(data)).into(),
+            sha256: sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(data)).into(),
+        }
     }
 }
 
@@ -54,9 +57,7 @@ impl Keys {
         let mut keys = Vec::new();
         for (name, pem) in &files {
             let text = std::str::from_utf8(pem).with_context(|| format!("{origin}/{name} is not a PEM key"))?;
-            let key = RsaPublicKey::from_public_key_pem(text)
-                .or_else(|_| RsaPublicKey::from_pkcs1_pem(text))
-                .with_context(|| format!("{origin}/{name} is not an RSA public key in PEM"))?;
+            let key = RsaPublicKey::from_public_key_pem(text).or_else(|_| RsaPublicKey::from_pkcs1_pem(text)).with_context(|| format!("{origin}/{name} is not an RSA public key in PEM"))?;
             keys.push((name.clone(), key));
         }
         if keys.is_empty() {

@@ -189,10 +189,13 @@ pub fn host_includes(pattern: &str) -> Result<Vec<(String, String)>> {
         .filter(|n| n.starts_with(pre) && n.ends_with(post) && n.len() >= pre.len() + post.len())
         .collect();
     files.sort();
-    files.into_iter().map(|n| {
-        let p = dir.join(&n);
-        Ok((p.display().to_string(), std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?))
-    }).collect()
+    files
+        .into_iter()
+        .map(|n| {
+            let p = dir.join(&n);
+            Ok((p.display().to_string(), std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -108,12 +108,7 @@ mod tests {
     use super::*;
 
     fn pkg(name: &str, version: &str, provides: &[&str]) -> Package {
-        Package {
-            name: name.into(),
-            version: version.into(),
-            provides: provides.iter().map(|p| Depend::parse(p).unwrap()).collect(),
-            ..Package::default()
-        }
+        Package { name: name.into(), version: version.into(), provides: provides.iter().map(|p| Depend::parse(p).unwrap()).collect(), ..Package::default() }
     }
 
     #[test]

@@ -86,7 +86,9 @@ pub fn install(prepared: &Prepared, root: &Path, opts: &InstallOptions) -> Resul
 
 /// The directories pacstrap(8) makes before pacman runs.
 fn skeleton(r: &Root) -> Result<()> {
-    for (dir, mode) in [("var/cache/pacman/pkg", 0o755), ("var/lib/pacman", 0o755), ("var/log", 0o755), ("dev", 0o755), ("run", 0o755), ("etc/pacman.d", 0o755), ("tmp", 0o1777), ("sys", 0o555), ("proc", 0o555)] {
+    for (dir, mode) in
+        [("var/cache/pacman/pkg", 0o755), ("var/lib/pacman", 0o755), ("var/log", 0o755), ("dev", 0o755), ("run", 0o755), ("etc/pacman.d", 0o755), ("tmp", 0o1777), ("sys", 0o555), ("proc", 0o555)]
+    {
         if !r.exists(dir) {
             let fd = r.dir_all(dir)?;
             rustix::fs::chmodat(&fd, ".", rustix::fs::Mode::from_raw_mode(mode), rustix::fs::AtFlags::empty()).with_context(|| format!("setting the mode of /{dir}"))?;
@@ -113,10 +115,7 @@ fn configure(prepared: &Prepared, r: &Root, unpacked: &[Unpacked], report: &mut 
     let with_script = unpacked.iter().filter(|u| u.install.is_some()).count();
     if !r.resolves("bin/sh") {
         report.no_shell = true;
-        log::warn!(
-            "the target has no /bin/sh: {with_script} .INSTALL scripts and {} hooks were not run; the target's pacman runs none of them later",
-            hooks.len()
-        );
+        log::warn!("the target has no /bin/sh: {with_script} .INSTALL scripts and {} hooks were not run; the target's pacman runs none of them later", hooks.len());
         return Ok(());
     }
     let _mounts = Mounts::setup(r)?;

@@ -139,12 +139,8 @@ pub fn files(u: &Unpacked) -> Result<String> {
     if !backups.is_empty() {
         out.push_str("%BACKUP%\n");
         for b in backups {
-            let md5 = u
-                .written
-                .iter()
-                .find(|w| w.path.trim_start_matches('/') == b)
-                .and_then(|w| w.md5.clone())
-                .with_context(|| format!("the backup file {b} is not a regular file of the package"))?;
+            let md5 =
+                u.written.iter().find(|w| w.path.trim_start_matches('/') == b).and_then(|w| w.md5.clone()).with_context(|| format!("the backup file {b} is not a regular file of the package"))?;
             out.push_str(&format!("{b}\t{md5}\n"));
         }
         out.push('\n');

@@ -65,17 +65,7 @@ impl Config {
     /// A configuration with the defaults: this machine's architecture, default fetching,
     /// probing 8 URLs.
     pub fn new(conf: PacmanConf, targets: Vec<String>) -> Config {
-        Config {
-            conf,
-            conf_text: None,
-            keyring: None,
-            default_server: None,
-            arch: std::env::consts::ARCH.to_string(),
-            targets,
-            fetch: FetchConfig::default(),
-            probe: 8,
-            now: None,
-        }
+        Config { conf, conf_text: None, keyring: None, default_server: None, arch: std::env::consts::ARCH.to_string(), targets, fetch: FetchConfig::default(), probe: 8, now: None }
     }
 }
 

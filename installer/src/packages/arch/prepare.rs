@@ -45,23 +45,10 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
     let resolution = resolve(&universe, &config.targets, &config.arch)?;
     let packages: Vec<_> = resolution.order.iter().map(|&i| universe.packages[i].clone()).collect();
     drop(universe);
-    let mut prepared = Prepared {
-        config: config.clone(),
-        repos,
-        signatures: Vec::new(),
-        packages,
-        explicit: resolution.explicit,
-        reasons: resolution.reasons,
-        keyring,
-    };
+    let mut prepared = Prepared { config: config.clone(), repos, signatures: Vec::new(), packages, explicit: resolution.explicit, reasons: resolution.reasons, keyring };
     prepared.signatures = signatures(&fetcher, &prepared, now)?;
     probe(&fetcher, &prepared)?;
-    log::info!(
-        "prepared {} packages, {:.1} MiB to download, in {:.1} s",
-        prepared.packages.len(),
-        prepared.download_size() as f64 / 1048576.0,
-        t.elapsed().as_secs_f64()
-    );
+    log::info!("prepared {} packages, {:.1} MiB to download, in {:.1} s", prepared.packages.len(), prepared.download_size() as f64 / 1048576.0, t.elapsed().as_secs_f64());
     Ok(prepared)
 }
 

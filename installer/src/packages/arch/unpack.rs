@@ -98,11 +98,7 @@ pub fn is_metadata(path: &str) -> bool {
 /// `.PKGINFO`: `key = value` lines, `#` comments (makepkg's `write_pkginfo`).
 pub fn parse_pkginfo(data: &[u8]) -> Result<Vec<(String, String)>> {
     let text = std::str::from_utf8(data).context(".PKGINFO is not UTF-8")?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once(" = ").map(|(k, v)| (k.trim().to_string(), v.to_string())))
-        .collect())
+    Ok(text.lines().filter(|l| !l.trim_start().starts_with('#')).filter_map(|l| l.split_once(" = ").map(|(k, v)| (k.trim().to_string(), v.to_string()))).collect())
 }
 
 #[cfg(test)]

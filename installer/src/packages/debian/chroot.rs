@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
-pub use crate::packages::chroot::{Mounts, tail};
+pub use crate::packages::chroot::{tail, Mounts};
 use crate::packages::extract::Root;
 
 /// A command run inside `root` with dpkg's non-interactive environment.
@@ -88,20 +88,6 @@ fn failed_packages_report(stderr: &str, output: &[(String, Vec<String>)]) -> Str
     report
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_report_names_the_failed_package_and_its_own_output() {
-        let stderr = "invoke-rc.d: policy-rc.d denied execution of start.\npostconf: fatal: bad parameter value: (none)\ndpkg: error processing package postfix (--configure):\n installed postfix package post-installation script subprocess returned error exit status 1\nCreating SSH2 RSA key\nErrors were encountered while processing:\n postfix\n";
-        let output = vec![("postfix".to_string(), vec!["Adding group `postfix'".to_string()]), ("ssh".to_string(), vec!["ok".to_string()])];
-        let r = super::failed_packages_report(stderr, &output);
-        assert!(r.starts_with("package postfix failed to configure:"), "{r}");
-        assert!(r.contains("| Adding group `postfix'") && r.contains("! postconf: fatal: bad parameter value"), "{r}");
-        assert!(!r.contains("| ok"), "{r}");
-        assert_eq!(super::failed_packages_report("dpkg: warning\n", &output), "");
-    }
-}
-
 pub const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
 const INITRAMFS: &str = "/usr/sbin/update-initramfs";
 const INITRAMFS_DIVERTED: &str = "/usr/sbin/update-initramfs.anemos";
@@ -127,4 +113,18 @@ pub fn restore_initramfs(root: &Root) -> Result<bool> {
     root.remove(INITRAMFS)?;
     run(root.path(), "dpkg-divert", &["--quiet", "--local", "--rename", "--remove", INITRAMFS])?;
     Ok(root.exists(INITRAMFS))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_report_names_the_failed_package_and_its_own_output() {
+        let stderr = "invoke-rc.d: policy-rc.d denied execution of start.\npostconf: fatal: bad parameter value: (none)\ndpkg: error processing package postfix (--configure):\n installed postfix package post-installation script subprocess returned error exit status 1\nCreating SSH2 RSA key\nErrors were encountered while processing:\n postfix\n";
+        let output = vec![("postfix".to_string(), vec!["Adding group `postfix'".to_string()]), ("ssh".to_string(), vec!["ok".to_string()])];
+        let r = super::failed_packages_report(stderr, &output);
+        assert!(r.starts_with("package postfix failed to configure:"), "{r}");
+        assert!(r.contains("| Adding group `postfix'") && r.contains("! postconf: fatal: bad parameter value"), "{r}");
+        assert!(!r.contains("| ok"), "{r}");
+        assert_eq!(super::failed_packages_report("dpkg: warning\n", &output), "");
+    }
 }

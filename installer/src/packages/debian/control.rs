@@ -23,9 +23,7 @@ impl Paragraph {
 
     /// The value of a field that must be present.
     pub fn require(&self, name: &str) -> Result<&str> {
-        self.get(name).with_context(|| {
-            format!("the paragraph of {:?} has no {name} field", self.get("Package").unwrap_or("(unnamed)"))
-        })
+        self.get(name).with_context(|| format!("the paragraph of {:?} has no {name} field", self.get("Package").unwrap_or("(unnamed)")))
     }
 
     /// Writes the paragraph in deb822 form, ending with a newline (no blank line).

@@ -11,10 +11,8 @@ use super::relation::{parse_field, parse_flat, Alternatives, Relation};
 use super::version::Version;
 
 /// The fields of a Packages paragraph that are kept.
-const KEPT: &[&str] = &[
-    "Package", "Version", "Architecture", "Multi-Arch", "Priority", "Essential", "Depends", "Pre-Depends",
-    "Provides", "Conflicts", "Breaks", "Filename", "Size", "SHA256", "Installed-Size",
-];
+const KEPT: &[&str] =
+    &["Package", "Version", "Architecture", "Multi-Arch", "Priority", "Essential", "Depends", "Pre-Depends", "Provides", "Conflicts", "Breaks", "Filename", "Size", "SHA256", "Installed-Size"];
 
 /// `Multi-Arch` (deb-control(5)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

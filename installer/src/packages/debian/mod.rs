@@ -14,10 +14,10 @@
 pub mod chroot;
 pub mod control;
 pub mod dpkgdb;
+pub mod index;
 mod install;
 mod scripts;
 mod unpack;
-pub mod index;
 /// The OpenPGP keyring code, shared with Arch (see [`crate::packages::keyring`]).
 pub use crate::packages::keyring;
 mod prepare;
@@ -68,16 +68,7 @@ impl Config {
     /// A configuration for `sources` with the defaults: the native architecture, minbase,
     /// default fetching, probing 8 URLs.
     pub fn new(sources: Vec<Source>, keyring: PathBuf) -> Config {
-        Config {
-            sources,
-            keyring,
-            arch: native_arch().to_string(),
-            variant: Variant::Minbase,
-            include: Vec::new(),
-            fetch: FetchConfig::default(),
-            probe: 8,
-            now: None,
-        }
+        Config { sources, keyring, arch: native_arch().to_string(), variant: Variant::Minbase, include: Vec::new(), fetch: FetchConfig::default(), probe: 8, now: None }
     }
 }
 

@@ -23,9 +23,7 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
     let fetcher = Fetcher::new(config.fetch.clone())?;
     let keyring_bytes = std::fs::read(&config.keyring).with_context(|| format!("reading the keyring {}", config.keyring.display()))?;
     let keyring = Keyring::from_bytes(&keyring_bytes, &config.keyring.display().to_string())?;
-    let now = config.now.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-    });
+    let now = config.now.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
     let mut universe = Universe::default();
     for (i, source) in config.sources.iter().enumerate() {
         let release = fetch_release(&fetcher, &keyring, source, now)?;
@@ -40,12 +38,7 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
     drop(universe);
     let prepared = Prepared { config: config.clone(), packages, reasons: resolution.reasons, keyring_bytes };
     probe(&fetcher, &prepared)?;
-    log::info!(
-        "prepared {} packages, {:.1} MiB to download, in {:.1} s",
-        prepared.packages.len(),
-        prepared.download_size() as f64 / 1048576.0,
-        t.elapsed().as_secs_f64()
-    );
+    log::info!("prepared {} packages, {:.1} MiB to download, in {:.1} s", prepared.packages.len(), prepared.download_size() as f64 / 1048576.0, t.elapsed().as_secs_f64());
     Ok(prepared)
 }
 

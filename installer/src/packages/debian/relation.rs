@@ -54,11 +54,7 @@ pub fn parse_field(value: &str) -> Result<Vec<Alternatives>> {
         if group.trim().is_empty() {
             continue;
         }
-        let alts = group
-            .split('|')
-            .map(parse_relation)
-            .collect::<Result<Vec<_>>>()
-            .with_context(|| format!("in the relation {:?}", group.trim()))?;
+        let alts = group.split('|').map(parse_relation).collect::<Result<Vec<_>>>().with_context(|| format!("in the relation {:?}", group.trim()))?;
         out.push(alts);
     }
     Ok(out)

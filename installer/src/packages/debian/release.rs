@@ -52,11 +52,7 @@ impl Release {
                 return Ok((path, *size, hash.clone()));
             }
         }
-        bail!(
-            "the Release file of {} lists no Packages index for {component}/{arch} (components: {})",
-            self.codename,
-            self.components.join(" ")
-        )
+        bail!("the Release file of {} lists no Packages index for {component}/{arch} (components: {})", self.codename, self.components.join(" "))
     }
 
     /// Refuses a Release signed for another suite: a mirror (or whoever is between it and

@@ -100,11 +100,7 @@ impl State<'_> {
         if !conflicting.is_empty() {
             bail!("{chain} → {}: every candidate conflicts with the selection ({})", alts.join(" | "), conflicting.join("; "));
         }
-        let known: Vec<String> = group
-            .iter()
-            .flat_map(|r| self.u.by_name(&r.name).iter().chain(self.u.providers(&r.name)))
-            .map(|&i| self.u.packages[i].id())
-            .collect();
+        let known: Vec<String> = group.iter().flat_map(|r| self.u.by_name(&r.name).iter().chain(self.u.providers(&r.name))).map(|&i| self.u.packages[i].id()).collect();
         if known.is_empty() {
             bail!("{chain} → {}: no package provides {}", alts.join(" | "), alts.join(" or "));
         }
@@ -124,15 +120,9 @@ impl State<'_> {
     fn candidates(&self, rel: &Relation) -> Vec<usize> {
         let u = self.u;
         let free = |i: usize| !self.selected.contains_key(&u.packages[i].name);
-        let mut real: Vec<usize> =
-            u.by_name(&rel.name).iter().copied().filter(|&i| free(i) && satisfies(&u.packages[i], rel, self.native)).collect();
+        let mut real: Vec<usize> = u.by_name(&rel.name).iter().copied().filter(|&i| free(i) && satisfies(&u.packages[i], rel, self.native)).collect();
         real.sort_by(|&a, &b| u.packages[b].version.cmp(&u.packages[a].version));
-        let mut virt: Vec<usize> = u
-            .providers(&rel.name)
-            .iter()
-            .copied()
-            .filter(|&i| free(i) && u.candidate(&u.packages[i].name) == Some(i) && satisfies(&u.packages[i], rel, self.native))
-            .collect();
+        let mut virt: Vec<usize> = u.providers(&rel.name).iter().copied().filter(|&i| free(i) && u.candidate(&u.packages[i].name) == Some(i) && satisfies(&u.packages[i], rel, self.native)).collect();
         virt.sort_by(|&a, &b| {
             let (pa, pb) = (&u.packages[a], &u.packages[b]);
             pa.priority_rank().cmp(&pb.priority_rank()).then_with(|| pa.name.cmp(&pb.name))
@@ -151,13 +141,7 @@ impl State<'_> {
         for a in &sel {
             for b in &sel {
                 if a.name != b.name && conflicts(a, b, self.native) {
-                    bail!(
-                        "{} ({}) and {} ({}) conflict: remove one of them from the request",
-                        a.id(),
-                        self.chain(&a.name),
-                        b.id(),
-                        self.chain(&b.name)
-                    );
+                    bail!("{} ({}) and {} ({}) conflict: remove one of them from the request", a.id(), self.chain(&a.name), b.id(), self.chain(&b.name));
                 }
             }
         }

@@ -72,11 +72,7 @@ pub fn host_sources_for(etc_apt: &Path, suite: &str) -> Result<Vec<Source>> {
     let picked: Vec<Source> = all.iter().filter(|s| family.contains(&s.suite)).cloned().collect();
     if !picked.iter().any(|s| s.suite == suite) {
         let seen: Vec<String> = all.iter().map(|s| format!("{} {}", s.uri, s.suite)).collect();
-        bail!(
-            "the host's apt sources ({}) have no entry for the suite {suite:?} (they have: {}); give --mirror URL",
-            etc_apt.display(),
-            if seen.is_empty() { "none".into() } else { seen.join(", ") }
-        );
+        bail!("the host's apt sources ({}) have no entry for the suite {suite:?} (they have: {}); give --mirror URL", etc_apt.display(), if seen.is_empty() { "none".into() } else { seen.join(", ") });
     }
     Ok(picked)
 }
@@ -99,11 +95,7 @@ fn one_line(text: &str) -> Vec<Source> {
         }
         let rest: Vec<&str> = f.collect();
         if let [uri, suite, comps @ ..] = &rest[..] {
-            out.push(Source {
-                uri: uri.trim_end_matches('/').to_string(),
-                suite: suite.to_string(),
-                components: comps.iter().map(|c| c.to_string()).collect(),
-            });
+            out.push(Source { uri: uri.trim_end_matches('/').to_string(), suite: suite.to_string(), components: comps.iter().map(|c| c.to_string()).collect() });
         }
     }
     out
@@ -152,11 +144,7 @@ pub fn render_deb822(sources: &[Source], signed_by: &str) -> String {
         if !out.is_empty() {
             out.push('\n');
         }
-        out.push_str(&format!(
-            "Types: deb\nURIs: {uri}\nSuites: {}\nComponents: {}\nSigned-By: {signed_by}\n",
-            suites.join(" "),
-            comps.join(" ")
-        ));
+        out.push_str(&format!("Types: deb\nURIs: {uri}\nSuites: {}\nComponents: {}\nSigned-By: {signed_by}\n", suites.join(" "), comps.join(" ")));
     }
     out
 }

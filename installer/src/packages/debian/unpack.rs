@@ -24,8 +24,7 @@ pub fn unpack_all(prepared: &Prepared, pkgs: &[&Package], root: &Root, opts: &ex
     let results = pool::run(pkgs, fetcher.config.parallel, |p| {
         let url = prepared.url(p);
         let t = std::time::Instant::now();
-        let r = unpack_one(&fetcher, &url, p, root, opts, &progress)
-            .with_context(|| format!("package {} {} ({url})", p.name, p.version));
+        let r = unpack_one(&fetcher, &url, p, root, opts, &progress).with_context(|| format!("package {} {} ({url})", p.name, p.version));
         progress.add_work(t.elapsed());
         progress.item_done();
         r
@@ -54,11 +53,7 @@ fn unpack_one(fetcher: &Fetcher, url: &str, p: &Package, root: &Root, opts: &ext
     })?;
     if control.get("md5sums").is_none() {
         let conffiles = conffiles_of(&control);
-        let sums: String = written
-            .iter()
-            .filter(|w| !conffiles.contains(&w.path))
-            .filter_map(|w| w.md5.as_ref().map(|m| format!("{m}  {}\n", w.path.trim_start_matches('/'))))
-            .collect();
+        let sums: String = written.iter().filter(|w| !conffiles.contains(&w.path)).filter_map(|w| w.md5.as_ref().map(|m| format!("{m}  {}\n", w.path.trim_start_matches('/')))).collect();
         control.files.insert("md5sums".into(), (0o644, sums.into_bytes()));
     }
     let non_dirs = written.iter().filter(|w| w.kind != Kind::Dir).map(|w| w.path.clone()).collect();
@@ -89,8 +84,7 @@ pub fn save_all(prepared: &Prepared, pkgs: &[&Package], root: &Root, dir: &str, 
     pool::run(pkgs, fetcher.config.parallel, |p| {
         let url = prepared.url(p);
         let name = format!("{dir}/{}_{}_{}.deb", p.name, p.version.to_string().replace(':', "%3a"), p.arch);
-        let r = save_one(&fetcher, &url, p, root, &name, unpack_too(p), opts, &progress)
-            .with_context(|| format!("package {} {} ({url})", p.name, p.version));
+        let r = save_one(&fetcher, &url, p, root, &name, unpack_too(p), opts, &progress).with_context(|| format!("package {} {} ({url})", p.name, p.version));
         progress.item_done();
         r.map(|()| format!("/{name}"))
     })

@@ -34,10 +34,7 @@ impl Version {
             None => (rest, ""),
         };
         anyhow::ensure!(!upstream.is_empty(), "version {s:?}: empty upstream version");
-        anyhow::ensure!(
-            upstream.as_bytes()[0].is_ascii_digit(),
-            "version {s:?}: the upstream version must start with a digit"
-        );
+        anyhow::ensure!(upstream.as_bytes()[0].is_ascii_digit(), "version {s:?}: the upstream version must start with a digit");
         Ok(Version { epoch, upstream: upstream.to_string(), revision: revision.to_string() })
     }
 }
@@ -57,10 +54,7 @@ impl std::fmt::Display for Version {
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.epoch
-            .cmp(&other.epoch)
-            .then_with(|| verrevcmp(self.upstream.as_bytes(), other.upstream.as_bytes()))
-            .then_with(|| verrevcmp(self.revision.as_bytes(), other.revision.as_bytes()))
+        self.epoch.cmp(&other.epoch).then_with(|| verrevcmp(self.upstream.as_bytes(), other.upstream.as_bytes())).then_with(|| verrevcmp(self.revision.as_bytes(), other.revision.as_bytes()))
     }
 }
 

@@ -142,10 +142,7 @@ impl<R: Read> Read for Capped<R> {
         let want = buf.len().min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n as u64 > self.left {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} decompresses to more than {} bytes: a decompression bomb, or not what the index describes", self.what, self.limit),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} decompresses to more than {} bytes: a decompression bomb, or not what the index describes", self.what, self.limit)));
         }
         self.left -= n as u64;
         Ok(n)
@@ -180,24 +177,14 @@ pub fn decompress_sniffed<'a>(input: impl Read + 'a, what: &str) -> Result<Box<d
 /// Unpacks a tar stream into `root`. `place` maps each normalised archive path (`/etc/x`) to
 /// the path it is written at (Debian writes conffiles as `/etc/x.dpkg-new`); hard-link
 /// targets are mapped the same way. Returns the entries in archive order.
-pub fn unpack_tar(
-    root: &Root,
-    input: impl Read,
-    opts: &Options,
-    place: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<Written>> {
+pub fn unpack_tar(root: &Root, input: impl Read, opts: &Options, place: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Written>> {
     let (written, _) = unpack_tar_filtered(root, input, opts, &|p: &str| Placement::Write(place(p)))?;
     Ok(written)
 }
 
 /// Like [`unpack_tar`], with a [`Placement`] per member: members to capture are returned
 /// (in archive order) instead of being written.
-pub fn unpack_tar_filtered(
-    root: &Root,
-    input: impl Read,
-    opts: &Options,
-    decide: &dyn Fn(&str) -> Placement,
-) -> Result<(Vec<Written>, Vec<Captured>)> {
+pub fn unpack_tar_filtered(root: &Root, input: impl Read, opts: &Options, decide: &dyn Fn(&str) -> Placement) -> Result<(Vec<Written>, Vec<Captured>)> {
     let place = |p: &str| match decide(p) {
         Placement::Write(to) => to,
         Placement::Capture => None,
@@ -303,22 +290,13 @@ impl Meta {
     /// chown (not following a symlink) of `name` in `dir`, if owners are applied.
     fn chown_at(&self, dir: &OwnedFd, name: &str) -> Result<()> {
         if self.owners {
-            rfs::chownat(dir, name, Some(rfs::Uid::from_raw(self.uid)), Some(rfs::Gid::from_raw(self.gid)), AtFlags::SYMLINK_NOFOLLOW)
-                .context("setting the owner")?;
+            rfs::chownat(dir, name, Some(rfs::Uid::from_raw(self.uid)), Some(rfs::Gid::from_raw(self.gid)), AtFlags::SYMLINK_NOFOLLOW).context("setting the owner")?;
         }
         Ok(())
     }
 }
 
-fn write_entry<R: Read>(
-    root: &Root,
-    entry: &mut tar::Entry<R>,
-    typ: EntryType,
-    target: &InRoot,
-    opts: &Options,
-    place: &dyn Fn(&str) -> Option<String>,
-    sums: &mut Sums,
-) -> Result<Kind> {
+fn write_entry<R: Read>(root: &Root, entry: &mut tar::Entry<R>, typ: EntryType, target: &InRoot, opts: &Options, place: &dyn Fn(&str) -> Option<String>, sums: &mut Sums) -> Result<Kind> {
     let meta = Meta::of(entry.header(), opts)?;
     match typ {
         EntryType::Regular | EntryType::Continuous => write_file(root, entry, target, &meta, opts, sums),
@@ -344,8 +322,7 @@ fn write_entry<R: Read>(
             let (ldir, lname) = root.parent_of(&link)?;
             let (dir, name) = root.parent_of(target)?;
             Root::clear(&dir, name)?;
-            rfs::linkat(&ldir, lname, &dir, name, AtFlags::empty())
-                .with_context(|| format!("hard-linking to {} (it must be earlier in the archive)", link.absolute()))?;
+            rfs::linkat(&ldir, lname, &dir, name, AtFlags::empty()).with_context(|| format!("hard-linking to {} (it must be earlier in the archive)", link.absolute()))?;
             Ok(Kind::HardLink)
         }
         EntryType::Char | EntryType::Block | EntryType::Fifo => write_node(root, entry.header(), typ, target, &meta),
@@ -357,11 +334,7 @@ fn write_file<R: Read>(root: &Root, entry: &mut tar::Entry<R>, target: &InRoot, 
     let mut f = root.create_file(target, 0o600)?;
     let size = entry.size();
     let n = if opts.md5 || opts.sha1 {
-        let mut w = HashWriter {
-            inner: &mut f,
-            md5: opts.md5.then(<md5::Md5 as md5::Digest>::new),
-            sha1: opts.sha1.then(<sha1::Sha1 as sha1::Digest>::new),
-        };
+        let mut w = HashWriter { inner: &mut f, md5: opts.md5.then(<md5::Md5 as md5::Digest>::new), sha1: opts.sha1.then(<sha1::Sha1 as sha1::Digest>::new) };
         let n = io::copy(entry, &mut w).context("writing the contents")?;
         sums.md5 = w.md5.map(|h| hex::encode(md5::Digest::finalize(h)));
         sums.sha1 = w.sha1.map(|h| sha1::Digest::finalize(h).into());
@@ -407,11 +380,7 @@ fn write_node(root: &Root, h: &tar::Header, typ: EntryType, target: &InRoot, met
         EntryType::Block => (FileType::BlockDevice, Kind::Device),
         _ => (FileType::Fifo, Kind::Fifo),
     };
-    let (major, minor) = if kind == Kind::Device {
-        (h.device_major().context("bad device major")?.unwrap_or(0), h.device_minor().context("bad device minor")?.unwrap_or(0))
-    } else {
-        (0, 0)
-    };
+    let (major, minor) = if kind == Kind::Device { (h.device_major().context("bad device major")?.unwrap_or(0), h.device_minor().context("bad device minor")?.unwrap_or(0)) } else { (0, 0) };
     let (dir, name) = root.parent_of(target)?;
     Root::clear(&dir, name)?;
     rfs::mknodat(&dir, name, ft, Mode::from_raw_mode(0o600), rfs::makedev(major, minor)).context("mknod")?;

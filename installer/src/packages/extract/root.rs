@@ -72,8 +72,7 @@ impl InRoot {
 impl Root {
     /// Opens `path` (which must be a directory) as a root.
     pub fn open(path: &Path) -> Result<Root> {
-        let fd = rfs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .with_context(|| format!("opening the target root {}", path.display()))?;
+        let fd = rfs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).with_context(|| format!("opening the target root {}", path.display()))?;
         Ok(Root { fd, path: path.to_path_buf() })
     }
 
@@ -164,13 +163,8 @@ impl Root {
     pub fn create_file(&self, p: &InRoot, mode: u32) -> Result<File> {
         let (dir, name) = self.parent_of(p)?;
         Self::clear(&dir, name).with_context(|| format!("replacing {}", p.absolute()))?;
-        let fd = rfs::openat(
-            &dir,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode & 0o777),
-        )
-        .with_context(|| format!("creating {} in {}", p.absolute(), self.path.display()))?;
+        let fd = rfs::openat(&dir, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(mode & 0o777))
+            .with_context(|| format!("creating {} in {}", p.absolute(), self.path.display()))?;
         Ok(File::from(fd))
     }
 
@@ -207,8 +201,7 @@ impl Root {
         let p = InRoot::parse(rel.trim_start_matches('/'))?;
         let (dir, name) = self.parent_of(&p)?;
         let t = rfs::Timespec { tv_sec: secs, tv_nsec: 0 };
-        rfs::utimensat(&dir, name, &rfs::Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW)
-            .with_context(|| format!("setting the mtime of {}", p.absolute()))
+        rfs::utimensat(&dir, name, &rfs::Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW).with_context(|| format!("setting the mtime of {}", p.absolute()))
     }
 
     /// Whether `rel` exists, following symlinks inside the root (e.g. `bin/sh` through the

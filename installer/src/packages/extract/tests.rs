@@ -117,10 +117,7 @@ fn hard_links_stay_inside() {
         assert!(format!("{err:#}").contains("refusing"), "{err:#}");
     }
     // Through a planted symlink the link target is looked up inside the root: not found.
-    let tar = Builder::new()
-        .entry("./evil", EntryType::Symlink, Some(out.to_str().unwrap()))
-        .entry("./l", EntryType::Link, Some("./evil/secret"))
-        .done();
+    let tar = Builder::new().entry("./evil", EntryType::Symlink, Some(out.to_str().unwrap())).entry("./l", EntryType::Link, Some("./evil/secret")).done();
     assert!(unpack(&d, &tar).is_err());
     assert!(!d.join("root/l").exists());
     // A proper hard link inside the root works.

@@ -205,8 +205,7 @@ fn retryable(s: StatusCode) -> bool {
 
 /// The bundled webpki roots plus the given PEM certificates.
 fn roots_with(pems: &[Vec<u8>]) -> Result<RootCerts> {
-    let mut certs: Vec<Certificate<'static>> =
-        webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|c| Certificate::from_der(c.as_ref()).to_owned()).collect();
+    let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|c| Certificate::from_der(c.as_ref()).to_owned()).collect();
     for pem in pems {
         let mut n = 0;
         for item in ureq::tls::parse_pem(pem) {

@@ -102,19 +102,8 @@ impl Progress {
     pub fn line(&self, items: u64, bytes: u64, elapsed: Duration) -> String {
         let mib = |b: u64| b as f64 / 1048576.0;
         let rate = bytes as f64 / elapsed.as_secs_f64().max(0.001);
-        let eta = if rate > 0.0 && self.total_bytes > bytes {
-            format!("ETA {:.0} s", (self.total_bytes - bytes) as f64 / rate)
-        } else {
-            "ETA -".to_string()
-        };
-        format!(
-            "{} {items}/{}, {:.1}/{:.1} MiB, {:.1} MiB/s, {eta}",
-            self.phase,
-            self.total_items,
-            mib(bytes),
-            mib(self.total_bytes),
-            rate / 1048576.0
-        )
+        let eta = if rate > 0.0 && self.total_bytes > bytes { format!("ETA {:.0} s", (self.total_bytes - bytes) as f64 / rate) } else { "ETA -".to_string() };
+        format!("{} {items}/{}, {:.1}/{:.1} MiB, {:.1} MiB/s, {eta}", self.phase, self.total_items, mib(bytes), mib(self.total_bytes), rate / 1048576.0)
     }
 }
 

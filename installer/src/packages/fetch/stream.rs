@@ -40,17 +40,7 @@ pub struct VerifiedReader<'f> {
 
 impl<'f> VerifiedReader<'f> {
     pub(super) fn open(fetcher: &'f Fetcher, url: &str, expected: Expected) -> Result<Self> {
-        let mut r = VerifiedReader {
-            fetcher,
-            url: url.to_string(),
-            expected,
-            body: None,
-            pos: 0,
-            hasher: Sha256::new(),
-            breaks: 0,
-            done: false,
-            progress: None,
-        };
+        let mut r = VerifiedReader { fetcher, url: url.to_string(), expected, body: None, pos: 0, hasher: Sha256::new(), breaks: 0, done: false, progress: None };
         r.connect()?;
         Ok(r)
     }
@@ -99,12 +89,7 @@ impl<'f> VerifiedReader<'f> {
     fn resume(&mut self, why: &str) -> io::Result<()> {
         self.body = None;
         if self.breaks >= self.fetcher.config.retries {
-            return Err(io::Error::other(format!(
-                "GET {}: the transfer broke {} times, last after {} bytes: {why}",
-                self.url,
-                self.breaks + 1,
-                self.pos
-            )));
+            return Err(io::Error::other(format!("GET {}: the transfer broke {} times, last after {} bytes: {why}", self.url, self.breaks + 1, self.pos)));
         }
         self.breaks += 1;
         let delay = self.fetcher.config.backoff * 2u32.pow(self.breaks.min(6) - 1);
@@ -160,10 +145,7 @@ impl Read for VerifiedReader<'_> {
                 Ok(n) => {
                     let cap = self.expected.size.or(self.expected.limit);
                     if cap.is_some_and(|c| self.pos + n as u64 > c) {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("GET {}: more than the expected {} bytes", self.url, cap.unwrap_or(0)),
-                        ));
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("GET {}: more than the expected {} bytes", self.url, cap.unwrap_or(0))));
                     }
                     self.hasher.update(&buf[..n]);
                     self.pos += n as u64;

@@ -81,10 +81,7 @@ fn expired_and_revoked_keys_are_refused() {
 fn the_hosts_debian_inrelease_verifies() {
     let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
     let lists = std::fs::read_dir("/var/lib/apt/lists").unwrap();
-    let inrelease = lists
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with("_InRelease"))
-        .expect("the host has an apt InRelease list (run apt-get update)");
+    let inrelease = lists.filter_map(|e| e.ok().map(|e| e.path())).find(|p| p.to_string_lossy().ends_with("_InRelease")).expect("the host has an apt InRelease list (run apt-get update)");
     let text = std::fs::read_to_string(&inrelease).unwrap();
     let k = Keyring::load(keyring).unwrap();
     let signed = k.verify_clearsigned(&text, now()).unwrap();

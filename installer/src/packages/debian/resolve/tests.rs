@@ -22,16 +22,18 @@ fn names(u: &Universe, r: &Resolution) -> Vec<String> {
 
 #[test]
 fn follows_depends_alternatives_and_versions() {
-    let u = universe(&[
-        pkg("app", "1", "Depends: lib (>= 2), mta | postfix\nPre-Depends: base"),
-        pkg("lib", "1", ""),
-        pkg("lib", "2", ""),
-        pkg("base", "1", ""),
-        pkg("exim", "4", "Provides: mta\nPriority: important"),
-        pkg("nullmailer", "1", "Provides: mta\nPriority: optional"),
-        pkg("postfix", "3", ""),
-    ]
-    .join("\n"));
+    let u = universe(
+        &[
+            pkg("app", "1", "Depends: lib (>= 2), mta | postfix\nPre-Depends: base"),
+            pkg("lib", "1", ""),
+            pkg("lib", "2", ""),
+            pkg("base", "1", ""),
+            pkg("exim", "4", "Provides: mta\nPriority: important"),
+            pkg("nullmailer", "1", "Provides: mta\nPriority: optional"),
+            pkg("postfix", "3", ""),
+        ]
+        .join("\n"),
+    );
     let r = resolve(&u, "amd64", &roots("app")).unwrap();
     assert_eq!(names(&u, &r), ["app=1", "base=1", "exim=4", "lib=2"]);
     assert_eq!(r.reasons["exim"], "app → exim");
@@ -46,13 +48,7 @@ fn an_already_selected_alternative_wins() {
 
 #[test]
 fn versioned_provides_and_multiarch_any() {
-    let u = universe(&[
-        pkg("a", "1", "Depends: v (>= 2), perl:any"),
-        pkg("p", "1", "Provides: v (= 3)"),
-        pkg("q", "1", "Provides: v"),
-        pkg("perl", "5", "Multi-Arch: allowed"),
-    ]
-    .join("\n"));
+    let u = universe(&[pkg("a", "1", "Depends: v (>= 2), perl:any"), pkg("p", "1", "Provides: v (= 3)"), pkg("q", "1", "Provides: v"), pkg("perl", "5", "Multi-Arch: allowed")].join("\n"));
     let r = resolve(&u, "amd64", &roots("a")).unwrap();
     assert_eq!(names(&u, &r), ["a=1", "p=1", "perl=5"]);
     let u = universe(&[pkg("a", "1", "Depends: perl:any"), pkg("perl", "5", "")].join("\n"));
