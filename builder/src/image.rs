@@ -56,17 +56,6 @@ pub fn build(req: &ImageRequest) -> Result<Built> {
     Ok(Built { path, plan: project.plan, phases, total: started.elapsed() })
 }
 
-/// UEFI when the boot loader needs it: systemd-boot, or GRUB with an ESP and no BIOS boot
-/// partition.
-pub fn wants_uefi(plan: &Plan) -> bool {
-    let l = &plan.layout;
-    match plan.bootloader {
-        Bootloader::SystemdBoot => true,
-        Bootloader::Grub => l.has(PartKind::Esp) && !l.has(PartKind::BiosBoot),
-        Bootloader::None => l.has(PartKind::Esp),
-    }
-}
-
 /// The build VM's initramfs: our init, the test kernel's default modules and the payload
 /// (the plan with the mirror as the guest reaches it), in `work`, mode 0600.
 fn vm_initramfs(project: &Project, kernel: &Kernel, work: &Scratch) -> Result<PathBuf> {
@@ -104,7 +93,7 @@ fn raw(req: &ImageRequest, project: &Project, size: u64) -> Result<(PathBuf, Vec
     config.disks = vec![Disk { serial: Some(IMAGE_SERIAL.into()), ..Disk::raw(&image) }];
     config.disks.extend(req.attach.iter().map(|(file, serial)| Disk { serial: serial.clone(), ..Disk::raw(file) }));
     config.net = Some(Net::default());
-    if wants_uefi(plan) {
+    if installer::bootloader::wants_uefi(plan.bootloader, &plan.layout) {
         config.firmware = Firmware::Uefi(Ovmf::find()?);
     }
     config.append = format!("anemos.target=serial:{IMAGE_SERIAL} anemos.done=poweroff anemos.on_failure=poweroff");

@@ -11,14 +11,14 @@ use installer::payload::Payload;
 use installer::plan::OnSuccess;
 
 use crate::cmdline::{Action, Options};
-use crate::{failure, logger, shutdown, step};
+use crate::{ending, logger, step};
 
 /// Where the new system is assembled.
 const TARGET: &str = "/target";
 
 pub fn run(opts: &Options, payload: Payload) -> ! {
     let started = Instant::now();
-    let confirmed = confirmed_disks().unwrap_or_else(|e| failure::fail("check", &e));
+    let confirmed = confirmed_disks().unwrap_or_else(|e| ending::fail("check", &e));
     let uefi = Path::new("/sys/firmware/efi").exists();
     let on_success = payload.plan.on_success;
     // Maintainer scripts ask the kernel for the host name (postfix's postinst derives
@@ -44,7 +44,7 @@ pub fn run(opts: &Options, payload: Payload) -> ! {
         OnSuccess::Kexec => Action::Kexec,
         OnSuccess::Poweroff => Action::Poweroff,
     });
-    shutdown::shutdown(action)
+    ending::shutdown(action)
 }
 
 /// The disks `anemos kexec` recorded as confirmed by the operator, if it did: a record that
@@ -70,5 +70,5 @@ fn confirmed_disks() -> anyhow::Result<Option<installer::disk::Confirmed>> {
 fn guard_disk(inst: &Install) {
     let Some((disk, layout)) = inst.target_disk() else { return };
     let (disk, table, sector) = (PathBuf::from(disk), layout.table, layout.sector_size);
-    failure::add_safety_hook(&format!("make the half-installed {} unbootable", disk.display()), move || installer::disk::partition::invalidate(&disk, table, sector));
+    ending::add_safety_hook(&format!("make the half-installed {} unbootable", disk.display()), move || installer::disk::partition::invalidate(&disk, table, sector));
 }

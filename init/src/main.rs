@@ -2,19 +2,15 @@
 //!
 //! Bring-up, in order: early mounts, logging, command line, reaper, modules, devices, the
 //! ready event; then the mode: install the payload, the rescue console, or a probe that
-//! reports and stops. Every failure goes to `failure::fail`, which never returns.
+//! reports and stops. Every failure goes to `ending::fail`, which never returns.
 
 mod bringup;
 mod cmdline;
 mod early;
-mod failure;
+mod ending;
 mod install;
 mod kmsg;
 mod logger;
-mod rescue;
-mod retry;
-mod shutdown;
-mod status;
 mod step;
 
 use std::path::Path;
@@ -28,7 +24,7 @@ fn main() {
     // The kernel starts PID 1 with umask 0: every file made without an explicit mode would
     // be world-writable. 022 is what a system's own init gives its children.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-    failure::install_panic_hook();
+    ending::install_panic_hook();
     logger::install();
     installer::event::add_sink(|ev| {
         if !matches!(ev, Event::Log { .. }) {
@@ -39,7 +35,7 @@ fn main() {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let opts = cmdline::parse(&cmdline);
     logger::attach(&opts.consoles, opts.log);
-    failure::set_action(opts.on_failure);
+    ending::set_action(opts.on_failure);
     quiet_kernel_console(&cmdline, &opts);
     let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
     log::info!("anemos init {} on Linux {kernel}", env!("CARGO_PKG_VERSION"));
@@ -51,12 +47,12 @@ fn main() {
     let loaded = step::run(&opts, "modules", || bringup::modules(&opts));
     step::run(&opts, "devices", || bringup::wait_for_devices(&opts));
     let rescue_opts = opts.clone();
-    failure::set_before_rescue(move || rescue_network(&rescue_opts));
+    ending::set_before_rescue(move || rescue_network(&rescue_opts));
     let payload = (opts.mode == Mode::Install).then(|| step::run(&opts, "payload", load_payload));
     let plan = payload.as_ref().map(|p| &p.plan);
     if let Some(action) = plan.map(|p| p.on_failure) {
         if opts.on_failure_default {
-            failure::set_action(match action {
+            ending::set_action(match action {
                 installer::plan::OnFailure::Rescue => Action::Rescue,
                 installer::plan::OnFailure::Reboot => Action::Reboot,
                 installer::plan::OnFailure::Poweroff => Action::Poweroff,
@@ -70,7 +66,7 @@ fn main() {
     NETWORK_TRIED.store(true, Ordering::SeqCst);
     if !network.is_empty() {
         let port = opts.status_port.or(plan.map(|p| p.status_port)).unwrap_or(7777);
-        step::run(&opts, "status", || status::start(port));
+        step::run(&opts, "status", || ending::endpoint::start(port));
     }
     emit(Event::Ready {
         uptime_ms: (logger::uptime() * 1000.0) as u64,
@@ -81,17 +77,17 @@ fn main() {
         network,
     });
     match opts.mode {
-        Mode::Rescue => rescue::run(),
+        Mode::Rescue => ending::console::run(),
         Mode::Probe => {
             let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
             for d in installer::disk::inventory(Path::new("/sys"), &mountinfo).unwrap_or_default() {
                 log::info!("disk {}", installer::disk::describe(&d));
             }
-            shutdown::shutdown(opts.done.unwrap_or(Action::Poweroff))
+            ending::shutdown(opts.done.unwrap_or(Action::Poweroff))
         }
         Mode::Install => match payload {
             Some(payload) => install::run(&opts, payload),
-            None => failure::fail("payload", &anyhow::anyhow!("no payload was loaded")),
+            None => ending::fail("payload", &anyhow::anyhow!("no payload was loaded")),
         },
     }
 }
@@ -109,7 +105,7 @@ fn rescue_network(opts: &Options) {
     let Some(cfg) = bringup::network_config(opts, None) else { return };
     match bringup::network(&cfg) {
         Ok(links) if !links.is_empty() => {
-            let _ = status::start(opts.status_port.unwrap_or(7777));
+            let _ = ending::endpoint::start(opts.status_port.unwrap_or(7777));
         }
         Ok(_) => log::warn!("rescue: no network link came up"),
         Err(e) => log::warn!("rescue: the network did not come up: {e:#}"),
@@ -128,7 +124,7 @@ fn load_payload() -> anyhow::Result<installer::payload::Payload> {
     for (name, value) in payload.secrets()? {
         installer::redact::register(&name, &value);
     }
-    if let Ok(token) = std::fs::read(status::TOKEN_FILE) {
+    if let Ok(token) = std::fs::read(ending::endpoint::TOKEN_FILE) {
         installer::redact::register("deploy token", &token);
     }
     for line in installer::payload::summary(&payload.plan) {

@@ -6,13 +6,13 @@ use std::time::Instant;
 use installer::event::{emit, Event};
 
 use crate::cmdline::Options;
-use crate::failure;
+use crate::ending;
 
 /// Runs a step; on error, never returns.
 pub fn run<T>(opts: &Options, name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> T {
     if opts.fail.as_deref() == Some(name) {
         log::info!("[started] {name}");
-        failure::fail(name, &anyhow::anyhow!("failure injected by anemos.fail={name} on the kernel command line"));
+        ending::fail(name, &anyhow::anyhow!("failure injected by anemos.fail={name} on the kernel command line"));
     }
     timed(name, f)
 }
@@ -33,6 +33,6 @@ fn timed<T>(name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> T {
             emit(Event::PhaseFinished { phase: name.to_string(), ms });
             v
         }
-        Err(e) => failure::fail(name, &e),
+        Err(e) => ending::fail(name, &e),
     }
 }

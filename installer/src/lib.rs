@@ -31,3 +31,4 @@ pub mod secrets;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod sysfs;
+pub mod units;

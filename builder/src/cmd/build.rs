@@ -66,8 +66,8 @@ pub fn run(args: BuildArgs) -> Result<()> {
         "built {} in {:.0} s ({} compressed, {} unpacked, {} entries, {} packages; written in {:.1} s)",
         out.display(),
         started.elapsed().as_secs_f64(),
-        installer::disk::human_size(size),
-        installer::disk::human_size(manifest.unpacked),
+        installer::units::human_size(size),
+        installer::units::human_size(manifest.unpacked),
         manifest.entries,
         manifest.packages.len(),
         t.elapsed().as_secs_f64()

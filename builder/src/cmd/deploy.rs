@@ -23,7 +23,7 @@ pub fn run(args: DeployArgs) -> Result<()> {
     // A local image is served from here; each host's plan gets the URL it reaches it by.
     let served = project.serve_image("0.0.0.0:0".parse()?)?;
     if let Some(s) = &served {
-        eprintln!("serving the image {} ({}) to the installers on port {}", s.path, installer::disk::human_size(s.size), s.addr.port());
+        eprintln!("serving the image {} ({}) to the installers on port {}", s.path, installer::units::human_size(s.size), s.addr.port());
     }
     let anemos = match &args.anemos {
         Some(p) => p.clone(),

@@ -1,7 +1,7 @@
 //! `anemos initramfs`: write an initramfs image.
 
 use anyhow::{Context, Result};
-use installer::disk::human_size;
+use installer::units::human_size;
 
 use crate::cli::InitramfsArgs;
 use crate::initramfs::{build, ModuleChoice, Request};

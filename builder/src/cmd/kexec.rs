@@ -22,7 +22,7 @@ pub fn run(args: KexecArgs) -> Result<()> {
     confirm(&args, &host.text)?;
     let initrd = initramfs(&args, &payload, &release, &host)?;
     let cmdline = command_line(&args.append)?;
-    log::info!("loading {} with a {} initramfs (in memory); command line: {cmdline}", kernel_path.display(), installer::disk::human_size(initrd.len() as u64));
+    log::info!("loading {} with a {} initramfs (in memory); command line: {cmdline}", kernel_path.display(), installer::units::human_size(initrd.len() as u64));
     let initrd = memfd("anemos-initramfs", &initrd)?;
     load(&kernel, &initrd, &cmdline, &kernel_path)?;
     if args.dry_run {

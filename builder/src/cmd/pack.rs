@@ -18,7 +18,7 @@ pub fn run(args: PackArgs) -> Result<()> {
     println!(
         "wrote {}: {} for {} ({} input trees, {} secrets; built {})",
         args.output.display(),
-        installer::disk::human_size(bytes.len() as u64),
+        installer::units::human_size(bytes.len() as u64),
         plan.imgname,
         plan.inputs.len(),
         plan.secrets.len(),

@@ -17,8 +17,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use installer::disk::human_size;
 use installer::payload;
+use installer::units::human_size;
 
 use crate::cli::{Compression, PxeArgs};
 use crate::initramfs::{append, build, ModuleChoice, Request};

@@ -15,14 +15,14 @@ use installer::imgbuild::validate::{parse_format, parse_size, ForBoot};
 use installer::plan::Format;
 
 use crate::cli::TestArgs;
-use crate::image::{build, wants_uefi, READY};
+use crate::image::{build, READY};
 
 pub fn run(args: TestArgs) -> Result<()> {
     let mut req = crate::cmd::image::request(&args.image);
     req.project.options.for_boot = Some(for_boot(args.image.project.options.format.as_deref(), args.size.as_deref())?);
     let built = build(&req)?;
     let marker = args.marker.clone().or_else(|| built.plan.variables.get("test_marker").cloned()).unwrap_or_else(|| "login:".into());
-    let uefi = args.uefi || (!args.bios && wants_uefi(&built.plan));
+    let uefi = args.uefi || (!args.bios && installer::bootloader::wants_uefi(built.plan.bootloader, &built.plan.layout));
     let firmware = if uefi { Firmware::Uefi(Ovmf::find()?) } else { Firmware::Bios };
     let mut config = Config::from_disk(Disk::raw(&built.path), firmware);
     // The disks the image was built with, as the new system's fstab expects them.

@@ -166,7 +166,7 @@ pub fn say(host: &str, line: &str) {
 }
 
 pub fn size(n: usize) -> String {
-    installer::disk::human_size(n as u64)
+    installer::units::human_size(n as u64)
 }
 
 fn bracket(host: &str) -> String {

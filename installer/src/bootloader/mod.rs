@@ -43,6 +43,17 @@ pub fn choose(bootloader: Bootloader, layout: &Layout, uefi: bool) -> Option<Kin
     })
 }
 
+/// Whether a machine (a build or test VM) should boot this layout through UEFI: when the
+/// boot loader needs it (systemd-boot; GRUB with an ESP and no BIOS boot partition; no
+/// loader but an ESP), else BIOS.
+pub fn wants_uefi(bootloader: Bootloader, layout: &Layout) -> bool {
+    match bootloader {
+        Bootloader::SystemdBoot => true,
+        Bootloader::Grub => layout.has(PartKind::Esp) && !layout.has(PartKind::BiosBoot),
+        Bootloader::None => layout.has(PartKind::Esp),
+    }
+}
+
 /// Everything the boot loader step needs to know.
 #[derive(Debug, Clone)]
 pub struct Spec {

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use anyhow::{bail, Result};
 
-use super::{human_size, Disk};
+use super::Disk;
+use crate::units::human_size;
 
 /// Where `anemos kexec` puts the record in the installer's initramfs.
 pub const CONFIRMED_FILE: &str = "anemos/confirmed.json";

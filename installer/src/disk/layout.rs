@@ -7,8 +7,8 @@ use std::fmt;
 use anyhow::{bail, Result};
 use uuid::Uuid;
 
-use super::human_size;
 use crate::plan::{Layout, PartKind, PartSize, Partition, TableType};
+use crate::units::human_size;
 
 /// Every partition starts on a 1 MiB boundary, like every modern partitioner.
 pub const ALIGN: u64 = 1 << 20;
@@ -51,7 +51,7 @@ const MBR_LIMIT_SECTORS: u64 = u32::MAX as u64;
 /// GUID reproducible. Every problem is reported at once.
 pub fn plan(layout: &Layout, disk_size: u64, sector: u64, seed: Option<&str>) -> Result<PlannedLayout> {
     let parts = &layout.partitions;
-    let mut problems = check_request(layout);
+    let mut problems: Vec<String> = layout.problems().into_iter().map(|p| p.message).collect();
     let first = ALIGN;
     let end = match layout.table {
         TableType::Gpt => disk_size.saturating_sub(gpt_tail(sector)),
@@ -120,38 +120,6 @@ fn type_guid(p: &Partition) -> Result<Uuid> {
 
 /// The checks the plan's validation already made, repeated because a payload can be
 /// written by hand: a layout that breaks them never reaches a disk.
-fn check_request(layout: &Layout) -> Vec<String> {
-    let parts = &layout.partitions;
-    let mut problems = Vec::new();
-    let rests: Vec<&str> = parts.iter().filter(|p| p.size == PartSize::Rest).map(|p| p.name.as_str()).collect();
-    if rests.len() > 1 {
-        problems.push(format!("only one partition can take the rest of the disk; {} do", rests.join(" and ")));
-    }
-    let percent: u32 = parts.iter().filter_map(|p| if let PartSize::Percent(x) = p.size { Some(x as u32) } else { None }).sum();
-    if percent > 100 {
-        problems.push(format!("percentages add up to {percent} %"));
-    }
-    for p in parts {
-        match p.size {
-            PartSize::Bytes(0) | PartSize::Percent(0) => problems.push(format!("partition {:?} has size zero", p.name)),
-            _ => {}
-        }
-        if layout.table == TableType::Msdos && (p.mbr_type == 0 || matches!(p.kind, PartKind::BiosBoot | PartKind::Guid(_))) {
-            problems.push(format!("partition {:?} of type {} cannot be on an msdos table: use table=gpt", p.name, p.kind));
-        }
-        if layout.table == TableType::Gpt && p.name.encode_utf16().count() > 36 {
-            problems.push(format!("partition name {:?} is longer than GPT's 36 characters", p.name));
-        }
-    }
-    if layout.table == TableType::Msdos && parts.len() > 4 {
-        problems.push(format!("{} partitions do not fit an msdos table (4 primary at most): use table=gpt", parts.len()));
-    }
-    if parts.is_empty() {
-        problems.push("the layout has no partitions".into());
-    }
-    problems
-}
-
 fn align_up(x: u64) -> u64 {
     x.div_ceil(ALIGN) * ALIGN
 }
@@ -189,10 +157,12 @@ pub(crate) mod tests {
     const GIB: u64 = 1 << 30;
     const MIB: u64 = 1 << 20;
 
-    /// A partition as the plan's validation makes it (type GUIDs from the same table).
+    /// A partition as the plan's validation makes it (type GUIDs from the same table; a
+    /// root partition mounted at /).
     pub(crate) fn part(name: &str, size: PartSize, kind: PartKind) -> Partition {
         let (guid, mbr) = kind.type_ids();
-        Partition { name: name.into(), size, type_guid: guid.to_string(), mbr_type: mbr, bootable: false, fs: Filesystem::None, mountpoint: None, options: "defaults".into(), kind }
+        let mountpoint = (kind == PartKind::Root).then(|| "/".to_string());
+        Partition { name: name.into(), size, type_guid: guid.to_string(), mbr_type: mbr, bootable: false, fs: Filesystem::None, mountpoint, options: "defaults".into(), kind }
     }
 
     fn layout(table: TableType, parts: Vec<Partition>) -> Layout {
@@ -224,7 +194,7 @@ pub(crate) mod tests {
 
     #[test]
     fn percent_of_the_disk() {
-        let r = layout(TableType::Gpt, vec![part("a", PartSize::Percent(25), PartKind::Linux), part("b", PartSize::Rest, PartKind::Linux)]);
+        let r = layout(TableType::Gpt, vec![part("a", PartSize::Percent(25), PartKind::Linux), part("b", PartSize::Rest, PartKind::Root)]);
         let l = plan(&r, 8 * GIB, 512, None).unwrap();
         assert_eq!(l.parts[0].size, 2 * GIB);
     }
@@ -234,7 +204,7 @@ pub(crate) mod tests {
         let r = layout(
             TableType::Gpt,
             vec![
-                part("a", PartSize::Rest, PartKind::Linux),
+                part("a", PartSize::Rest, PartKind::Root),
                 part("b", PartSize::Rest, PartKind::Linux),
                 part("c", PartSize::Bytes(0), PartKind::Linux),
                 part("d", PartSize::Percent(70), PartKind::Linux),
@@ -242,7 +212,7 @@ pub(crate) mod tests {
             ],
         );
         let err = plan(&r, 4 * GIB, 512, None).unwrap_err().to_string();
-        assert!(err.contains("a and b"), "{err}");
+        assert!(err.contains("only one partition can take the rest"), "{err}");
         assert!(err.contains("\"c\" has size zero"), "{err}");
         assert!(err.contains("110 %"), "{err}");
     }
@@ -258,7 +228,7 @@ pub(crate) mod tests {
     fn msdos_limits() {
         let r = layout(TableType::Msdos, vec![part("bios", PartSize::Bytes(MIB), PartKind::BiosBoot), part("root", PartSize::Rest, PartKind::Root)]);
         assert!(plan(&r, 8 * GIB, 512, None).unwrap_err().to_string().contains("cannot be on an msdos table"));
-        let five = (0..5).map(|i| part(&format!("p{i}"), PartSize::Bytes(MIB), PartKind::Linux)).collect();
+        let five = (0..5).map(|i| part(&format!("p{i}"), PartSize::Bytes(MIB), if i == 0 { PartKind::Root } else { PartKind::Linux })).collect();
         assert!(plan(&layout(TableType::Msdos, five), 8 * GIB, 512, None).unwrap_err().to_string().contains("4 primary"));
         // A 3 TiB disk: an msdos table stops at 2 TiB.
         let l = plan(&layout(TableType::Msdos, vec![part("root", PartSize::Rest, PartKind::Root)]), 3 << 40, 512, None).unwrap();

@@ -179,17 +179,18 @@ fn check_age(project: &Path, opts: &CheckOptions, cx: &mut Ctx<'_>, age: &[Secre
 /// makeimg's project files for the target: `pacman.conf` (arch), `repositories` and
 /// `keys/*` (alpine). Only regular files are taken.
 pub fn project_files(project: &Path, target: &Target, diags: &mut super::diag::Diagnostics) -> Vec<String> {
-    let mut candidates: Vec<String> = match target {
-        Target::Arch => vec!["pacman.conf".into()],
-        Target::Alpine => {
-            let mut v = vec!["repositories".to_string()];
-            let mut keys: Vec<String> = std::fs::read_dir(project.join("keys")).into_iter().flatten().filter_map(|e| e.ok()?.file_name().into_string().ok()).map(|n| format!("keys/{n}")).collect();
-            keys.sort();
-            v.extend(keys);
-            v
+    let mut candidates = Vec::new();
+    for name in crate::packages::profile::of(target).project_files {
+        match name.strip_suffix('/') {
+            // A directory: its files, sorted.
+            Some(dir) => {
+                let mut files: Vec<String> = std::fs::read_dir(project.join(dir)).into_iter().flatten().filter_map(|e| e.ok()?.file_name().into_string().ok()).map(|n| format!("{dir}/{n}")).collect();
+                files.sort();
+                candidates.extend(files);
+            }
+            None => candidates.push(name.to_string()),
         }
-        Target::Debian { .. } => Vec::new(),
-    };
+    }
     candidates.retain(|rel| match std::fs::symlink_metadata(project.join(rel)) {
         Ok(m) if m.is_file() => true,
         Ok(_) => {

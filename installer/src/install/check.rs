@@ -43,7 +43,7 @@ pub fn run(inst: &mut Install) -> Result<()> {
     }
     let seed = inst.plan().variables.get("layout_seed").map(String::as_str);
     let planned = layout::plan(&inst.plan().layout, chosen.size, u64::from(chosen.logical_sector), seed)
-        .with_context(|| format!("fitting the layout to {} ({})", chosen.path.display(), disk::human_size(chosen.size)))?;
+        .with_context(|| format!("fitting the layout to {} ({})", chosen.path.display(), crate::units::human_size(chosen.size)))?;
     log::info!("target disk: {}", disk::describe(chosen));
     log::info!("{planned}");
     let preserved: Vec<Preserved> = resolved.preserved.iter().filter_map(|l| l.fstab()).collect();

@@ -26,7 +26,14 @@ pub fn check(inst: &mut Install) -> Result<()> {
     let Where::Disk { uefi, .. } = inst.place else { return Ok(()) };
     let tools = bootloader::choose(inst.plan().bootloader, &inst.plan().layout, uefi).map(bootloader::tools).unwrap_or(&[]);
     manifest.check_against(inst.plan(), tools)?;
-    log::info!("image {}: {} ({} packages, {} unpacked, built from {})", source.location, manifest.imgname, manifest.packages.len(), crate::disk::human_size(manifest.unpacked), manifest.plan.imgname);
+    log::info!(
+        "image {}: {} ({} packages, {} unpacked, built from {})",
+        source.location,
+        manifest.imgname,
+        manifest.packages.len(),
+        crate::units::human_size(manifest.unpacked),
+        manifest.plan.imgname
+    );
     Ok(())
 }
 
@@ -37,6 +44,6 @@ pub fn run(inst: &mut Install) -> Result<()> {
     let t = std::time::Instant::now();
     let done = crate::image::install(&fetcher(inst)?, &source, &root)?;
     let secs = t.elapsed().as_secs_f64().max(0.001);
-    log::info!("image: {} entries, {} streamed in {secs:.1} s ({:.1} MiB/s), SHA-256 verified", done.entries, crate::disk::human_size(done.bytes), done.bytes as f64 / 1048576.0 / secs);
+    log::info!("image: {} entries, {} streamed in {secs:.1} s ({:.1} MiB/s), SHA-256 verified", done.entries, crate::units::human_size(done.bytes), done.bytes as f64 / 1048576.0 / secs);
     Ok(())
 }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::{Install, Where};
 use crate::bootloader;
 use crate::packages::fetch::{self, FetchConfig};
-use crate::packages::{alpine, arch, debian};
+use crate::packages::{alpine, arch, debian, profile};
 use crate::plan::Target;
 
 /// The resolved, verified package set of one distribution.
@@ -20,9 +20,6 @@ pub enum Prepared {
     Arch(arch::Prepared),
     Alpine(alpine::Prepared),
 }
-
-/// Releases that have no `-updates` or `-security` suites.
-const ROLLING: &[&str] = &["unstable", "sid", "experimental", "rc-buggy"];
 
 pub fn prepare(inst: &mut Install) -> Result<()> {
     if inst.set_clock {
@@ -39,7 +36,7 @@ pub fn prepare(inst: &mut Install) -> Result<()> {
         Prepared::Arch(p) => (p.packages.len(), p.download_size()),
         Prepared::Alpine(p) => (p.packages.len(), p.download_size()),
     };
-    log::info!("{n} packages, {} to download", crate::disk::human_size(bytes));
+    log::info!("{n} packages, {} to download", crate::units::human_size(bytes));
     inst.packages = Some(prepared);
     Ok(())
 }
@@ -68,7 +65,7 @@ pub fn correct_clock(inst: &Install, server: &str) {
 
 fn prepare_debian(inst: &Install, suite: &str) -> Result<debian::Prepared> {
     let mut sources = vec![debian::Source::parse(&format!("{} {suite} main", inst.plan().mirror.url), suite)?];
-    if !ROLLING.contains(&suite) {
+    if !profile::of(&inst.plan().target).rolling.contains(&suite) {
         sources.push(debian::Source::parse(&format!("{} {suite}-updates main", inst.plan().mirror.url), suite)?);
         if let Some(sec) = &inst.plan().mirror.security_url {
             sources.push(debian::Source::parse(&format!("{sec} {suite}-security main"), suite)?);
@@ -92,10 +89,7 @@ fn arch_config(inst: &Install) -> Result<arch::Config> {
     };
     let no_includes = |_: &str| -> Result<Vec<(String, String)>> { Ok(Vec::new()) };
     let conf = arch::PacmanConf::parse(&text, "pacman.conf", &no_includes)?;
-    let mut targets = inst.plan().packages.clone();
-    if targets.is_empty() {
-        targets.push("base".into());
-    }
+    let targets = profile::of(&inst.plan().target).wanted(inst.plan(), &[], false);
     let mut config = arch::Config::new(conf, targets);
     config.conf_text = conf_file.is_file().then_some(text);
     config.default_server = Some(inst.plan().mirror.url.clone());
@@ -118,10 +112,7 @@ fn alpine_config(inst: &Install) -> Result<alpine::Config> {
     let keys_dir = inst.payload.project_file("keys");
     let keys_dir = if keys_dir.is_dir() { keys_dir } else { inst.payload.dir.join(crate::payload::KEYRINGS_DIR).join("apk") };
     let keys = alpine::Keys::load_dir(&keys_dir).with_context(|| format!("loading the apk keys in {}", keys_dir.display()))?;
-    let mut world = inst.plan().packages.clone();
-    if world.is_empty() {
-        world.push("alpine-base".into());
-    }
+    let world = profile::of(&inst.plan().target).wanted(inst.plan(), &[], false);
     let mut config = alpine::Config::new(repositories, keys, world);
     config.fetch.proxy = inst.plan().proxy.clone();
     Ok(config)
@@ -148,7 +139,7 @@ pub fn install(inst: &mut Install) -> Result<()> {
             (r.packages, r.bytes, r.unpack_ms, r.configure_ms)
         }
     };
-    log::info!("installed {n} packages ({}): unpack {:.1} s, configure {:.1} s", crate::disk::human_size(bytes), unpack as f64 / 1000.0, configure as f64 / 1000.0);
+    log::info!("installed {n} packages ({}): unpack {:.1} s, configure {:.1} s", crate::units::human_size(bytes), unpack as f64 / 1000.0, configure as f64 / 1000.0);
     Ok(())
 }
 
@@ -181,27 +172,17 @@ pub fn initramfs(inst: &mut Install) -> Result<()> {
     Ok(())
 }
 
-/// The plan's packages, plus what a bootable system needs that the plan did not name: a
-/// kernel and the boot loader's packages.
+/// The plan's packages, plus what a bootable system needs that the plan did not name (a
+/// kernel, the boot loader's packages: see the distribution's profile).
 fn wanted_packages(inst: &Install) -> Vec<String> {
-    let mut want = inst.plan().packages.clone();
+    let plan = inst.plan();
     let loaders: &[&str] = match inst.place {
-        Where::Disk { uefi, .. } => bootloader::choose(inst.plan().bootloader, &inst.plan().layout, uefi).map(bootloader::packages).unwrap_or(&[]),
+        Where::Disk { uefi, .. } => profile::loader_packages(&plan.target, bootloader::choose(plan.bootloader, &plan.layout, uefi)),
         // An image boots on either firmware: the loader's packages for both.
-        Where::Image => bootloader::image_packages(inst.plan().bootloader, &inst.plan().layout),
-        Where::Directory => return want,
+        Where::Image => bootloader::image_packages(plan.bootloader, &plan.layout),
+        Where::Directory => &[],
     };
-    // Debian's package names; Arch and Alpine plans name their kernel and loader themselves.
-    if !want.iter().any(|p| p.starts_with("linux-image")) {
-        log::info!("the plan names no kernel: adding linux-image-amd64");
-        want.push("linux-image-amd64".into());
-    }
-    for p in loaders {
-        if !want.iter().any(|w| w == p) {
-            want.push(p.to_string());
-        }
-    }
-    want
+    profile::of(&plan.target).wanted(plan, loaders, inst.place != Where::Directory)
 }
 
 /// The archive keyring: the payload's copy (the installer has no other), else the host's.

@@ -10,6 +10,8 @@
 //! - [`debian`]: Debian's archive, resolver and dpkg hand-off.
 //! - [`arch`]: Arch Linux's sync databases, resolver, local database, scripts and hooks.
 //! - [`alpine`]: Alpine's signed indexes and packages, resolver and installed database.
+//! - [`profile`]: what an install adds and uses per distribution (kernel, boot loader
+//!   packages, project files, keyrings, rolling suites).
 
 pub mod alpine;
 pub mod arch;
@@ -18,3 +20,4 @@ pub mod debian;
 pub mod extract;
 pub mod fetch;
 pub mod keyring;
+pub mod profile;

@@ -77,9 +77,6 @@ pub fn new_token() -> Result<String> {
     Ok(hex::encode(b))
 }
 
-/// Where the building host keeps the Debian archive keyring (debian-archive-keyring).
-const HOST_DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-
 /// The payload archive for a checked plan and its revealed secrets.
 pub fn archive(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>, extras: &Extras) -> Result<Archive> {
     let mut a = Archive::new();
@@ -115,19 +112,16 @@ pub fn archive(project: &Path, plan: &Plan, secrets: &BTreeMap<String, Vec<u8>>,
         let data = std::fs::read(project.join(rel)).with_context(|| format!("reading {}/{rel}", project.display()))?;
         a.file(&format!("{DIR}/{PROJECT_DIR}/{rel}"), 0o644, data)?;
     }
-    if matches!(plan.target, crate::plan::Target::Debian { .. }) {
+    let profile = crate::packages::profile::of(&plan.target);
+    if let Some((host, name)) = profile.archive_keyring {
         // The installer verifies the archive's signatures with the keyring of the host
         // that packed the payload: the initramfs has no other.
-        let key = std::fs::read(HOST_DEBIAN_KEYRING).with_context(|| format!("reading {HOST_DEBIAN_KEYRING}: install the debian-archive-keyring package on this workstation"))?;
-        a.file(&format!("{DIR}/{KEYRINGS_DIR}/debian-archive-keyring.gpg"), 0o644, key)?;
+        let key = std::fs::read(host).with_context(|| format!("reading {host}: install the {} package on this workstation", name.trim_end_matches(".gpg")))?;
+        a.file(&format!("{DIR}/{KEYRINGS_DIR}/{name}"), 0o644, key)?;
     }
     if plan.hostconf.contains(&crate::plan::HostConf::Keyring) {
         // hostconf keyring: the host's pacman keyrings or apk keys verify the packages.
-        let (host, slot) = match plan.target {
-            crate::plan::Target::Arch => ("/usr/share/pacman/keyrings", "pacman"),
-            crate::plan::Target::Alpine => ("/etc/apk/keys", "apk"),
-            crate::plan::Target::Debian { .. } => ("", ""),
-        };
+        let (host, slot) = profile.host_keyring.unwrap_or(("", ""));
         if !host.is_empty() && !std::path::Path::new(host).is_dir() {
             // Packing on a workstation without them is not an error in itself: the
             // installer then refuses signed packages and says it has no keys.

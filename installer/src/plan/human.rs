@@ -3,7 +3,7 @@
 
 use std::fmt::{self, Display, Write};
 
-use crate::disk::human_size;
+use crate::units::human_size;
 
 use super::types::*;
 
@@ -126,6 +126,10 @@ fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
         None => {
             let n = p.packages.len();
             writeln!(o, "  packages      {n}: {}", if n == 0 { "(none beyond the base system)".into() } else { p.packages.join(" ") })?;
+            let added = crate::packages::profile::of(&p.target).added(p);
+            if !added.is_empty() {
+                writeln!(o, "  the install adds {}", added.join("; "))?;
+            }
         }
     }
     let cmdline = if p.kernel_cmdline.inherit_console { format!("{} + the installer's console=", p.kernel_cmdline.args) } else { p.kernel_cmdline.args.clone() };

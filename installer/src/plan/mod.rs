@@ -5,9 +5,11 @@
 
 mod human;
 pub mod parse;
+mod rules;
 mod types;
 
 pub use human::render as render_human;
+pub use rules::Problem;
 pub use types::*;
 
 /// The version of the `plan.json` schema. Bump it on any change a reader must know about;

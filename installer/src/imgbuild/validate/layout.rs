@@ -5,8 +5,6 @@
 //! Type GUIDs are those of the UAPI Discoverable Partitions Specification (root is the
 //! x86-64 root type) and the UEFI specification (ESP); BIOS boot is GRUB's `bios_grub`.
 
-use std::collections::BTreeSet;
-
 use super::format::{RawArgs, DEFAULT_RAW};
 use super::Ctx;
 use crate::imgbuild::diag::{bad_part, not_allowed};
@@ -196,46 +194,27 @@ fn check_partition(name: &str, kind: &PartKind, fs: Filesystem, mp: Option<&str>
     Ok(())
 }
 
-/// The rules across partitions. Reports every problem; true when there was none.
+/// The rules across partitions ([`Layout::problems`]), each on its line, and whether the
+/// partitions fit the raw image. Reports every problem; true when there was none.
 fn check_layout(cx: &mut Ctx<'_>, table: TableType, parts: &[(usize, Partition)], format: Option<&Format>, explicit: bool) -> bool {
     let before = cx.diags.errors().count();
-    let mut names = BTreeSet::new();
-    for (off, p) in parts {
-        if !names.insert(p.name.as_str()) {
-            cx.error_within("partitions", *off, format!("partitions: the name {:?} is used twice", p.name));
+    let layout = Layout { table, partitions: parts.iter().map(|(_, p)| p.clone()).collect(), origin: LayoutOrigin::Partitions };
+    for problem in layout.problems() {
+        let msg = format!("partitions: {}", problem.message);
+        match problem.partition {
+            Some(i) => cx.error_within("partitions", parts[i].0, msg),
+            None => cx.error("partitions", msg),
         }
-    }
-    let rests: Vec<&usize> = parts.iter().filter(|(_, p)| p.size == PartSize::Rest).map(|(o, _)| o).collect();
-    if rests.len() > 1 {
-        cx.error_within("partitions", *rests[1], "partitions: only one partition can take the rest of the disk");
-    }
-    let percent: u32 = parts.iter().map(|(_, p)| if let PartSize::Percent(n) = p.size { n as u32 } else { 0 }).sum();
-    if percent > 100 {
-        cx.error("partitions", format!("partitions: the percentages add up to {percent} %, more than the disk"));
-    }
-    for kind in [PartKind::Esp, PartKind::BiosBoot] {
-        if parts.iter().filter(|(_, p)| p.kind == kind).count() > 1 {
-            cx.error("partitions", format!("partitions: more than one {kind} partition"));
-        }
-    }
-    if table == TableType::Msdos && parts.len() > 4 {
-        cx.error("partitions", format!("partitions: an msdos table holds 4 primary partitions, this layout has {}; use table=gpt", parts.len()));
-    }
-    let roots = parts.iter().filter(|(_, p)| p.mountpoint.as_deref() == Some("/")).count();
-    if roots > 1 {
-        cx.error("partitions", "partitions: more than one partition is mounted at /");
-    }
-    if roots == 0 && !parts.is_empty() {
-        cx.error("partitions", "partitions: no partition is mounted at / (add one, e.g. \"root rest root ext4 /\")");
     }
     if parts.is_empty() {
         return false;
     }
+    let percent: u32 = parts.iter().map(|(_, p)| if let PartSize::Percent(n) = p.size { n as u32 } else { 0 }).sum();
     if let Some(Format::Raw { size }) = format {
         let fixed: u64 = parts.iter().map(|(_, p)| if let PartSize::Bytes(b) = p.size { b } else { 0 }).sum();
         let pct = size / 100 * percent as u64;
         if fixed + pct + TABLE_OVERHEAD > *size {
-            let msg = format!("partitions: {} of fixed sizes and {percent} % do not fit a raw image of {}", crate::disk::human_size(fixed), crate::disk::human_size(*size));
+            let msg = format!("partitions: {} of fixed sizes and {percent} % do not fit a raw image of {}", crate::units::human_size(fixed), crate::units::human_size(*size));
             // With makeimg's default format the project is likely meant for real disks only:
             // `anemos image` would fail, an install would not.
             if explicit {

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use installer::event::{emit, Event};
 
+use super::shutdown;
 use crate::cmdline::Action;
-use crate::{failure, logger, shutdown};
+use crate::logger;
 
 struct Command {
     name: &'static str,
@@ -28,14 +29,14 @@ const COMMANDS: &[Command] = &[
     Command { name: "net", args: "", help: "list network interfaces", run: net },
     Command { name: "modules", args: "", help: "list loaded kernel modules", run: modules },
     Command { name: "options", args: "", help: "list the anemos.* kernel command-line options", run: options },
-    Command { name: "retry", args: "", help: "start the install over (after fixing what failed)", run: |_| crate::retry::restart() },
+    Command { name: "retry", args: "", help: "start the install over (after fixing what failed)", run: |_| super::retry() },
     Command { name: "reboot", args: "", help: "sync, unmount and reboot", run: |_| shutdown::shutdown(Action::Reboot) },
     Command { name: "poweroff", args: "", help: "sync, unmount and power off", run: |_| shutdown::shutdown(Action::Poweroff) },
 ];
 
 /// Runs the rescue console forever (until `reboot` or `poweroff`).
 pub fn run() -> ! {
-    crate::status::RESCUE_ACTIVE.store(true, std::sync::atomic::Ordering::SeqCst);
+    super::STATE.rescue_active.store(true, std::sync::atomic::Ordering::SeqCst);
     emit(Event::Rescue);
     println!();
     println!("anemos rescue console: type `help` for the commands.");
@@ -74,7 +75,7 @@ fn help(_: &[&str]) -> anyhow::Result<()> {
 }
 
 fn status(_: &[&str]) -> anyhow::Result<()> {
-    match failure::LAST.lock().ok().and_then(|l| l.clone()) {
+    match super::last_failure() {
         Some((step, error)) => println!("step {step} failed: {error}"),
         None => println!("no failure recorded"),
     }

@@ -10,8 +10,8 @@ use rustix::mount::{mount_remount, unmount, MountFlags, UnmountFlags};
 use rustix::process::Signal;
 use rustix::system::{reboot, RebootCommand};
 
+use super::console;
 use crate::cmdline::Action;
-use crate::rescue;
 
 /// Mount points the init made itself; they hold no data worth unmounting.
 const PSEUDO: &[&str] = &["/", "/proc", "/sys", "/dev", "/dev/pts", "/run", "/tmp", "/sys/firmware/efi/efivars"];
@@ -19,7 +19,7 @@ const PSEUDO: &[&str] = &["/", "/proc", "/sys", "/dev", "/dev/pts", "/run", "/tm
 /// Shuts the machine down as `action` says (`Rescue` enters the rescue console instead).
 pub fn shutdown(action: Action) -> ! {
     let command = match action {
-        Action::Rescue => rescue::run(),
+        Action::Rescue => console::run(),
         Action::Reboot => RebootCommand::Restart,
         Action::Poweroff => RebootCommand::PowerOff,
         Action::Kexec => RebootCommand::Kexec,

@@ -1,36 +1,82 @@
-//! The one failure routine. Every error of every step, and every panic, ends here: the error
-//! is logged with its step and whole cause chain, buffers are synced, registered safety
-//! hooks run (e.g. to make a half-written disk unbootable), and the init does what
-//! `anemos.on_failure` says. It never returns.
+//! How the init ends: the one failure routine, the rescue state, retry and shutdown, with
+//! their two front ends — the rescue console on the serial line ([`console`]) and the
+//! event endpoint over the network ([`endpoint`]) — which both act through here.
+//!
+//! Every error of every step, and every panic, ends in [`fail`]: the error is logged with
+//! its step and whole cause chain (secret values redacted), buffers are synced, registered
+//! safety hooks run (e.g. to make a half-written disk unbootable), and the init does what
+//! `anemos.on_failure` says. It never returns. The state they share is one [`State`].
 
+pub mod console;
+pub mod endpoint;
+mod shutdown;
+
+use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use installer::event::{emit, Event};
 
 use crate::cmdline::Action;
-use crate::{rescue, shutdown};
 
-static FAILING: AtomicBool = AtomicBool::new(false);
-static ON_FAILURE: Mutex<Action> = Mutex::new(Action::Rescue);
+pub use shutdown::shutdown;
+
 type SafetyHook = Box<dyn Fn() -> anyhow::Result<()> + Send>;
-static SAFETY_HOOKS: Mutex<Vec<(String, SafetyHook)>> = Mutex::new(Vec::new());
 type RescuePrep = Box<dyn Fn() + Send>;
-static BEFORE_RESCUE: Mutex<Option<RescuePrep>> = Mutex::new(None);
 
-/// The last failure, shown again by the rescue console.
-pub static LAST: Mutex<Option<(String, String)>> = Mutex::new(None);
+/// Everything the ending's parts share.
+struct State {
+    /// Set by the first failure: a second one (another thread) is only logged.
+    failing: AtomicBool,
+    /// What a failure leads to (`anemos.on_failure`, or the plan's).
+    action: Mutex<Action>,
+    hooks: Mutex<Vec<(String, SafetyHook)>>,
+    before_rescue: Mutex<Option<RescuePrep>>,
+    /// The last failure (step, error), shown again by the rescue console and the endpoint.
+    last: Mutex<Option<(String, String)>>,
+    /// Set while the rescue console runs: remote control is allowed only then.
+    rescue_active: AtomicBool,
+}
+
+static STATE: State = State {
+    failing: AtomicBool::new(false),
+    action: Mutex::new(Action::Rescue),
+    hooks: Mutex::new(Vec::new()),
+    before_rescue: Mutex::new(None),
+    last: Mutex::new(None),
+    rescue_active: AtomicBool::new(false),
+};
+
+/// The last failure: (step, error).
+pub fn last_failure() -> Option<(String, String)> {
+    STATE.last.lock().ok().and_then(|l| l.clone())
+}
+
+/// Whether the rescue console runs (after a failure).
+pub fn in_rescue() -> bool {
+    STATE.rescue_active.load(Ordering::SeqCst)
+}
+
+/// Starts over after a failure: unmounts what the failed attempt mounted and executes the
+/// init again as PID 1 (execve keeps the PID). The early steps are idempotent: mounts that
+/// exist, modules that are loaded and addresses that are configured are accepted as done.
+pub fn retry() -> ! {
+    rustix::fs::sync();
+    shutdown::unmount_targets();
+    let err = std::process::Command::new("/init").exec();
+    fail("retry", &anyhow::anyhow!("re-executing /init: {err}"))
+}
 
 /// Sets what happens after a failure (from `anemos.on_failure`).
 pub fn set_action(action: Action) {
-    if let Ok(mut a) = ON_FAILURE.lock() {
+    if let Ok(mut a) = STATE.action.lock() {
         *a = action;
     }
 }
 
 /// Registers something to do before anything else when a failure happens (named for the log).
 pub fn add_safety_hook(name: &str, hook: impl Fn() -> anyhow::Result<()> + Send + 'static) {
-    if let Ok(mut h) = SAFETY_HOOKS.lock() {
+    if let Ok(mut h) = STATE.hooks.lock() {
         h.push((name.to_string(), Box::new(hook)));
     }
 }
@@ -38,14 +84,14 @@ pub fn add_safety_hook(name: &str, hook: impl Fn() -> anyhow::Result<()> + Send 
 /// Registers what to do just before the rescue console starts after a failure (bring the
 /// network and the event endpoint up if the failure came before they were).
 pub fn set_before_rescue(prep: impl Fn() + Send + 'static) {
-    if let Ok(mut p) = BEFORE_RESCUE.lock() {
+    if let Ok(mut p) = STATE.before_rescue.lock() {
         *p = Some(Box::new(prep));
     }
 }
 
 /// Handles a failed step. Never returns.
 pub fn fail(step: &str, error: &anyhow::Error) -> ! {
-    if FAILING.swap(true, Ordering::SeqCst) {
+    if STATE.failing.swap(true, Ordering::SeqCst) {
         // A second failure while handling the first (say, a panic in another thread):
         // log it and leave the machine to the routine already running.
         log::error!("while handling a failure, step {step} also failed: {error:#}");
@@ -58,21 +104,21 @@ pub fn fail(step: &str, error: &anyhow::Error) -> ! {
     for cause in chain.iter().skip(1) {
         log::error!("  caused by: {cause}");
     }
-    let action = ON_FAILURE.lock().map(|a| *a).unwrap_or(Action::Rescue);
+    let action = STATE.action.lock().map(|a| *a).unwrap_or(Action::Rescue);
     emit(Event::Failed { phase: step.to_string(), error: format!("{error:#}"), action: action.name().into() });
-    if let Ok(mut last) = LAST.lock() {
+    if let Ok(mut last) = STATE.last.lock() {
         *last = Some((step.to_string(), installer::redact::redact(&format!("{error:#}")).into_owned()));
     }
     rustix::fs::sync();
     run_safety_hooks();
     match action {
         Action::Rescue => {
-            if let Ok(prep) = BEFORE_RESCUE.lock() {
+            if let Ok(prep) = STATE.before_rescue.lock() {
                 if let Some(prep) = prep.as_ref() {
                     prep();
                 }
             }
-            rescue::run()
+            console::run()
         }
         Action::Reboot | Action::Kexec => shutdown::shutdown(Action::Reboot),
         Action::Poweroff => shutdown::shutdown(Action::Poweroff),
@@ -80,7 +126,7 @@ pub fn fail(step: &str, error: &anyhow::Error) -> ! {
 }
 
 fn run_safety_hooks() {
-    let Ok(hooks) = SAFETY_HOOKS.lock() else { return };
+    let Ok(hooks) = STATE.hooks.lock() else { return };
     for (name, hook) in hooks.iter() {
         match hook() {
             Ok(()) => log::info!("safety step done: {name}"),

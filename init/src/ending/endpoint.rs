@@ -1,17 +1,14 @@
-//! The init's side of the event endpoint (`installer::endpoint`): the per-host token from
+//! The ending's network front end: the init's side of the event endpoint (`installer::endpoint`): the per-host token from
 //! the payload, the installer's own addresses to listen on, its log, and remote control
 //! that is accepted only while the rescue console runs (after a failure): 409 otherwise.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use installer::endpoint::{self, Answer, Handler, Limits};
 
+use super::shutdown;
 use crate::cmdline::Action;
-use crate::{logger, shutdown};
-
-/// Set while the rescue console runs: remote control is allowed only then.
-pub static RESCUE_ACTIVE: AtomicBool = AtomicBool::new(false);
+use crate::logger;
 
 /// Where the payload keeps the per-host token.
 pub const TOKEN_FILE: &str = "/anemos/payload/token"; // installer::payload::{DIR, TOKEN_FILE}
@@ -24,7 +21,7 @@ impl Handler for Init {
     }
 
     fn control(&self, what: &str) -> Answer {
-        if !RESCUE_ACTIVE.load(Ordering::SeqCst) {
+        if !super::in_rescue() {
             return Answer::Refuse(409, "not in the rescue console: an install is running or none failed".into());
         }
         let action = match what {
@@ -35,7 +32,7 @@ impl Handler for Init {
                     "retrying the install".into(),
                     Box::new(|| {
                         log::info!("retry requested over the event endpoint");
-                        crate::retry::restart()
+                        super::retry()
                     }),
                 )
             }
