@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anemos_qemu::{choose_accel, Config, Console, Disk, Firmware, Kernel, Net, Ovmf, Vm};
 use anyhow::{bail, Context, Result};
 use installer::event::Event;
-use installer::plan::{Bootloader, Format, PartKind, Plan};
+use installer::plan::{Format, Plan};
 
 use crate::cli::{Compression, ProjectArgs};
 use crate::initramfs::{build as build_initramfs, ModuleChoice, Request};
