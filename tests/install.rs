@@ -85,6 +85,7 @@ fn a_server_installed_from_an_image_comes_up_clean_and_a_second_host_from_it_is_
     assert_eq!(first["mounted"], "/,/boot/efi,/srv/data");
     assert_eq!(first.get("missing").map(String::as_str), Some(""));
     assert_eq!(first["swaps"], "1", "the swap partition is not in use");
+    assert_eq!(first["world-writable"], "0", "files anyone may write: {first:?}");
     assert_eq!(first["machine-id"].len(), 32, "{first:?}");
     assert!(first["hostkey"].starts_with("SHA256:"), "no ssh host key: {first:?}");
     wait_login(&mut vm);
@@ -224,6 +225,8 @@ fn mail_server_bios_grub_keeps_home_and_serves_mail() {
     let r = report(&mut vm);
     assert_eq!((r["host"].as_str(), r["dpkg-audit"].as_str(), r["fstab"].as_str()), ("mail", "clean", "valid"));
     assert_eq!(r["mounted"], "/,/home");
+    // The packages' scripts ran under PID 1's umask (022): nothing they made is world-writable.
+    assert_eq!(r["world-writable"], "0", "files anyone may write: {r:?}");
     // The secret reached Dovecot's config: a login with it works (the password is read
     // from the age file here and never printed).
     let password = sh(&format!("age -d -i {} {}", m.identity.display(), m.project.join("secrets/mailpass.age").display())).unwrap();

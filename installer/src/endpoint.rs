@@ -19,7 +19,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,6 +44,34 @@ impl Default for Limits {
 }
 /// One write may block at most this long (a client that stops reading).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A running endpoint: what its clients have received.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    /// The highest event number an authorized client has received.
+    delivered: AtomicU64,
+    /// Whether any authorized client has asked for events.
+    contacted: AtomicBool,
+}
+
+impl Delivery {
+    /// Before the installer reboots or powers off: waits until a client (the workstation
+    /// that follows the deploy) has received every event so far — the failure or the end
+    /// — so that it learns what happened instead of waiting for an installer that is gone.
+    /// At most `if_followed` when a client has been in contact, else `if_not` (one may be
+    /// on its way, its first poll delayed by the reboot into the installer).
+    pub fn wait_delivered(&self, if_followed: Duration, if_not: Duration) {
+        let last = event::last_seq();
+        let limit = if self.contacted.load(Ordering::SeqCst) { if_followed } else { if_not };
+        let deadline = Instant::now() + limit;
+        if self.delivered.load(Ordering::SeqCst) < last {
+            log::info!("waiting up to {} s for the workstation to collect the last events", limit.as_secs());
+        }
+        while self.delivered.load(Ordering::SeqCst) < last && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// The longest `wait=` of a long poll.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Request line plus headers, at most.
@@ -63,9 +91,15 @@ pub trait Handler: Send + Sync + 'static {
     fn control(&self, action: &str) -> Answer;
 }
 
+/// A started endpoint: the addresses it listens on, and what its clients received.
+pub struct Started {
+    pub bound: Vec<SocketAddr>,
+    pub delivery: Arc<Delivery>,
+}
+
 /// Starts listening on `port` of each address in `addrs` (the installer's own; an empty
-/// list is an error) with a pool of workers. Returns the bound addresses.
-pub fn start(addrs: &[IpAddr], port: u16, token: &str, handler: Arc<dyn Handler>, limits: Limits) -> Result<Vec<SocketAddr>> {
+/// list is an error) with a pool of workers.
+pub fn start(addrs: &[IpAddr], port: u16, token: &str, handler: Arc<dyn Handler>, limits: Limits) -> Result<Started> {
     if addrs.is_empty() {
         anyhow::bail!("the event endpoint has no address of this machine to listen on");
     }
@@ -73,10 +107,11 @@ pub fn start(addrs: &[IpAddr], port: u16, token: &str, handler: Arc<dyn Handler>
     let (tx, rx) = sync_channel::<TcpStream>(limits.workers);
     let rx = Arc::new(Mutex::new(rx));
     let busy = Arc::new(AtomicUsize::new(0));
+    let delivery = Arc::new(Delivery::default());
     for _ in 0..limits.workers {
-        let (rx, token, handler, busy) = (rx.clone(), token.to_string(), handler.clone(), busy.clone());
+        let (rx, token, handler, busy, delivery) = (rx.clone(), token.to_string(), handler.clone(), busy.clone(), delivery.clone());
         // A thread that cannot be made is one worker fewer, not a failed install.
-        if std::thread::Builder::new().name("endpoint".into()).spawn(move || work(&rx, &token, handler.as_ref(), limits.request_deadline, &busy)).is_ok() {
+        if std::thread::Builder::new().name("endpoint".into()).spawn(move || work(&rx, &token, handler.as_ref(), limits.request_deadline, &busy, &delivery)).is_ok() {
             workers += 1;
         }
     }
@@ -110,7 +145,7 @@ pub fn start(addrs: &[IpAddr], port: u16, token: &str, handler: Arc<dyn Handler>
             }
         }
     }
-    Ok(bound)
+    Ok(Started { bound, delivery })
 }
 
 /// How many seconds an address that cannot be bound yet is retried.
@@ -142,14 +177,14 @@ fn refuse_busy(conn: &mut TcpStream) {
     let _ = io::copy(&mut (&*conn).take(MAX_HEAD), &mut io::sink());
 }
 
-fn work(rx: &Mutex<Receiver<TcpStream>>, token: &str, handler: &dyn Handler, deadline: Duration, busy: &AtomicUsize) {
+fn work(rx: &Mutex<Receiver<TcpStream>>, token: &str, handler: &dyn Handler, deadline: Duration, busy: &AtomicUsize, delivery: &Delivery) {
     loop {
         let conn = match rx.lock() {
             Ok(r) => r.recv(),
             Err(_) => return,
         };
         let Ok(conn) = conn else { return };
-        if let Err(e) = serve(conn, token, handler, deadline) {
+        if let Err(e) = serve(conn, token, handler, deadline, delivery) {
             log::debug!("event endpoint: {e:#}");
         }
         busy.fetch_sub(1, Ordering::SeqCst);
@@ -204,7 +239,7 @@ fn read_request(conn: &TcpStream, token: &str, deadline: Duration) -> Result<Req
     Ok(Request { method, path, query, authorized })
 }
 
-fn serve(mut conn: TcpStream, token: &str, handler: &dyn Handler, deadline: Duration) -> Result<()> {
+fn serve(mut conn: TcpStream, token: &str, handler: &dyn Handler, deadline: Duration, delivery: &Delivery) -> Result<()> {
     conn.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let req = read_request(&conn, token, deadline)?;
     if !req.authorized {
@@ -214,12 +249,18 @@ fn serve(mut conn: TcpStream, token: &str, handler: &dyn Handler, deadline: Dura
         ("GET", "/events") => {
             let after = param(&req.query, "after").unwrap_or(0);
             let wait = Duration::from_secs(param(&req.query, "wait").unwrap_or(0)).min(MAX_WAIT);
+            delivery.contacted.store(true, Ordering::SeqCst);
             let mut body = String::new();
+            let mut highest = after;
             for (seq, ev) in event::since(after, wait) {
                 body.push_str(&serde_json::json!({ "seq": seq, "event": ev }).to_string());
                 body.push('\n');
+                highest = highest.max(seq);
             }
-            respond(&mut conn, 200, "application/x-ndjson", body.as_bytes())
+            respond(&mut conn, 200, "application/x-ndjson", body.as_bytes())?;
+            // Delivered: the client asks for more after what it has (`after`), or has this.
+            delivery.delivered.fetch_max(highest, Ordering::SeqCst);
+            Ok(())
         }
         ("GET", "/log") => respond(&mut conn, 200, "text/plain; charset=utf-8", handler.log().as_bytes()),
         ("POST", path) if path.starts_with("/control/") => match handler.control(&path["/control/".len()..]) {

@@ -152,6 +152,11 @@ pub fn emit(event: Event) {
     h.changed.notify_all();
 }
 
+/// The number of the last event emitted (0 before the first).
+pub fn last_seq() -> u64 {
+    history().next.lock().map(|n| *n - 1).unwrap_or(0)
+}
+
 /// The recorded events numbered above `after`, waiting up to `wait` for one to arrive.
 pub fn since(after: u64, wait: Duration) -> Vec<(u64, Event)> {
     let h = history();

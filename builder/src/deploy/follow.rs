@@ -35,6 +35,7 @@ impl Outcome {
 /// installer does now and what the user can do), or `timeout` passes.
 pub fn follow(endpoint: &Endpoint, outcome: &mut Outcome, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
+    let first_contact = Instant::now() + FIRST_CONTACT;
     let mut after = 0;
     let mut done = false;
     let mut connected = false;
@@ -43,7 +44,16 @@ pub fn follow(endpoint: &Endpoint, outcome: &mut Outcome, timeout: Duration) -> 
         if Instant::now() > deadline {
             bail!("no end of the install within {} s (last event #{after}); `anemos rescue {}` shows its log", timeout.as_secs(), outcome.host);
         }
-        let batch = match endpoint.events(after, 25) {
+        if !connected && Instant::now() > first_contact {
+            bail!(
+                "the installer never answered on {} within {} s of the kexec: look at the server's console (or the firewall in between: --events names another address)",
+                endpoint.addr,
+                FIRST_CONTACT.as_secs()
+            );
+        }
+        // Until the installer first answers, short polls: a connection made while the old
+        // system goes down or the installer boots must not hold the next try.
+        let batch = match endpoint.events(after, if connected { 25 } else { 0 }) {
             Ok(b) => b,
             // Done, and the installer went down to boot the new system: that is the end.
             Err(_) if done => return Ok(()),
@@ -51,7 +61,7 @@ pub fn follow(endpoint: &Endpoint, outcome: &mut Outcome, timeout: Duration) -> 
                 if connected {
                     log::debug!("{}: event endpoint: {e:#}", outcome.host);
                 }
-                std::thread::sleep(Duration::from_secs(2));
+                std::thread::sleep(Duration::from_secs(if connected { 2 } else { 1 }));
                 continue;
             }
         };
@@ -70,6 +80,9 @@ pub fn follow(endpoint: &Endpoint, outcome: &mut Outcome, timeout: Duration) -> 
         }
     }
 }
+
+/// How long after the kexec the installer must have answered once.
+const FIRST_CONTACT: Duration = Duration::from_secs(600);
 
 enum Step {
     Go,

@@ -30,8 +30,8 @@ const COMMANDS: &[Command] = &[
     Command { name: "modules", args: "", help: "list loaded kernel modules", run: modules },
     Command { name: "options", args: "", help: "list the anemos.* kernel command-line options", run: options },
     Command { name: "retry", args: "", help: "start the install over (after fixing what failed)", run: |_| super::retry() },
-    Command { name: "reboot", args: "", help: "sync, unmount and reboot", run: |_| shutdown::shutdown(Action::Reboot) },
-    Command { name: "poweroff", args: "", help: "sync, unmount and power off", run: |_| shutdown::shutdown(Action::Poweroff) },
+    Command { name: "reboot", args: "", help: "sync, unmount and reboot", run: |_| shutdown::asked(Action::Reboot) },
+    Command { name: "poweroff", args: "", help: "sync, unmount and power off", run: |_| shutdown::asked(Action::Poweroff) },
 ];
 
 /// Runs the rescue console forever (until `reboot` or `poweroff`).

@@ -42,9 +42,19 @@ impl Handler for Init {
             action.name().into(),
             Box::new(move || {
                 log::info!("{} requested over the event endpoint", action.name());
-                shutdown::shutdown(action)
+                shutdown::asked(action)
             }),
         )
+    }
+}
+
+/// What the endpoint's clients have received (set once it runs).
+static DELIVERY: std::sync::OnceLock<Arc<endpoint::Delivery>> = std::sync::OnceLock::new();
+
+/// Before a reboot or power-off: lets a following deploy collect how the install ended.
+pub fn let_the_workstation_know() {
+    if let Some(d) = DELIVERY.get() {
+        d.wait_delivered(std::time::Duration::from_secs(60), std::time::Duration::from_secs(20));
     }
 }
 
@@ -61,7 +71,10 @@ pub fn start(port: u16) -> anyhow::Result<()> {
     };
     let started = endpoint::own_addresses().and_then(|addrs| endpoint::start(&addrs, port, &token, Arc::new(Init), Limits::default()));
     match started {
-        Ok(bound) => log::info!("event endpoint listening on {}", bound.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")),
+        Ok(started) => {
+            log::info!("event endpoint listening on {}", started.bound.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
+            let _ = DELIVERY.set(started.delivery);
+        }
         Err(e) => log::warn!("the event endpoint did not start ({e:#}); the install goes on without remote progress"),
     }
     Ok(())

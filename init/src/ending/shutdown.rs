@@ -16,8 +16,19 @@ use crate::cmdline::Action;
 /// Mount points the init made itself; they hold no data worth unmounting.
 const PSEUDO: &[&str] = &["/", "/proc", "/sys", "/dev", "/dev/pts", "/run", "/tmp", "/sys/firmware/efi/efivars"];
 
-/// Shuts the machine down as `action` says (`Rescue` enters the rescue console instead).
+/// An operator asked for it (at the console or over the endpoint): no wait for a deploy to
+/// collect the last events.
+pub fn asked(action: Action) -> ! {
+    shut_down(action, false)
+}
+
+/// Shuts the machine down as `action` says (`Rescue` enters the rescue console instead),
+/// once a deploy that follows this installer has collected how it ended.
 pub fn shutdown(action: Action) -> ! {
+    shut_down(action, true)
+}
+
+fn shut_down(action: Action, tell: bool) -> ! {
     let command = match action {
         Action::Rescue => console::run(),
         Action::Reboot => RebootCommand::Restart,
@@ -26,6 +37,10 @@ pub fn shutdown(action: Action) -> ! {
     };
     log::info!("shutting down: {}", action.name());
     emit(Event::Shutdown { action: action.name().into() });
+    if tell {
+        // A deploy that follows this installer learns how it ended before it goes away.
+        super::endpoint::let_the_workstation_know();
+    }
     stop_processes();
     rustix::fs::sync();
     unmount_targets();

@@ -35,9 +35,14 @@ impl Handler for Fake {
 }
 
 fn server(limits: Limits) -> (SocketAddr, Arc<Fake>) {
+    let (addr, fake, _) = server_with_delivery(limits);
+    (addr, fake)
+}
+
+fn server_with_delivery(limits: Limits) -> (SocketAddr, Arc<Fake>, Arc<super::Delivery>) {
     let fake = Arc::new(Fake { rescue: AtomicBool::new(false), done: Arc::new(AtomicUsize::new(0)) });
-    let bound = start(&[IpAddr::V4(Ipv4Addr::LOCALHOST)], 0, TOKEN, fake.clone(), limits).unwrap();
-    (bound[0], fake)
+    let started = start(&[IpAddr::V4(Ipv4Addr::LOCALHOST)], 0, TOKEN, fake.clone(), limits).unwrap();
+    (started.bound[0], fake, started.delivery)
 }
 
 /// One request; returns the status code and body.
@@ -126,4 +131,21 @@ fn many_concurrent_clients_are_served_or_told_busy() {
 fn no_addresses_no_endpoint() {
     let fake = Arc::new(Fake { rescue: AtomicBool::new(false), done: Arc::new(AtomicUsize::new(0)) });
     assert!(start(&[], 0, TOKEN, fake, Limits::default()).is_err());
+}
+
+/// Before it reboots, the installer waits for the workstation to have the last events,
+/// and no longer than that.
+#[test]
+fn the_end_waits_until_the_workstation_has_it() {
+    let (addr, _, delivery) = server_with_delivery(Limits::default());
+    crate::event::emit(crate::event::Event::PhaseStarted { phase: "end-test".into() });
+    let t = Instant::now();
+    let d = delivery.clone();
+    let waiter = std::thread::spawn(move || d.wait_delivered(Duration::from_secs(20), Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!waiter.is_finished(), "it did not wait for the events to be fetched");
+    let (code, body) = request(addr, "GET", "/events?after=0", Some(TOKEN));
+    assert!(code == 200 && body.contains("end-test"), "{body}");
+    waiter.join().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "it waited {:?} after the events were fetched", t.elapsed());
 }

@@ -78,8 +78,17 @@ fn check_into(project: &Path, opts: &CheckOptions, diags: &mut Diagnostics) -> O
     let found = inputs::check_inputs(project, opts, &mut cx);
     validate::unknown_variables(&mut cx, &|name| found.template_vars.contains(name));
     let mut plan = plan?;
+    // A local image named in the IMGBUILD is relative to the project (one given with
+    // --image, to the working directory).
+    if let Some(img) = plan.image.as_ref().filter(|i| !i.is_url()) {
+        let path = if opts.image_override.is_some() { PathBuf::from(&img.location) } else { project.join(&img.location) };
+        if !path.is_file() {
+            let what = if opts.image_override.is_some() { "--image" } else { "image" };
+            cx.error("image", format!("{what}={}: no such file ({}); build it with `anemos build`", img.location, path.display()));
+        }
+    }
     plan.inputs = found.trees;
     plan.secrets = found.secrets;
     plan.project_files = inputs::project_files(project, &plan.target, cx.diags);
-    Some(plan)
+    Some(plan).filter(|_| !cx.diags.has_errors())
 }

@@ -198,4 +198,62 @@ mod tests {
         assert!(boot_firmware(&with(&[PartKind::BiosBoot, PartKind::Esp], Bootloader::Grub), false).is_ok());
         assert!(boot_firmware(&with(&[PartKind::Esp], Bootloader::SystemdBoot), false).is_ok(), "systemd-boot on BIOS only warns");
     }
+
+    /// A disk image file with a GPT holding one partition named `label`, as inventory
+    /// would describe it.
+    fn disk_with_label(name: &str, label: &str) -> Disk {
+        let path = std::env::temp_dir().join(format!("anemos-check-{}-{name}.img", std::process::id()));
+        let mut f = std::fs::File::options().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
+        f.set_len(64 << 20).unwrap();
+        let mut gpt = gptman::GPT::new_from(&mut f, 512, [7u8; 16]).unwrap();
+        gpt[1] = gptman::GPTPartitionEntry { partition_type_guid: [1u8; 16], unique_partition_guid: [2u8; 16], starting_lba: 2048, ending_lba: 4095, attribute_bits: 0, partition_name: label.into() };
+        gpt.write_into(&mut f).unwrap();
+        let part =
+            crate::disk::Partition { name: format!("{name}1"), path: path.clone(), dev: String::new(), number: 1, start: 1 << 20, size: 1 << 20, by_id: vec![], signatures: vec![], mounted: vec![] };
+        Disk {
+            name: name.into(),
+            path,
+            dev: String::new(),
+            size: 64 << 20,
+            logical_sector: 512,
+            physical_sector: 512,
+            model: None,
+            serial: Some(name.into()),
+            wwn: None,
+            by_id: vec![],
+            removable: false,
+            read_only: false,
+            table: Some("gpt".into()),
+            table_id: None,
+            signatures: vec![],
+            mounted: vec![],
+            partitions: vec![part],
+        }
+    }
+
+    /// A kept partition found on the disk being wiped stops the install, also when the
+    /// target was named on the command line (an image build, where a missing kept disk
+    /// is only a warning).
+    #[test]
+    fn a_kept_partition_on_the_target_always_stops() {
+        let (target, other) = (disk_with_label("t", "keep"), disk_with_label("o", "other"));
+        let mut plan = crate::plan::tests::sample();
+        plan.preserve = vec![Preserve { what: PreserveTarget::PartLabel { label: "keep".into() }, mountpoint: None, fstype: "auto".into(), options: "defaults".into() }];
+        let disks = [target.clone(), other.clone()];
+        let by_serial = DiskSelector::Serial("t".into());
+        for missing_ok in [false, true] {
+            let e = resolve(&plan, &disks, Some(&by_serial), Allow { removable: true, in_use: true }, missing_ok).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("PARTLABEL=keep") && e.contains("the disk this install wipes") && e.contains("nothing was written"), "{missing_ok}: {e}");
+        }
+        // On the other disk it is found and kept.
+        let r = resolve(&plan, &disks, Some(&DiskSelector::Serial("o".into())), Allow { removable: true, in_use: true }, false).unwrap();
+        assert_eq!(r.preserved[0].disk.name, "t");
+        // Nowhere at all: an error, or in an image build a warning.
+        plan.preserve[0].what = PreserveTarget::PartLabel { label: "gone".into() };
+        assert!(resolve(&plan, &disks, Some(&by_serial), Allow { removable: true, in_use: true }, false).is_err());
+        assert!(resolve(&plan, &disks, Some(&by_serial), Allow { removable: true, in_use: true }, true).unwrap().preserved.is_empty());
+        for d in disks {
+            let _ = std::fs::remove_file(d.path);
+        }
+    }
 }
