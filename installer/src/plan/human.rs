@@ -128,7 +128,7 @@ fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
             writeln!(o, "  packages      {n}: {}", if n == 0 { "(none beyond the base system)".into() } else { p.packages.join(" ") })?;
             let added = crate::packages::profile::of(&p.target).added(p);
             if !added.is_empty() {
-                writeln!(o, "  the install adds {}", added.join("; "))?;
+                writeln!(o, "  and adds      {}", added.join("; "))?;
             }
         }
     }
