@@ -23,8 +23,9 @@ fn request(table: TableKind, parts: &[(&str, Size, PartKind)], seed: Option<&str
                 type_guid: guid.to_string(),
                 mbr_type: mbr,
                 bootable: table == TableKind::Msdos && *k == PartKind::Root,
-                fs: Filesystem::None,
-                mountpoint: None,
+                // Every layout mounts something at /: the root partition here.
+                fs: if *k == PartKind::Root { Filesystem::Ext4 } else { Filesystem::None },
+                mountpoint: (*k == PartKind::Root).then(|| "/".to_string()),
                 options: "defaults".into(),
                 kind: k.clone(),
             }
