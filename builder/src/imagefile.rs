@@ -234,10 +234,9 @@ mod tests {
     }
 
     fn installer_sample_plan() -> installer::plan::Plan {
-        let dir = std::env::temp_dir().join(format!("anemos-imagefile-plan-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("IMGBUILD"), "imgname=t\ntarget=debian\nmirror=http://m.test/debian\n").unwrap();
-        let checked = installer::imgbuild::check(&dir, &installer::imgbuild::CheckOptions::default());
+        let dir = tempfile::Builder::new().prefix("anemos-imagefile-plan-").tempdir().unwrap();
+        std::fs::write(dir.path().join("IMGBUILD"), "imgname=t\ntarget=debian\nmirror=http://m.test/debian\n").unwrap();
+        let checked = installer::imgbuild::check(dir.path(), &installer::imgbuild::CheckOptions::default());
         checked.plan.unwrap_or_else(|| panic!("{}", checked.diagnostics.render()))
     }
 

@@ -187,16 +187,15 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("anemos-root-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A scratch directory, removed when the test ends.
+    fn scratch(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("anemos-root-{name}-")).tempdir().unwrap()
     }
 
     #[test]
     fn planted_absolute_symlinks_stay_inside() {
-        let base = scratch("planted");
+        let tmp = scratch("planted");
+        let base = tmp.path();
         let root = base.join("root");
         let elsewhere = base.join("elsewhere");
         std::fs::create_dir_all(&root).unwrap();
@@ -224,8 +223,9 @@ mod tests {
 
     #[test]
     fn dotdot_and_directories_are_refused() {
-        let root = scratch("dotdot");
-        let r = RootDir::open(&root).unwrap();
+        let tmp = scratch("dotdot");
+        let root = tmp.path();
+        let r = RootDir::open(root).unwrap();
         assert!(r.write_file("../x", b"", 0o644).is_err());
         assert!(r.write_file("a/./b", b"", 0o644).is_err());
         std::fs::create_dir_all(root.join("etc/ssh")).unwrap();
@@ -238,12 +238,13 @@ mod tests {
 
     #[test]
     fn rewrite_follows_links_inside() {
-        let root = scratch("rewrite");
+        let tmp = scratch("rewrite");
+        let root = tmp.path();
         std::fs::create_dir_all(root.join("run")).unwrap();
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::write(root.join("run/resolv.conf"), "a\n").unwrap();
         std::os::unix::fs::symlink("/run/resolv.conf", root.join("etc/resolv.conf")).unwrap();
-        let r = RootDir::open(&root).unwrap();
+        let r = RootDir::open(root).unwrap();
         r.rewrite("etc/resolv.conf", |old| Ok([old, b"b\n"].concat())).unwrap();
         assert_eq!(std::fs::read(root.join("run/resolv.conf")).unwrap(), b"a\nb\n");
         assert!(r.rewrite("etc/missing", |o| Ok(o.to_vec())).unwrap_err().to_string().contains("does not exist"));

@@ -286,13 +286,10 @@ impl Seek for TargetIo {
 mod tests {
     use super::*;
 
-    fn scratch(len: u64) -> (std::path::PathBuf, Target) {
-        let dir = std::env::temp_dir().join(format!("anemos-target-{}-{len}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("img");
-        let f = File::create(&path).unwrap();
-        f.set_len(len).unwrap();
-        drop(f);
+    /// An image file of `len` bytes, removed with the returned guard.
+    fn scratch(len: u64) -> (tempfile::TempPath, Target) {
+        let path = tempfile::Builder::new().prefix("anemos-target-").tempfile().unwrap().into_temp_path();
+        File::options().write(true).open(&path).unwrap().set_len(len).unwrap();
         let t = Target::open(&path).unwrap();
         (path, t)
     }
@@ -311,7 +308,6 @@ mod tests {
         assert!(data[4096 + 8191..].iter().all(|&b| b == 0xAA));
         assert!(t.slice(1 << 20, 1).is_err());
         assert!(t.slice(100, 1).is_err());
-        std::fs::remove_file(path).unwrap();
     }
 
     #[test]
@@ -326,6 +322,5 @@ mod tests {
         io.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"hello");
         assert_eq!(std::fs::read(&path).unwrap()[512..517], *b"hello");
-        std::fs::remove_file(path).unwrap();
     }
 }

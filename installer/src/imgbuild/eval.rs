@@ -218,10 +218,9 @@ mod tests {
 
     #[test]
     fn a_looping_imgbuild_is_stopped() {
-        let dir = std::env::temp_dir().join(format!("anemos-eval-loop-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new().prefix("anemos-eval-loop-").tempdir().unwrap();
         let start = std::time::Instant::now();
-        let e = run(&dir, "while :; do :; done", Duration::from_millis(300)).err().unwrap();
+        let e = run(dir.path(), "while :; do :; done", Duration::from_millis(300)).err().unwrap();
         assert!(e.contains("took longer than 0.3 s"), "{e}");
         assert!(start.elapsed() < Duration::from_secs(5));
     }

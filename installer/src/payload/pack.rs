@@ -280,8 +280,8 @@ mod tests {
             secret in proptest::collection::vec(any::<u8>(), 0..32),
         ) {
             let members: Vec<(String, Member)> = members.into_iter().map(|((d, f), m)| (format!("d{d}/f{f}"), m)).collect();
-            let base = std::env::temp_dir().join(format!("anemos-pack-prop-{}", std::process::id()));
-            let (a, b) = (base.join("a"), base.join("b"));
+            let base = tempfile::Builder::new().prefix("anemos-pack-prop-").tempdir().unwrap();
+            let (a, b) = (base.path().join("a"), base.path().join("b"));
             write_project(&a, &members, 0);
             let reversed: Vec<_> = members.iter().rev().cloned().collect();
             write_project(&b, &reversed, 86_400);

@@ -131,8 +131,8 @@ mod tests {
 
     #[test]
     fn age_round_trip_and_wrong_key() {
-        let dir = std::env::temp_dir().join(format!("anemos-secrets-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = tempfile::Builder::new().prefix("anemos-secrets-").tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("secrets")).unwrap();
         let key = age::x25519::Identity::generate();
         let other = age::x25519::Identity::generate();
@@ -141,22 +141,22 @@ mod tests {
         let enc = age::encrypt(&key.to_public(), b"s3cret\n").unwrap();
         std::fs::write(dir.join("secrets/db.age"), enc).unwrap();
         std::fs::write(dir.join("secrets/plain"), "p\n").unwrap();
-        assert_eq!(locate(&dir, "db", None), Ok(SecretSource::Age));
-        assert_eq!(locate(&dir, "plain", None), Ok(SecretSource::Plain));
-        assert!(locate(&dir, "none", None).unwrap_err().contains("no secrets_command"));
-        assert_eq!(locate(&dir, "none", Some("echo %s")), Ok(SecretSource::Command));
+        assert_eq!(locate(dir, "db", None), Ok(SecretSource::Age));
+        assert_eq!(locate(dir, "plain", None), Ok(SecretSource::Plain));
+        assert!(locate(dir, "none", None).unwrap_err().contains("no secrets_command"));
+        assert_eq!(locate(dir, "none", Some("echo %s")), Ok(SecretSource::Command));
         let refs = vec![
             SecretRef { name: "db".into(), source: SecretSource::Age },
             SecretRef { name: "plain".into(), source: SecretSource::Plain },
             SecretRef { name: "cmd".into(), source: SecretSource::Command },
         ];
-        let got = reveal(&dir, &refs, Some("printf 'from-%s'"), Some(&dir.join("key.txt"))).unwrap();
+        let got = reveal(dir, &refs, Some("printf 'from-%s'"), Some(&dir.join("key.txt"))).unwrap();
         assert_eq!(got["db"], b"s3cret\n");
         assert_eq!(got["plain"], b"p\n");
         assert_eq!(got["cmd"], b"from-cmd");
-        let err = format!("{:#}", reveal(&dir, &refs[..1], None, Some(&dir.join("other.txt"))).unwrap_err());
+        let err = format!("{:#}", reveal(dir, &refs[..1], None, Some(&dir.join("other.txt"))).unwrap_err());
         assert!(err.contains("cannot decrypt") && !err.contains("s3cret"), "{err}");
-        let err = format!("{:#}", reveal(&dir, &refs[2..], Some("exit 3 # %s"), None).unwrap_err());
+        let err = format!("{:#}", reveal(dir, &refs[2..], Some("exit 3 # %s"), None).unwrap_err());
         assert!(err.contains("failed for secret \"cmd\""), "{err}");
     }
 }

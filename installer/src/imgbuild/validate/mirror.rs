@@ -191,12 +191,12 @@ fn one_line_sources(root: &Path, rel: &str) -> Vec<AptSource> {
 mod tests {
     use super::*;
 
-    fn host(files: &[(&str, &str)]) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("anemos-mirror-{}-{}", std::process::id(), files[0].0.len() + files.len()));
-        let _ = std::fs::remove_dir_all(&dir);
+    /// A host root holding `files`, removed when the guard drops.
+    fn host(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::Builder::new().prefix("anemos-mirror-").tempdir().unwrap();
         for (p, t) in files {
-            std::fs::create_dir_all(dir.join(p).parent().unwrap()).unwrap();
-            std::fs::write(dir.join(p), t).unwrap();
+            std::fs::create_dir_all(dir.path().join(p).parent().unwrap()).unwrap();
+            std::fs::write(dir.path().join(p), t).unwrap();
         }
         dir
     }
@@ -207,20 +207,20 @@ mod tests {
             "etc/apt/sources.list.d/debian.sources",
             "Types: deb\nURIs: http://mirror.test/debian/\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://security.test/debian-security\nSuites: bookworm-security\nComponents: main\n",
         )]);
-        let m = host_mirror(&Target::Debian { suite: "stable".into() }, &root).unwrap();
+        let m = host_mirror(&Target::Debian { suite: "stable".into() }, root.path()).unwrap();
         assert_eq!(m.url, "http://mirror.test/debian");
         assert_eq!(m.security_url.as_deref(), Some("http://security.test/debian-security"));
         assert_eq!(m.origin, MirrorOrigin::Host { file: "/etc/apt/sources.list.d/debian.sources".into() });
         let root = host(&[("etc/apt/sources.list", "# x\ndeb [arch=amd64 signed-by=/k.gpg] https://m.test/debian trixie main\n")]);
-        assert_eq!(host_mirror(&Target::Debian { suite: "stable".into() }, &root).unwrap().url, "https://m.test/debian");
+        assert_eq!(host_mirror(&Target::Debian { suite: "stable".into() }, root.path()).unwrap().url, "https://m.test/debian");
     }
 
     #[test]
     fn pacman_and_apk() {
         let root = host(&[("etc/pacman.d/mirrorlist", "#Server = http://no.test/\nServer = https://arch.test/$repo/os/$arch\n"), ("etc/apk/repositories", "https://apk.test/alpine/v3.20/main\n")]);
-        assert_eq!(host_mirror(&Target::Arch, &root).unwrap().url, "https://arch.test/$repo/os/$arch");
-        assert_eq!(host_mirror(&Target::Alpine, &root).unwrap().url, "https://apk.test/alpine");
-        assert!(host_mirror(&Target::Debian { suite: "x".into() }, &root).is_none());
+        assert_eq!(host_mirror(&Target::Arch, root.path()).unwrap().url, "https://arch.test/$repo/os/$arch");
+        assert_eq!(host_mirror(&Target::Alpine, root.path()).unwrap().url, "https://apk.test/alpine");
+        assert!(host_mirror(&Target::Debian { suite: "x".into() }, root.path()).is_none());
     }
 
     #[test]

@@ -9,7 +9,8 @@ use super::*;
 fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("anemos-pgp-{}", std::process::id()));
+        // Beside the build (the script starts by removing it), not left behind in /tmp.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-fixtures/pgp");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/pgp-keys.sh");
         let st = std::process::Command::new("sh").arg(script).arg(&dir).status().expect("running pgp-keys.sh (needs gpg)");
         assert!(st.success(), "pgp-keys.sh failed");
