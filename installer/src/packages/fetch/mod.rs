@@ -16,6 +16,7 @@ pub mod spool;
 mod stream;
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -170,12 +171,10 @@ fn agent(config: &FetchConfig, verify: bool) -> Result<Agent> {
         Some("") => builder.proxy(None),
         Some(p) => builder.proxy(Some(ureq::Proxy::new(p).with_context(|| format!("bad proxy URL {p:?}"))?)),
     };
-    if !verify {
-        builder = builder.tls_config(TlsConfig::builder().disable_verification(true).build());
-    } else if !config.extra_ca_pem.is_empty() {
-        builder = builder.tls_config(TlsConfig::builder().root_certs(roots_with(&config.extra_ca_pem)?).build());
-    }
-    Ok(builder.build().new_agent())
+    // One crypto stack for TLS, named here: ring, which rustls also verifies with.
+    let tls = TlsConfig::builder().unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
+    let tls = if verify { tls.root_certs(roots_with(&config.extra_ca_pem)?) } else { tls.disable_verification(true) };
+    Ok(builder.tls_config(tls.build()).build().new_agent())
 }
 
 /// The server's clock: the `Date` header of a HEAD request for `url`, whatever the status
@@ -203,7 +202,8 @@ fn retryable(s: StatusCode) -> bool {
     s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT || s == StatusCode::TOO_MANY_REQUESTS
 }
 
-/// The bundled webpki roots plus the given PEM certificates.
+/// The bundled webpki roots (Mozilla's, from webpki-root-certs: the one copy of them in the
+/// init) plus the given PEM certificates.
 fn roots_with(pems: &[Vec<u8>]) -> Result<RootCerts> {
     let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|c| Certificate::from_der(c.as_ref()).to_owned()).collect();
     for pem in pems {

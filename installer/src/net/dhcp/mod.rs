@@ -1,13 +1,15 @@
 //! A DHCPv4 client (RFC 2131): DISCOVER → OFFER → REQUEST → ACK on one interface, through a
 //! UDP socket bound to the device with the broadcast flag set (so replies come back even
-//! though the interface has no address yet). The lease is renewed in the background.
+//! though the interface has no address yet). The lease is renewed in the background. The
+//! messages are read and written in [`wire`].
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
-use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+
+mod wire;
+use wire::{Reply, Request};
 
 /// What the server gave us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,27 +38,20 @@ impl Client {
         Ok(Client { socket, mac, xid: u32::from_ne_bytes(xid) })
     }
 
-    fn message(&self, kind: MessageType) -> Message {
-        let mut m = Message::default();
-        m.set_opcode(Opcode::BootRequest).set_xid(self.xid).set_chaddr(&self.mac).set_flags(Flags::default().set_broadcast());
-        let opts = m.opts_mut();
-        opts.insert(DhcpOption::MessageType(kind));
-        let mut client_id = vec![1u8];
+    /// Sends a message of `kind` (DISCOVER, REQUEST) with `extra` options to `to`.
+    fn send(&self, kind: u8, ciaddr: Ipv4Addr, extra: &[(u8, &[u8])], to: Ipv4Addr) -> Result<()> {
+        let mut client_id = vec![1u8]; // hardware type Ethernet, then the MAC
         client_id.extend_from_slice(&self.mac);
-        opts.insert(DhcpOption::ClientIdentifier(client_id));
-        opts.insert(DhcpOption::ParameterRequestList(vec![OptionCode::SubnetMask, OptionCode::Router, OptionCode::DomainNameServer, OptionCode::AddressLeaseTime]));
-        m
-    }
-
-    fn send(&self, m: &Message, to: Ipv4Addr) -> Result<()> {
-        let mut buf = Vec::new();
-        m.encode(&mut Encoder::new(&mut buf)).map_err(|e| anyhow::anyhow!("encoding a DHCP message: {e}"))?;
-        self.socket.send_to(&buf, SocketAddrV4::new(to, 67)).context("sending a DHCP message")?;
+        let kind = [kind];
+        let mut options: Vec<(u8, &[u8])> = vec![(wire::MESSAGE_TYPE, &kind), (wire::CLIENT_ID, &client_id), (wire::PARAMETERS, &[wire::SUBNET_MASK, wire::ROUTER, wire::DNS, wire::LEASE_TIME])];
+        options.extend_from_slice(extra);
+        let packet = Request { xid: self.xid, mac: self.mac, ciaddr, options: &options }.encode();
+        self.socket.send_to(&packet, SocketAddrV4::new(to, 67)).context("sending a DHCP message")?;
         Ok(())
     }
 
     /// Waits for a reply of one of `kinds` to our transaction.
-    fn receive(&self, kinds: &[MessageType], timeout: Duration) -> Result<Option<Message>> {
+    fn receive(&self, kinds: &[u8], timeout: Duration) -> Result<Option<Reply>> {
         let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 1500];
         loop {
@@ -70,8 +65,8 @@ impl Client {
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return Ok(None),
                 Err(e) => return Err(e).context("receiving DHCP replies"),
             };
-            let Ok(m) = Message::decode(&mut Decoder::new(&buf[..n])) else { continue };
-            if m.xid() == self.xid && m.opcode() == Opcode::BootReply && m.opts().msg_type().is_some_and(|t| kinds.contains(&t)) {
+            let Some(m) = buf.get(..n).and_then(Reply::decode) else { continue };
+            if m.xid == self.xid && m.op == wire::BOOTREPLY && m.message_type().is_some_and(|t| kinds.contains(&t)) {
                 return Ok(Some(m));
             }
         }
@@ -84,19 +79,17 @@ pub fn acquire(ifname: &str, mac: [u8; 6], timeout: Duration) -> Result<Lease> {
     let deadline = Instant::now() + timeout;
     let mut wait = Duration::from_secs(2);
     while Instant::now() < deadline {
-        client.send(&client.message(MessageType::Discover), Ipv4Addr::BROADCAST)?;
-        let Some(offer) = client.receive(&[MessageType::Offer], wait)? else {
+        client.send(wire::DISCOVER, Ipv4Addr::UNSPECIFIED, &[], Ipv4Addr::BROADCAST)?;
+        let Some(offer) = client.receive(&[wire::OFFER], wait)? else {
             wait = (wait * 2).min(Duration::from_secs(8));
             continue;
         };
         let server = server_id(&offer);
-        let mut request = client.message(MessageType::Request);
-        request.opts_mut().insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
-        request.opts_mut().insert(DhcpOption::ServerIdentifier(server));
-        client.send(&request, Ipv4Addr::BROADCAST)?;
-        match client.receive(&[MessageType::Ack, MessageType::Nak], wait)? {
-            Some(ack) if ack.opts().msg_type() == Some(MessageType::Ack) => return lease_of(&ack, server),
-            Some(_) => log::warn!("DHCP server {server} refused the offered address {}; starting over", offer.yiaddr()),
+        let asked = [(wire::REQUESTED_IP, &offer.yiaddr.octets()[..]), (wire::SERVER_ID, &server.octets()[..])];
+        client.send(wire::REQUEST, Ipv4Addr::UNSPECIFIED, &asked, Ipv4Addr::BROADCAST)?;
+        match client.receive(&[wire::ACK, wire::NAK], wait)? {
+            Some(ack) if ack.message_type() == Some(wire::ACK) => return lease_of(&ack, server),
+            Some(_) => log::warn!("DHCP server {server} refused the offered address {}; starting over", offer.yiaddr),
             None => {}
         }
     }
@@ -106,11 +99,9 @@ pub fn acquire(ifname: &str, mac: [u8; 6], timeout: Duration) -> Result<Lease> {
 /// Renews `lease` (REQUEST from the leased address, unicast to the server).
 pub fn renew(ifname: &str, mac: [u8; 6], lease: &Lease) -> Result<Lease> {
     let client = Client::new(ifname, mac)?;
-    let mut request = client.message(MessageType::Request);
-    request.set_ciaddr(lease.address);
-    client.send(&request, lease.server)?;
-    match client.receive(&[MessageType::Ack, MessageType::Nak], Duration::from_secs(10))? {
-        Some(ack) if ack.opts().msg_type() == Some(MessageType::Ack) => lease_of(&ack, lease.server),
+    client.send(wire::REQUEST, lease.address, &[], lease.server)?;
+    match client.receive(&[wire::ACK, wire::NAK], Duration::from_secs(10))? {
+        Some(ack) if ack.message_type() == Some(wire::ACK) => lease_of(&ack, lease.server),
         Some(_) => bail!("the DHCP server refused to renew {}", lease.address),
         None => bail!("no answer from DHCP server {} to the renewal of {}", lease.server, lease.address),
     }
@@ -133,32 +124,21 @@ pub fn keep_renewing(ifname: String, mac: [u8; 6], mut lease: Lease) {
     }
 }
 
-fn server_id(m: &Message) -> Ipv4Addr {
-    match m.opts().get(OptionCode::ServerIdentifier) {
-        Some(DhcpOption::ServerIdentifier(ip)) => *ip,
-        _ => m.siaddr(),
-    }
+fn server_id(m: &Reply) -> Ipv4Addr {
+    m.addresses(wire::SERVER_ID).first().copied().unwrap_or(m.siaddr)
 }
 
-fn lease_of(ack: &Message, server: Ipv4Addr) -> Result<Lease> {
-    let mask = match ack.opts().get(OptionCode::SubnetMask) {
-        Some(DhcpOption::SubnetMask(m)) => *m,
-        _ => Ipv4Addr::new(255, 255, 255, 0),
-    };
-    let router = match ack.opts().get(OptionCode::Router) {
-        Some(DhcpOption::Router(r)) => r.first().copied(),
-        _ => None,
-    };
-    let dns = match ack.opts().get(OptionCode::DomainNameServer) {
-        Some(DhcpOption::DomainNameServer(d)) => d.clone(),
-        _ => Vec::new(),
-    };
-    let lease_secs = match ack.opts().get(OptionCode::AddressLeaseTime) {
-        Some(DhcpOption::AddressLeaseTime(t)) => *t,
-        _ => 3600,
-    };
-    if ack.yiaddr().is_unspecified() {
+fn lease_of(ack: &Reply, server: Ipv4Addr) -> Result<Lease> {
+    let mask = ack.addresses(wire::SUBNET_MASK).first().copied().unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
+    if ack.yiaddr.is_unspecified() {
         bail!("the DHCP server {server} acknowledged without an address");
     }
-    Ok(Lease { address: ack.yiaddr(), prefix: u32::from(mask).count_ones() as u8, router, dns, server, lease_secs })
+    Ok(Lease {
+        address: ack.yiaddr,
+        prefix: u32::from(mask).count_ones() as u8,
+        router: ack.addresses(wire::ROUTER).first().copied(),
+        dns: ack.addresses(wire::DNS),
+        server,
+        lease_secs: ack.u32(wire::LEASE_TIME).unwrap_or(3600),
+    })
 }
