@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn truncated_replies_are_errors_or_ignored_never_a_panic() {
-        let msg = encode(RTM_NEWLINK, 0, 1, &[0; IFINFO], &[(IFLA_IFNAME as u16, b"eth0\0")]);
+        let msg = encode(RTM_NEWLINK, 0, 1, &[0; IFINFO], &[(IFLA_IFNAME, b"eth0\0")]);
         for cut in 0..msg.len() {
             let _ = messages(&msg[..cut]);
             let _ = attributes(&msg[cut..]).count();

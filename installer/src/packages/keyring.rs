@@ -9,7 +9,7 @@
 //! ignored (archives are signed by several keys); a signature from a known key that fails any
 //! check is an error; at least one good signature is required.
 
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -63,8 +63,11 @@ impl Keyring {
         Ok(Keyring { keys, origin: dir.display().to_string() })
     }
 
+    /// Keys and signatures are always read from a plain `&[u8]` (armored or not): rpgp's
+    /// parser is generic over its reader, and each reader type is another copy of it in the
+    /// static init (docs/benchmarks.md, "initramfs").
     pub fn from_bytes(data: &[u8], origin: &str) -> Result<Keyring> {
-        let (iter, _) = PublicOrSecret::from_reader_many(BufReader::new(data)).map_err(|e| anyhow!("{e}")).with_context(|| format!("reading the keyring {origin}"))?;
+        let (iter, _) = PublicOrSecret::from_reader_many_buf(data).map_err(|e| anyhow!("{e}")).with_context(|| format!("reading the keyring {origin}"))?;
         let mut keys = Vec::new();
         for k in iter {
             match k {
@@ -193,7 +196,7 @@ impl Checked<'_> {
 /// The signatures of a detached signature file, armored or binary.
 fn parse_detached(signature: &[u8]) -> Result<Vec<Signature>> {
     let sigs: Vec<Signature> = if signature.starts_with(b"-----BEGIN") {
-        let (iter, _) = DetachedSignature::from_armor_many(signature).map_err(|e| anyhow!("reading the signature: {e}"))?;
+        let (iter, _) = DetachedSignature::from_armor_many_buf(signature).map_err(|e| anyhow!("reading the signature: {e}"))?;
         iter.map(|s| s.map(|s| s.signature)).collect::<Result<_, _>>().map_err(|e| anyhow!("reading the signature: {e}"))?
     } else {
         DetachedSignature::from_bytes_many(signature)
