@@ -7,6 +7,7 @@
 
 pub mod bootloader;
 pub mod clock;
+pub mod crypt;
 pub mod disk;
 pub mod endpoint;
 pub mod event;
