@@ -105,6 +105,7 @@ const BAD: &[(&str, &str)] = &[
     ("unknown-secret", "files/etc/app.conf.makeimg.template:1:10: {{ secret:db_password }}: no secret \"db_password\""),
     ("path-escape", "files/etc/shadow.makeimg.template: is a symlink; a patch or template must be a regular file"),
     ("symlink-loop", "files/etc/app/a: symlink loop (/etc/app/a -> ../app/b -> /etc/app/a)"),
+    ("encrypt-secret", "IMGBUILD:11: encrypt: secret \"disk_key\": no secret \"disk_key\": there is no secrets/disk_key.age or secrets/disk_key, and no secrets_command"),
 ];
 
 #[test]
@@ -122,6 +123,38 @@ fn every_bad_input_has_a_clear_message_and_pack_writes_nothing() {
     }
     let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+/// `encrypt=`: the plan shows each encrypted partition and how it unlocks, the install adds
+/// the target's unlocking package, and the passphrases are secrets like the templates'.
+/// Every problem is found by check, on its line.
+#[test]
+fn encrypted_partitions_are_planned_and_checked_line_by_line() {
+    let out = anemos(&["check", corpus("encrypted").to_str().unwrap()]).unwrap();
+    assert!(out.contains("root           3 GiB  root      ext4  / (LUKS2, secret disk_key, unlocked at boot by a key file)"), "{out}");
+    assert!(out.contains("srv             rest  srv       ext4  /srv (LUKS2, secret srv_key, passphrase asked at boot)"), "{out}");
+    assert!(out.contains("cryptsetup-initramfs (unlocks the encrypted partitions at boot)"), "{out}");
+    assert!(out.contains("secrets       disk_key (secrets_command), srv_key (secrets_command)"), "{out}");
+    let json = anemos(&["check", corpus("encrypted").to_str().unwrap(), "--json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let plan: Plan = serde_json::from_value(v["plan"].clone()).unwrap();
+    assert_eq!(plan.layout.encrypted.len(), 2);
+    assert!(plan.layout.root_encrypted());
+
+    let (ok, _, err) = run(&["check", corpus("bad/encrypt").to_str().unwrap()]);
+    assert!(!ok);
+    for line in [
+        "IMGBUILD:14: encrypt: partition \"esp\" holds vfat: only ext4 partitions can be encrypted",
+        "IMGBUILD:15: encrypt: partition \"tiny\" is too small to encrypt",
+        "IMGBUILD:16: encrypt: there is no partition \"data\" to encrypt (partitions: esp, root, tiny)",
+        "IMGBUILD:17: encrypt: \"srv   other_key  sometimes\": \"sometimes\" is not a way to unlock (allowed: prompt, unattended)",
+        "has 4 errors",
+    ] {
+        assert!(err.contains(line), "missing {line:?} in:\n{err}");
+    }
+    let (ok, _, err) = run(&["check", corpus("bad/encrypt-plan").to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("encrypt= with image= is not supported yet") && err.contains("an encrypted / needs bootloader=systemd-boot"), "{err}");
 }
 
 #[test]

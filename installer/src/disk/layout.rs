@@ -88,6 +88,11 @@ pub fn plan(layout: &Layout, disk_size: u64, sector: u64, seed: Option<&str>) ->
         }
         sizes[i] = Some(rest);
     }
+    for (p, size) in parts.iter().zip(&sizes) {
+        if layout.encryption(&p.name).is_some() && size.is_some_and(|s| s < crate::plan::ENCRYPTED_MIN) {
+            problems.push(format!("partition {:?} would be {} on this disk, too small to encrypt (the LUKS2 header takes 16 MiB)", p.name, human_size(size.unwrap_or(0))));
+        }
+    }
     if !problems.is_empty() {
         bail!("the partition layout does not fit:\n  - {}", problems.join("\n  - "));
     }
@@ -166,7 +171,7 @@ pub(crate) mod tests {
     }
 
     fn layout(table: TableType, parts: Vec<Partition>) -> Layout {
-        Layout { table, partitions: parts, origin: crate::plan::LayoutOrigin::Partitions }
+        Layout { table, partitions: parts, origin: crate::plan::LayoutOrigin::Partitions, encrypted: Vec::new() }
     }
 
     #[test]

@@ -116,6 +116,12 @@ pub fn names(src: &[u8]) -> Result<Names, TemplateError> {
     Ok(n)
 }
 
+/// A secret's value as it is used (in a template, as a passphrase): without one trailing
+/// newline, since files usually end in one.
+pub fn secret_value(v: &[u8]) -> &[u8] {
+    v.strip_suffix(b"\n").unwrap_or(v)
+}
+
 /// Renders a template. An unknown variable or secret is an error at its position (error
 /// messages name secrets, never their values).
 pub fn render(src: &[u8], vars: &BTreeMap<String, String>, secrets: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>, TemplateError> {
@@ -128,7 +134,7 @@ pub fn render(src: &[u8], vars: &BTreeMap<String, String>, secrets: &BTreeMap<St
                 None => return Err(TemplateError { line, column, message: format!("{{{{ {name} }}}}: the IMGBUILD sets no variable {name:?}") }),
             },
             Segment::Secret { name, line, column } => match secrets.get(name) {
-                Some(v) => out.extend_from_slice(v.strip_suffix(b"\n").unwrap_or(v)),
+                Some(v) => out.extend_from_slice(secret_value(v)),
                 None => return Err(TemplateError { line, column, message: format!("{{{{ secret:{name} }}}}: no secret {name:?}") }),
             },
         }

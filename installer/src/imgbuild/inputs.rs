@@ -32,7 +32,8 @@ fn located_error(cx: &mut Ctx<'_>, fallback: &str, e: &anyhow::Error) {
     }
 }
 
-pub fn check_inputs(project: &Path, opts: &CheckOptions, cx: &mut Ctx<'_>) -> Found {
+/// `imgbuild_secrets`: the secrets the IMGBUILD itself uses (`encrypt=`), where it does.
+pub fn check_inputs(project: &Path, opts: &CheckOptions, cx: &mut Ctx<'_>, imgbuild_secrets: Vec<(String, Location)>) -> Found {
     let mut scanned = Vec::new();
     for (i, src) in opts.inputs.iter().enumerate() {
         if src.starts_with('/') || src.split('/').any(|c| c == "..") || src.trim_matches('/').is_empty() {
@@ -57,6 +58,10 @@ pub fn check_inputs(project: &Path, opts: &CheckOptions, cx: &mut Ctx<'_>) -> Fo
     }
     // secret name → first place a template uses it
     let mut used_secrets: BTreeMap<String, Location> = BTreeMap::new();
+    let imgbuild: BTreeSet<String> = imgbuild_secrets.iter().map(|(n, _)| n.clone()).collect();
+    for (name, loc) in imgbuild_secrets {
+        used_secrets.entry(name).or_insert(loc);
+    }
     let mut template_vars = BTreeSet::new();
     let mut trees = Vec::new();
     for (i, t) in scanned.iter().enumerate() {
@@ -74,7 +79,7 @@ pub fn check_inputs(project: &Path, opts: &CheckOptions, cx: &mut Ctx<'_>) -> Fo
             templates,
         });
     }
-    let secrets = check_secrets(project, opts, cx, &used_secrets);
+    let secrets = check_secrets(project, opts, cx, &used_secrets, &imgbuild);
     Found { trees, secrets, template_vars }
 }
 
@@ -137,13 +142,16 @@ fn check_templates(t: &Tree, cx: &mut Ctx<'_>, used_secrets: &mut BTreeMap<Strin
     out
 }
 
-fn check_secrets(project: &Path, opts: &CheckOptions, cx: &mut Ctx<'_>, used: &BTreeMap<String, Location>) -> Vec<SecretRef> {
+fn check_secrets(project: &Path, opts: &CheckOptions, cx: &mut Ctx<'_>, used: &BTreeMap<String, Location>, imgbuild: &BTreeSet<String>) -> Vec<SecretRef> {
     let command = cx.get("secrets_command").map(str::to_string);
     let mut refs = Vec::new();
     for (name, loc) in used {
         match secrets::locate(project, name, command.as_deref()) {
             Ok(source) => refs.push(SecretRef { name: name.clone(), source }),
-            Err(msg) => cx.diags.error(loc.clone(), format!("{{{{ secret:{name} }}}}: {msg}")),
+            Err(msg) => {
+                let what = if imgbuild.contains(name) { format!("encrypt: secret {name:?}") } else { format!("{{{{ secret:{name} }}}}") };
+                cx.diags.error(loc.clone(), format!("{what}: {msg}"))
+            }
         }
     }
     let plain: Vec<&str> = refs.iter().filter(|r| r.source == SecretSource::Plain).map(|r| r.name.as_str()).collect();

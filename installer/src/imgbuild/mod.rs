@@ -75,7 +75,8 @@ fn check_into(project: &Path, opts: &CheckOptions, diags: &mut Diagnostics) -> O
     let image_override = opts.image_override.as_ref().map(|(l, s)| (l.as_str(), s.as_deref()));
     let vin = validate::Inputs { format_override: opts.format_override.as_deref(), host_root: &opts.host_root, mirror_override, image_override, for_boot: opts.for_boot };
     let plan = validate::validate(&mut cx, &vin, &evaluated.functions);
-    let found = inputs::check_inputs(project, opts, &mut cx);
+    let imgbuild_secrets = plan.as_ref().map(|p| validate::encrypt::secret_uses(&cx, &p.layout)).unwrap_or_default();
+    let found = inputs::check_inputs(project, opts, &mut cx, imgbuild_secrets);
     validate::unknown_variables(&mut cx, &|name| found.template_vars.contains(name));
     let mut plan = plan?;
     // A local image named in the IMGBUILD is relative to the project (one given with

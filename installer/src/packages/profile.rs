@@ -29,6 +29,9 @@ pub struct Profile {
     pub archive_keyring: Option<(&'static str, &'static str)>,
     /// Suites without `-updates` and `-security`.
     pub rolling: &'static [&'static str],
+    /// The package that makes the initramfs unlock encrypted partitions (`encrypt=`);
+    /// `None`: not supported for this target yet.
+    pub unlock: Option<&'static str>,
 }
 
 const DEBIAN: Profile = Profile {
@@ -40,6 +43,7 @@ const DEBIAN: Profile = Profile {
     host_keyring: None,
     archive_keyring: Some(("/usr/share/keyrings/debian-archive-keyring.gpg", "debian-archive-keyring.gpg")),
     rolling: &["unstable", "sid", "experimental", "rc-buggy"],
+    unlock: Some("cryptsetup-initramfs"),
 };
 
 const ARCH: Profile = Profile {
@@ -51,6 +55,7 @@ const ARCH: Profile = Profile {
     host_keyring: Some(("/usr/share/pacman/keyrings", "pacman")),
     archive_keyring: None,
     rolling: &[],
+    unlock: None,
 };
 
 const ALPINE: Profile = Profile {
@@ -62,6 +67,7 @@ const ALPINE: Profile = Profile {
     host_keyring: Some(("/etc/apk/keys", "apk")),
     archive_keyring: None,
     rolling: &[],
+    unlock: None,
 };
 
 /// The profile of `target`.
@@ -92,6 +98,9 @@ impl Profile {
                 }
             }
         }
+        if let Some(u) = self.unlock.filter(|u| !plan.layout.encrypted.is_empty() && !want.iter().any(|w| w == u)) {
+            want.push(u.to_string());
+        }
         want
     }
 
@@ -113,6 +122,9 @@ impl Profile {
             }
         }
         out.retain(|s| !s.starts_with(' '));
+        if let Some(u) = self.unlock.filter(|u| !plan.layout.encrypted.is_empty() && !named(u)) {
+            out.push(format!("{u} (unlocks the encrypted partitions at boot)"));
+        }
         out
     }
 }

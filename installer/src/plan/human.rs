@@ -179,7 +179,11 @@ fn render_disks(o: &mut String, p: &Plan) -> fmt::Result {
     for part in &p.layout.partitions {
         let mp = part.mountpoint.as_deref().unwrap_or("-");
         let boot = if part.bootable { " (bootable)" } else { "" };
-        writeln!(o, "                  {:<10} {:>9}  {:<9} {:<5} {mp}{boot}", part.name, part.size.to_string(), part.kind.to_string(), part.fs.name())?;
+        let crypt = match p.layout.encryption(&part.name) {
+            Some(e) => format!(" (LUKS2, secret {}, {})", e.secret, if e.unlock == Unlock::Unattended { "unlocked at boot by a key file" } else { "passphrase asked at boot" }),
+            None => String::new(),
+        };
+        writeln!(o, "                  {:<10} {:>9}  {:<9} {:<5} {mp}{boot}{crypt}", part.name, part.size.to_string(), part.kind.to_string(), part.fs.name())?;
     }
     if p.preserve.is_empty() {
         writeln!(o, "  preserved     nothing")?;

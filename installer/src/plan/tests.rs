@@ -25,6 +25,7 @@ pub(crate) fn sample() -> Plan {
                 options: "defaults".into(),
             }],
             origin: LayoutOrigin::Partitions,
+            encrypted: vec![],
         },
         preserve: vec![Preserve { what: PreserveTarget::Disk { disk: DiskSelector::Size(1 << 40) }, mountpoint: Some("/home".into()), fstype: "ext4".into(), options: "defaults".into() }],
         mounts: vec![],

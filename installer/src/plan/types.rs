@@ -166,12 +166,46 @@ pub struct Layout {
     pub partitions: Vec<Partition>,
     /// Whether it came from `partitions=` or from makeimg's `format raw …` arguments.
     pub origin: LayoutOrigin,
+    /// The partitions encrypted with LUKS2 (`encrypt=`), in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encrypted: Vec<Encrypted>,
+}
+
+/// A partition encrypted with LUKS2: its file system is made inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encrypted {
+    /// The partition's name in `partitions=`; also the opened device's name
+    /// (`/dev/mapper/NAME`) and its crypttab name.
+    pub partition: String,
+    /// The secret whose value (without one trailing newline) is the passphrase.
+    pub secret: String,
+    pub unlock: Unlock,
+}
+
+/// How the installed system opens an encrypted partition at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unlock {
+    /// It asks for the passphrase on the console.
+    Prompt,
+    /// The passphrase is a key file in the new system (and, for `/`, in its initramfs).
+    Unattended,
 }
 
 impl Layout {
     /// Whether a partition of `kind` is in the layout.
     pub fn has(&self, kind: PartKind) -> bool {
         self.partitions.iter().any(|p| p.kind == kind)
+    }
+
+    /// The encryption of the partition `name`, if it is encrypted.
+    pub fn encryption(&self, name: &str) -> Option<&Encrypted> {
+        self.encrypted.iter().find(|e| e.partition == name)
+    }
+
+    /// Whether the partition mounted at `/` is encrypted.
+    pub fn root_encrypted(&self) -> bool {
+        self.partitions.iter().any(|p| p.mountpoint.as_deref() == Some("/") && self.encryption(&p.name).is_some())
     }
 }
 

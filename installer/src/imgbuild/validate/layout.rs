@@ -25,6 +25,9 @@ const TABLE_OVERHEAD: u64 = 2 << 20;
 /// `explicit`: the format was given (IMGBUILD or `--format`), not makeimg's default.
 pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, explicit: bool) -> Option<Layout> {
     if cx.get("partitions").is_none() {
+        if cx.get("encrypt").is_some() {
+            cx.error("encrypt", "encrypt= names partitions of partitions=, which is not set (an esp for systemd-boot, and the partition to encrypt)");
+        }
         if cx.get("table").is_some() {
             cx.warn("table", "table= only applies together with partitions=; the table comes from format");
         }
@@ -54,11 +57,13 @@ pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, e
             }
         }
     }
+    let (encrypted, encrypt_ok) = super::encrypt::entries(cx);
     // The rules across partitions are checked on the lines that parsed, so one bad line
     // does not hide the other problems.
-    let consistent = check_layout(cx, table, &parts, format, explicit);
-    if ok && consistent {
-        Some(Layout { table, partitions: parts.into_iter().map(|(_, p)| p).collect(), origin: LayoutOrigin::Partitions })
+    let consistent = check_layout(cx, table, &parts, &encrypted, format, explicit);
+    if ok && encrypt_ok && consistent {
+        let encrypted = encrypted.into_iter().map(|(_, e)| e).collect();
+        Some(Layout { table, partitions: parts.into_iter().map(|(_, p)| p).collect(), origin: LayoutOrigin::Partitions, encrypted })
     } else {
         None
     }
@@ -77,7 +82,7 @@ fn legacy(args: RawArgs, origin: LayoutOrigin) -> Layout {
         mountpoint: Some("/".into()),
         options: "defaults".into(),
     };
-    Layout { table: args.table, partitions: vec![root], origin }
+    Layout { table: args.table, partitions: vec![root], origin, encrypted: Vec::new() }
 }
 
 /// One line of `partitions=`.
@@ -196,14 +201,15 @@ fn check_partition(name: &str, kind: &PartKind, fs: Filesystem, mp: Option<&str>
 
 /// The rules across partitions ([`Layout::problems`]), each on its line, and whether the
 /// partitions fit the raw image. Reports every problem; true when there was none.
-fn check_layout(cx: &mut Ctx<'_>, table: TableType, parts: &[(usize, Partition)], format: Option<&Format>, explicit: bool) -> bool {
+fn check_layout(cx: &mut Ctx<'_>, table: TableType, parts: &[(usize, Partition)], encrypted: &[(usize, Encrypted)], format: Option<&Format>, explicit: bool) -> bool {
     let before = cx.diags.errors().count();
-    let layout = Layout { table, partitions: parts.iter().map(|(_, p)| p.clone()).collect(), origin: LayoutOrigin::Partitions };
+    let encrypted_list = encrypted.iter().map(|(_, e)| e.clone()).collect();
+    let layout = Layout { table, partitions: parts.iter().map(|(_, p)| p.clone()).collect(), origin: LayoutOrigin::Partitions, encrypted: encrypted_list };
     for problem in layout.problems() {
-        let msg = format!("partitions: {}", problem.message);
-        match problem.partition {
-            Some(i) => cx.error_within("partitions", parts[i].0, msg),
-            None => cx.error("partitions", msg),
+        match (problem.partition, problem.encrypt) {
+            (Some(i), _) => cx.error_within("partitions", parts[i].0, format!("partitions: {}", problem.message)),
+            (None, Some(i)) => cx.error_within("encrypt", encrypted[i].0, format!("encrypt: {}", problem.message)),
+            (None, None) => cx.error("partitions", format!("partitions: {}", problem.message)),
         }
     }
     if parts.is_empty() {

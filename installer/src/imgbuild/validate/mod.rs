@@ -4,6 +4,7 @@
 //! `docs/IMGBUILD.5.md`; [`VARIABLES`] is the list the "did you mean" suggestions use.
 
 mod disks;
+pub mod encrypt;
 mod format;
 mod image;
 mod layout;
@@ -33,6 +34,7 @@ pub const VARIABLES: &[&str] = &[
     "disk",
     "table",
     "partitions",
+    "encrypt",
     "preserve",
     "mounts",
     "bootloader",
@@ -139,6 +141,10 @@ pub fn validate(cx: &mut Ctx<'_>, inputs: &Inputs<'_>, functions: &BTreeSet<Stri
     let kernel_cmdline = simple::kernel_cmdline(cx);
     let mirror = target.as_ref().and_then(|t| mirror::mirror(cx, t, inputs.host_root, inputs.mirror_override));
     let image = image::image(cx, inputs.image_override);
+    if let Some(l) = &layout {
+        let from_image = matches!(&image, Some(Some(_)));
+        encrypt::fits(cx, l, target.as_ref(), fmt.as_ref().map(|f| &f.0), from_image, bootloader);
+    }
     let proxy = simple::proxy(cx);
     let network = network::network(cx);
     let (on_success, on_failure, status_port) = simple::lifecycle(cx);

@@ -1,0 +1,91 @@
+//! `encrypt=`: partitions encrypted with LUKS2, one per line,
+//! `PARTITION SECRET [prompt|unattended]`. The layout's own rules on them (the partition
+//! exists, holds ext4, is large enough) are [`Layout::problems`]; here are the line's
+//! syntax and what the rest of the plan must allow.
+
+use super::Ctx;
+use crate::files::template::is_secret_name;
+use crate::imgbuild::diag::{not_allowed, Location};
+use crate::packages::profile;
+use crate::plan::*;
+
+/// The entries of `encrypt=` that parse, each with its line offset, and whether every line
+/// did (a wrong line is reported; the others are still checked against the layout).
+pub fn entries(cx: &mut Ctx<'_>) -> (Vec<(usize, Encrypted)>, bool) {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (offset, line) in cx.lines("encrypt") {
+        match entry(&line) {
+            Ok(e) => out.push((offset, e)),
+            Err(msg) => {
+                cx.error_within("encrypt", offset, format!("encrypt: {line:?}: {msg}"));
+                ok = false;
+            }
+        }
+    }
+    (out, ok)
+}
+
+fn entry(line: &str) -> Result<Encrypted, String> {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    if !(2..=3).contains(&w.len()) {
+        return Err("expected PARTITION SECRET [prompt|unattended]".into());
+    }
+    if !is_secret_name(w[1]) {
+        return Err(format!("secret name {:?}: use letters, digits, '_', '.', '-'", w[1]));
+    }
+    let unlock = match w.get(2).copied() {
+        None | Some("prompt") => Unlock::Prompt,
+        Some("unattended") => Unlock::Unattended,
+        Some(u) => return Err(not_allowed(u, &format!("{u:?} is not a way to unlock"), &["prompt", "unattended"])),
+    };
+    Ok(Encrypted { partition: w[0].to_string(), secret: w[1].to_string(), unlock })
+}
+
+/// What the rest of the plan must allow when partitions are encrypted: a target whose
+/// initramfs can unlock them, an install onto disks by the package path, and a boot loader
+/// that does not read the encrypted root.
+pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: Option<&Format>, image: bool, bootloader: Option<Bootloader>) {
+    if layout.encrypted.is_empty() {
+        return;
+    }
+    if let Some(t) = target.filter(|t| profile::of(t).unlock.is_none()) {
+        cx.error("encrypt", format!("encrypt= is not supported for target {} yet (debian only: its initramfs unlocks with cryptsetup-initramfs)", profile::of(t).name));
+    }
+    if let Some(f) = format.filter(|f| !matches!(f, Format::Raw { .. })) {
+        cx.error("encrypt", format!("encrypt= needs a disk (format raw, or an install on a machine), not format {f}"));
+    }
+    if image {
+        cx.error("encrypt", "encrypt= with image= is not supported yet: install encrypted hosts by the package path (the image's initramfs cannot unlock them)");
+    }
+    if layout.root_encrypted() && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
+        cx.error("encrypt", "an encrypted / needs bootloader=systemd-boot (it boots the kernel from the esp; GRUB would have to read the encrypted root)");
+    }
+}
+
+/// Where each encrypted partition's secret is used: its `encrypt=` line.
+pub fn secret_uses(cx: &Ctx<'_>, layout: &Layout) -> Vec<(String, Location)> {
+    let lines = cx.lines("encrypt");
+    layout
+        .encrypted
+        .iter()
+        .map(|e| {
+            let offset = lines.iter().find(|(_, l)| l.split_whitespace().next() == Some(e.partition.as_str())).map(|(o, _)| *o).unwrap_or(0);
+            (e.secret.clone(), cx.loc_within("encrypt", offset))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parse_with_prompt_by_default() {
+        assert_eq!(entry("root disk_key").unwrap(), Encrypted { partition: "root".into(), secret: "disk_key".into(), unlock: Unlock::Prompt });
+        assert_eq!(entry("srv srv.key unattended").unwrap().unlock, Unlock::Unattended);
+        assert!(entry("root").unwrap_err().contains("expected PARTITION SECRET"));
+        assert!(entry("root a/b").unwrap_err().contains("secret name"));
+        assert!(entry("root k unatended").unwrap_err().contains("did you mean \"unattended\""));
+    }
+}
