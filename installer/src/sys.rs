@@ -135,7 +135,6 @@ pub const DM_BUFFER_SIZE: usize = 16 << 10;
 /// Which device-mapper command (the `_IOWR(0xfd, …, struct dm_ioctl)` opcodes).
 #[derive(Debug, Clone, Copy)]
 pub enum DmCommand {
-    Version,
     Create,
     Remove,
     Suspend,
@@ -145,19 +144,18 @@ pub enum DmCommand {
 /// One device-mapper command on `/dev/mapper/control`. The caller fills the header's
 /// `data_size` (at most the buffer) and whatever the command reads.
 pub fn dm_ioctl(control: impl AsFd, command: DmCommand, buf: &mut DmBuffer) -> io::Result<()> {
-    use linux_raw_sys::ioctl::{DM_DEV_CREATE, DM_DEV_REMOVE, DM_DEV_SUSPEND, DM_TABLE_LOAD, DM_VERSION};
+    use linux_raw_sys::ioctl::{DM_DEV_CREATE, DM_DEV_REMOVE, DM_DEV_SUSPEND, DM_TABLE_LOAD};
     use rustix::ioctl::Updater;
     let size = u32::from_ne_bytes([buf.0[12], buf.0[13], buf.0[14], buf.0[15]]) as usize;
-    if size < 312 || size > DM_BUFFER_SIZE {
+    if !(312..=DM_BUFFER_SIZE).contains(&size) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "device-mapper data_size out of range"));
     }
     let fd = control.as_fd();
-    // SAFETY (each arm): every DM_* opcode takes a `struct dm_ioctl *` whose `data_size`
-    // bounds what the kernel reads and writes; it was checked above to lie within the
-    // buffer, which is 8-aligned like the struct and borrowed mutably for the call.
+    // SAFETY: every DM_* opcode takes a `struct dm_ioctl *` whose `data_size` bounds what
+    // the kernel reads and writes; it was checked above to lie within the buffer, which is
+    // 8-aligned like the struct and borrowed mutably for the call.
     unsafe {
         match command {
-            DmCommand::Version => ioctl(fd, Updater::<{ DM_VERSION }, DmBuffer>::new(buf)),
             DmCommand::Create => ioctl(fd, Updater::<{ DM_DEV_CREATE }, DmBuffer>::new(buf)),
             DmCommand::Remove => ioctl(fd, Updater::<{ DM_DEV_REMOVE }, DmBuffer>::new(buf)),
             DmCommand::Suspend => ioctl(fd, Updater::<{ DM_DEV_SUSPEND }, DmBuffer>::new(buf)),

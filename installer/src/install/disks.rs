@@ -1,23 +1,31 @@
-//! The destructive phase: the planned layout written to the target disk, a filesystem made
-//! on every partition that has one (through its own device node, so the kernel's view and
-//! ours agree), everything mounted under the new root in dependency order.
+//! The destructive phase: the planned layout written to the target disk, the partitions of
+//! `encrypt=` formatted as LUKS2 and opened, a filesystem made on every partition that has
+//! one (through its own device node, or the opened one, so the kernel's view and ours
+//! agree), everything mounted under the new root in dependency order.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use super::{Install, Made};
+use crate::crypt::{self, Opened};
 use crate::disk::partition;
+use crate::files::template::secret_value;
 use crate::fs::{self, FsKind, FsOptions, Target};
 use crate::mount::{mount_all, MountSpec};
-use crate::plan::Filesystem;
+use crate::plan::{Encrypted, Filesystem};
 
 pub fn run(inst: &mut Install) -> Result<()> {
     let (disk, layout) = inst.disk.clone().context("the check phase did not choose a disk")?;
     let nodes = partition::apply(&disk, &layout)?;
     let mut made = Vec::new();
     for (planned, spec) in layout.parts.iter().zip(&inst.plan().layout.partitions) {
-        let device = nodes.get(planned.number as usize - 1).cloned().unwrap_or_else(|| partition::partition_path(&disk, planned.number));
+        let node = nodes.get(planned.number as usize - 1).cloned().unwrap_or_else(|| partition::partition_path(&disk, planned.number));
+        let encrypted = match inst.plan().layout.encryption(&spec.name) {
+            Some(e) => Some(encrypt(inst, &node, e)?),
+            None => None,
+        };
+        let device = encrypted.as_ref().map(|o| o.device.clone()).unwrap_or(node);
         let kind = match spec.fs {
             Filesystem::Ext4 => Some(FsKind::Ext4),
             Filesystem::Vfat => Some(FsKind::Vfat),
@@ -35,7 +43,7 @@ pub fn run(inst: &mut Install) -> Result<()> {
             }
             None => None,
         };
-        made.push(Made { number: planned.number, device, fs, mountpoint: spec.mountpoint.clone(), options: spec.options.clone() });
+        made.push(Made { number: planned.number, device, fs, mountpoint: spec.mountpoint.clone(), options: spec.options.clone(), encrypted });
     }
     let specs: Vec<MountSpec> = made
         .iter()
@@ -49,4 +57,13 @@ pub fn run(inst: &mut Install) -> Result<()> {
     inst.mounts = Some(mount_all(&inst.root, &specs)?);
     inst.made = made;
     Ok(())
+}
+
+/// Writes a LUKS2 header on the partition and opens it; the file system goes inside.
+fn encrypt(inst: &Install, partition: &Path, e: &Encrypted) -> Result<Opened> {
+    let loaded = crate::kmod::load_running(crypt::MODULES).context("loading the kernel's device-mapper crypt modules")?;
+    log::debug!("crypt: {loaded} modules loaded");
+    let secrets = inst.payload.secrets()?;
+    let value = secrets.get(&e.secret).with_context(|| format!("encrypting partition {}: the payload has no secret {:?} (pack it again)", e.partition, e.secret))?;
+    crypt::format_and_open(partition, &e.partition, secret_value(value)).with_context(|| format!("encrypting partition {} ({})", e.partition, partition.display()))
 }

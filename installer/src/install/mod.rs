@@ -9,7 +9,7 @@
 //! disks       old signatures wiped, partitioned, filesystems made, mounted under the root
 //! packages    downloaded, verified, unpacked, configured by the target's own tools
 //! files       files/, *.makeimg.patch, *.makeimg.template
-//! system      fstab, hostname, a fresh machine-id
+//! system      fstab, crypttab, hostname, a fresh machine-id
 //! provision   the IMGBUILD's provision() in the target's chroot
 //! initramfs   the new system's initramfs, built once by its own tools
 //! bootloader  systemd-boot or GRUB
@@ -35,6 +35,7 @@ mod log_file;
 mod packages;
 mod provision;
 mod system;
+mod unlock;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,9 @@ pub struct Made {
     pub fs: Option<FsInfo>,
     pub mountpoint: Option<String>,
     pub options: String,
+    /// The partition's LUKS2 container, open, when it is encrypted (`device` is then the
+    /// opened device).
+    pub encrypted: Option<crate::crypt::Opened>,
 }
 
 /// Everything the phases share.
@@ -280,6 +284,9 @@ fn unmount(inst: &mut Install) -> Result<()> {
     rustix::fs::sync();
     if let Some(m) = inst.mounts.take() {
         m.unmount()?;
+    }
+    for opened in inst.made.iter().filter_map(|m| m.encrypted.as_ref()) {
+        crate::crypt::close(opened)?;
     }
     Ok(())
 }

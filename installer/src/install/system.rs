@@ -1,5 +1,5 @@
 //! What makes the tree a system of its own: fstab by UUID (the new filesystems, swap, the
-//! preserved disks, the plan's extra lines), the host name, a fresh machine-id, and (from
+//! preserved disks, the plan's extra lines), crypttab ([`super::unlock`]), the host name, a fresh machine-id, and (from
 //! an image) its own ssh host keys.
 
 use anyhow::{Context, Result};
@@ -12,6 +12,7 @@ pub fn run(inst: &mut Install) -> Result<()> {
     let root = RootDir::open(&inst.root)?;
     if matches!(inst.place, Where::Disk { .. }) {
         root.write_file("etc/fstab", fstab_text(inst).as_bytes(), 0o644)?;
+        super::unlock::configure(inst, &root)?;
     }
     let host = &inst.plan().hostname;
     root.write_file("etc/hostname", format!("{host}\n").as_bytes(), 0o644)?;

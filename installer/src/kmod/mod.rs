@@ -57,17 +57,24 @@ fn walk_modaliases(dir: &std::path::Path, out: &mut std::collections::BTreeSet<S
 /// initramfs without modprobe the kernel cannot do it itself at mount time — including the
 /// code pages vfat asks for by name when it mounts.
 pub fn load_filesystem(fstype: &str) -> anyhow::Result<usize> {
+    let mut wanted = vec![format!("fs-{fstype}")];
+    if fstype == "vfat" || fstype == "msdos" {
+        wanted.extend(["nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859_1"].map(String::from));
+    }
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    load_running(&wanted)
+}
+
+/// Loads modules (names or aliases) and their dependencies from the running kernel's tree;
+/// names the tree does not have (built in, or absent) are skipped. 0 without a tree.
+pub fn load_running(names: &[&str]) -> anyhow::Result<usize> {
     let release = rustix::system::uname().release().to_string_lossy().into_owned();
     let root = std::path::Path::new("/lib/modules").join(&release);
     if !root.join("modules.dep").exists() {
         return Ok(0);
     }
     let index = ModuleIndex::load(&root)?;
-    let mut wanted = vec![format!("fs-{fstype}")];
-    if fstype == "vfat" || fstype == "msdos" {
-        wanted.extend(["nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859_1"].map(String::from));
-    }
-    let wanted: Vec<String> = wanted.into_iter().filter(|n| !index.lookup(n).is_empty()).collect();
+    let wanted: Vec<String> = names.iter().filter(|n| !index.lookup(n).is_empty()).map(|n| n.to_string()).collect();
     let mut loader = Loader::new(&index);
     loader.load(&wanted)
 }

@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use super::{normalize, ModuleIndex};
 
 /// The modules every initramfs carries when they exist in the tree: what common virtual and
-/// physical machines need to reach their disks and network, and the filesystems we make.
+/// physical machines need to reach their disks and network, and the filesystems we make
+/// (and, besides these, [`crate::crypt::MODULES`] for encrypted partitions).
 pub const DEFAULT_MODULES: &[&str] = &[
     // buses and storage
     "virtio_pci",
@@ -67,7 +68,7 @@ pub fn select(index: &ModuleIndex, defaults: bool, extra: &[String], detected: &
     let mut selection = Selection::default();
     let mut wanted: Vec<String> = Vec::new();
     if defaults {
-        for name in DEFAULT_MODULES {
+        for name in DEFAULT_MODULES.iter().chain(crate::crypt::MODULES) {
             if index.lookup(name).is_empty() && !index.is_builtin(name) {
                 selection.absent_defaults.push(name.to_string());
             } else {
