@@ -21,6 +21,7 @@ pub mod imgbuild;
 pub mod initramfs;
 pub mod install;
 pub mod kmod;
+pub mod lvm;
 pub mod mount;
 pub mod net;
 pub mod packages;

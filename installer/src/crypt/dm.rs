@@ -1,5 +1,6 @@
-//! Device-mapper, spoken directly (no libdevmapper, no udev): a `crypt` target over a
-//! partition, created, loaded and resumed as cryptsetup does it, and removed again. The
+//! Device-mapper, spoken directly (no libdevmapper, no udev): mappings of `crypt` or
+//! `linear` targets, created, loaded and resumed as cryptsetup and LVM do it, and removed
+//! again. The
 //! device's node is the kernel's own `/dev/dm-N` (devtmpfs); its name and UUID are the
 //! ones cryptsetup gives (`CRYPT-LUKS2-…-NAME`), so the target's tools (the initramfs
 //! hooks, lsblk, systemd) recognise it.
@@ -32,39 +33,42 @@ pub struct CryptTarget<'a> {
     pub key: &'a [u8],
 }
 
-/// Creates and activates the mapping; returns its device node.
+/// Creates and activates the crypt mapping; returns its device node.
 pub fn create_crypt(t: &CryptTarget<'_>) -> Result<PathBuf> {
-    let control = open_control()?;
     let rdev = std::fs::metadata(t.device).with_context(|| format!("reading the device number of {}", t.device.display()))?.rdev();
     let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
-    let mut buf = request(t.name, Some(t.uuid), SECURE_DATA)?;
-    dm_ioctl(&control, DmCommand::Create, &mut buf).with_context(|| format!("creating device-mapper device {:?} (is dm_mod loaded?)", t.name))?;
-    let dev = u64::from_ne_bytes(buf.0[40..48].try_into().unwrap_or_default());
-    let node = PathBuf::from(format!("/dev/dm-{}", (dev & 0xff) | ((dev >> 12) & 0xfff00)));
-    let loaded = load_and_resume(&control, t, major, minor);
-    if let Err(e) = loaded {
-        let _ = remove(t.name);
-        return Err(e);
-    }
-    Ok(node)
-}
-
-fn load_and_resume(control: &File, t: &CryptTarget<'_>, major: u32, minor: u32) -> Result<()> {
     let mut params = Vec::with_capacity(256);
     params.extend_from_slice(t.cipher.as_bytes());
     params.push(b' ');
     params.extend(hex::encode(t.key).into_bytes());
     params.extend_from_slice(format!(" 0 {major}:{minor} {}", t.offset_sectors).as_bytes());
-    let mut buf = request(t.name, None, SECURE_DATA)?;
-    let result = table(&mut buf, t.sectors, "crypt", &params).and_then(|_| {
-        dm_ioctl(control, DmCommand::TableLoad, &mut buf)
-            .with_context(|| format!("loading the crypt table of {:?} over {} (is dm_crypt loaded, and the cipher {} known?)", t.name, t.device.display(), t.cipher))
-    });
+    let result = create(t.name, t.uuid, "crypt", &[(t.sectors, params.as_slice())]).with_context(|| format!("over {} (is dm_crypt loaded, and the cipher {} known?)", t.device.display(), t.cipher));
     wipe(&mut params);
+    result
+}
+
+/// Creates a mapping of `kind` targets, one after the other (sectors, parameters), and
+/// activates it; returns its device node. On failure nothing is left behind.
+pub fn create<P: AsRef<[u8]>>(name: &str, uuid: &str, kind: &str, targets: &[(u64, P)]) -> Result<PathBuf> {
+    let control = open_control()?;
+    let mut buf = request(name, Some(uuid), SECURE_DATA)?;
+    dm_ioctl(&control, DmCommand::Create, &mut buf).with_context(|| format!("creating device-mapper device {name:?} (is dm_mod loaded?)"))?;
+    let dev = u64::from_ne_bytes(buf.0[40..48].try_into().unwrap_or_default());
+    let node = PathBuf::from(format!("/dev/dm-{}", (dev & 0xff) | ((dev >> 12) & 0xfff00)));
+    if let Err(e) = load_and_resume(&control, name, kind, targets) {
+        let _ = remove(name);
+        return Err(e);
+    }
+    Ok(node)
+}
+
+fn load_and_resume<P: AsRef<[u8]>>(control: &File, name: &str, kind: &str, targets: &[(u64, P)]) -> Result<()> {
+    let mut buf = request(name, None, SECURE_DATA)?;
+    let result = table(&mut buf, kind, targets).and_then(|_| dm_ioctl(control, DmCommand::TableLoad, &mut buf).with_context(|| format!("loading the {kind} table of device-mapper device {name:?}")));
     wipe(&mut buf.0);
     result?;
-    let mut buf = request(t.name, None, SECURE_DATA)?;
-    dm_ioctl(control, DmCommand::Suspend, &mut buf).with_context(|| format!("activating device-mapper device {:?}", t.name))?;
+    let mut buf = request(name, None, SECURE_DATA)?;
+    dm_ioctl(control, DmCommand::Suspend, &mut buf).with_context(|| format!("activating device-mapper device {name:?}"))?;
     Ok(())
 }
 
@@ -97,21 +101,32 @@ fn request(name: &str, uuid: Option<&str>, flags: u32) -> Result<Box<DmBuffer>> 
     Ok(b)
 }
 
-/// Adds one target (`struct dm_target_spec` and its NUL-terminated parameters) to a
-/// request.
-fn table(b: &mut DmBuffer, sectors: u64, kind: &str, params: &[u8]) -> Result<()> {
-    let total = (HEADER + SPEC + params.len() + 1).div_ceil(8) * 8;
-    if total > DM_BUFFER_SIZE || kind.len() >= 16 {
-        bail!("device-mapper table too large");
+/// Adds the targets (each a `struct dm_target_spec` and its NUL-terminated parameters,
+/// 8-aligned, one after the other) to a request.
+fn table<P: AsRef<[u8]>>(b: &mut DmBuffer, kind: &str, targets: &[(u64, P)]) -> Result<()> {
+    if kind.len() >= 16 || targets.is_empty() {
+        bail!("device-mapper table: no targets, or an unknown target type {kind:?}");
     }
-    b.0[12..16].copy_from_slice(&(total as u32).to_ne_bytes());
-    b.0[20..24].copy_from_slice(&1u32.to_ne_bytes());
-    let spec = &mut b.0[HEADER..];
-    spec[0..8].copy_from_slice(&0u64.to_ne_bytes());
-    spec[8..16].copy_from_slice(&sectors.to_ne_bytes());
-    spec[20..24].copy_from_slice(&((total - HEADER) as u32).to_ne_bytes());
-    spec[24..24 + kind.len()].copy_from_slice(kind.as_bytes());
-    spec[SPEC..SPEC + params.len()].copy_from_slice(params);
+    let mut at = HEADER;
+    let mut start = 0u64;
+    for (sectors, params) in targets {
+        let params = params.as_ref();
+        let len = (SPEC + params.len() + 1).div_ceil(8) * 8;
+        if at + len > DM_BUFFER_SIZE {
+            bail!("device-mapper table too large");
+        }
+        let spec = &mut b.0[at..at + len];
+        spec.fill(0);
+        spec[0..8].copy_from_slice(&start.to_ne_bytes());
+        spec[8..16].copy_from_slice(&sectors.to_ne_bytes());
+        spec[20..24].copy_from_slice(&(len as u32).to_ne_bytes());
+        spec[24..24 + kind.len()].copy_from_slice(kind.as_bytes());
+        spec[SPEC..SPEC + params.len()].copy_from_slice(params);
+        at += len;
+        start += sectors;
+    }
+    b.0[12..16].copy_from_slice(&(at as u32).to_ne_bytes());
+    b.0[20..24].copy_from_slice(&(targets.len() as u32).to_ne_bytes());
     Ok(())
 }
 
@@ -128,7 +143,7 @@ mod tests {
     #[test]
     fn a_crypt_table_request_is_laid_out_as_the_kernel_reads_it() {
         let mut b = request("root", Some("CRYPT-LUKS2-0123-root"), SECURE_DATA).unwrap();
-        table(&mut b, 2048, "crypt", b"aes-xts-plain64 00 0 8:2 32768").unwrap();
+        table(&mut b, "crypt", &[(2048, b"aes-xts-plain64 00 0 8:2 32768")]).unwrap();
         let u32_at = |o: usize| u32::from_ne_bytes(b.0[o..o + 4].try_into().unwrap());
         assert_eq!((u32_at(0), u32_at(4), u32_at(8)), (4, 0, 0));
         let size = u32_at(12) as usize;
@@ -141,6 +156,20 @@ mod tests {
         assert_eq!(&b.0[336..342], b"crypt\0");
         assert_eq!(&b.0[352..382], b"aes-xts-plain64 00 0 8:2 32768");
         assert_eq!(b.0[382], 0);
+    }
+
+    #[test]
+    fn targets_follow_each_other_in_sectors_and_in_the_buffer() {
+        let mut b = request("vg-root", Some("LVM-x"), 0).unwrap();
+        table(&mut b, "linear", &[(100, "8:3 2048"), (50, "8:4 2048")]).unwrap();
+        let u64_at = |o: usize| u64::from_ne_bytes(b.0[o..o + 8].try_into().unwrap());
+        let next = u32::from_ne_bytes(b.0[332..336].try_into().unwrap()) as usize;
+        assert_eq!(next, 56);
+        assert_eq!((u64_at(312), u64_at(320)), (0, 100));
+        assert_eq!((u64_at(312 + next), u64_at(320 + next)), (100, 50));
+        assert_eq!(&b.0[312 + next + 40..312 + next + 48], b"8:4 2048");
+        assert_eq!(u32::from_ne_bytes(b.0[20..24].try_into().unwrap()), 2);
+        assert_eq!(u32::from_ne_bytes(b.0[12..16].try_into().unwrap()), 312 + 56 + 56);
     }
 
     #[test]
