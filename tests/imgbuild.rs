@@ -105,6 +105,7 @@ const BAD: &[(&str, &str)] = &[
     ("unknown-secret", "files/etc/app.conf.makeimg.template:1:10: {{ secret:db_password }}: no secret \"db_password\""),
     ("path-escape", "files/etc/shadow.makeimg.template: is a symlink; a patch or template must be a regular file"),
     ("symlink-loop", "files/etc/app/a: symlink loop (/etc/app/a -> ../app/b -> /etc/app/a)"),
+    ("lvm-grub", "IMGBUILD:12: a / on a logical volume needs bootloader=systemd-boot"),
     ("encrypt-secret", "IMGBUILD:11: encrypt: secret \"disk_key\": no secret \"disk_key\": there is no secrets/disk_key.age or secrets/disk_key, and no secrets_command"),
 ];
 
@@ -155,6 +156,29 @@ fn encrypted_partitions_are_planned_and_checked_line_by_line() {
     let (ok, _, err) = run(&["check", corpus("bad/encrypt-plan").to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("encrypt= with image= is not supported yet") && err.contains("an encrypted / needs bootloader=systemd-boot"), "{err}");
+}
+
+/// `volume_group=` and `volumes=`: the plan shows the group and its volumes, the install
+/// adds lvm2, and every problem is found by check, on its line.
+#[test]
+fn volume_groups_are_planned_and_checked_line_by_line() {
+    let out = anemos(&["check", corpus("lvm").to_str().unwrap()]).unwrap();
+    assert!(out.contains("LVM           volume group vg0 over pv, with:"), "{out}");
+    assert!(out.contains("root           4 GiB  volume    ext4  /") && out.contains("srv             rest  volume    ext4  /srv"), "{out}");
+    assert!(out.contains("lvm2 (activates the volume group at boot)"), "{out}");
+    let (ok, _, err) = run(&["check", corpus("bad/lvm").to_str().unwrap()]);
+    assert!(!ok);
+    for line in [
+        "IMGBUILD:20: volumes: \"tmp        1G    vfat\": file system \"vfat\" cannot go on a logical volume (allowed: ext4, swap)",
+        "IMGBUILD:13: volume_group: partition \"data\" must be of type lvm with file system none",
+        "IMGBUILD:13: volume_group: partition \"pv2\" is of type lvm but not in volume group \"vg0\"",
+        "IMGBUILD:16: volumes: the volume name \"root\" is used twice",
+        "IMGBUILD:18: volumes: only one volume can take the rest of the volume group",
+        "IMGBUILD:19: volumes: volume name \"a-very-long-volume-name\" is longer than an ext4 label",
+        "has 6 errors",
+    ] {
+        assert!(err.contains(line), "missing {line:?} in:\n{err}");
+    }
 }
 
 #[test]

@@ -88,6 +88,12 @@ pub fn plan(layout: &Layout, disk_size: u64, sector: u64, seed: Option<&str>) ->
         }
         sizes[i] = Some(rest);
     }
+    if let Some(g) = &layout.volume_group {
+        let member_sizes: Vec<u64> = g.members.iter().filter_map(|m| parts.iter().position(|p| &p.name == m)).map(|i| sizes[i].unwrap_or(0)).collect();
+        if let Err(e) = crate::lvm::allocate(g, &member_sizes) {
+            problems.push(format!("on this disk, {e:#}"));
+        }
+    }
     for (p, size) in parts.iter().zip(&sizes) {
         if layout.encryption(&p.name).is_some() && size.is_some_and(|s| s < crate::plan::ENCRYPTED_MIN) {
             problems.push(format!("partition {:?} would be {} on this disk, too small to encrypt (the LUKS2 header takes 16 MiB)", p.name, human_size(size.unwrap_or(0))));
@@ -171,7 +177,7 @@ pub(crate) mod tests {
     }
 
     fn layout(table: TableType, parts: Vec<Partition>) -> Layout {
-        Layout { table, partitions: parts, origin: crate::plan::LayoutOrigin::Partitions, encrypted: Vec::new() }
+        Layout { table, partitions: parts, origin: crate::plan::LayoutOrigin::Partitions, encrypted: Vec::new(), volume_group: None }
     }
 
     #[test]

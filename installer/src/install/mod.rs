@@ -73,6 +73,7 @@ pub enum Where {
 /// A partition after the disks phase: where it is, what was made on it.
 #[derive(Debug, Clone)]
 pub struct Made {
+    /// The partition's number (0 for a logical volume).
     pub number: u32,
     pub device: PathBuf,
     pub fs: Option<FsInfo>,
@@ -96,6 +97,8 @@ pub struct Install {
     preserved: Vec<Preserved>,
     made: Vec<Made>,
     mounts: Option<Mounted>,
+    /// The logical volumes' device-mapper names, active until unmount.
+    volumes: Vec<String>,
     packages: Option<packages::Prepared>,
     /// Whether the indexes phase may correct the system clock from the mirror's `Date`
     /// ([`crate::clock`]): only the init sets this; host builds leave their host's clock alone.
@@ -179,7 +182,7 @@ pub type Step = (Phase, fn(&mut Install) -> Result<()>);
 
 impl Install {
     pub fn new(payload: Payload, root: &Path, place: Where, log: Box<dyn Fn() -> String + Send>) -> Install {
-        Install { payload, root: root.to_path_buf(), place, log, disk: None, preserved: Vec::new(), made: Vec::new(), mounts: None, packages: None, set_clock: false }
+        Install { payload, root: root.to_path_buf(), place, log, disk: None, preserved: Vec::new(), made: Vec::new(), mounts: None, volumes: Vec::new(), packages: None, set_clock: false }
     }
 
     /// Whether this install lays down an image instead of running the package manager.
@@ -284,6 +287,10 @@ fn unmount(inst: &mut Install) -> Result<()> {
     rustix::fs::sync();
     if let Some(m) = inst.mounts.take() {
         m.unmount()?;
+    }
+    // Volumes first: they sit on partitions, which may be encrypted.
+    for name in inst.volumes.drain(..) {
+        crate::crypt::dm::remove(&name)?;
     }
     for opened in inst.made.iter().filter_map(|m| m.encrypted.as_ref()) {
         crate::crypt::close(opened)?;

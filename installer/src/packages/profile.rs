@@ -32,6 +32,8 @@ pub struct Profile {
     /// The package that makes the initramfs unlock encrypted partitions (`encrypt=`);
     /// `None`: not supported for this target yet.
     pub unlock: Option<&'static str>,
+    /// The package that activates LVM volume groups at boot (`volume_group=`).
+    pub lvm: Option<&'static str>,
 }
 
 const DEBIAN: Profile = Profile {
@@ -44,6 +46,7 @@ const DEBIAN: Profile = Profile {
     archive_keyring: Some(("/usr/share/keyrings/debian-archive-keyring.gpg", "debian-archive-keyring.gpg")),
     rolling: &["unstable", "sid", "experimental", "rc-buggy"],
     unlock: Some("cryptsetup-initramfs"),
+    lvm: Some("lvm2"),
 };
 
 const ARCH: Profile = Profile {
@@ -56,6 +59,7 @@ const ARCH: Profile = Profile {
     archive_keyring: None,
     rolling: &[],
     unlock: None,
+    lvm: None,
 };
 
 const ALPINE: Profile = Profile {
@@ -68,6 +72,7 @@ const ALPINE: Profile = Profile {
     archive_keyring: None,
     rolling: &[],
     unlock: None,
+    lvm: None,
 };
 
 /// The profile of `target`.
@@ -98,8 +103,10 @@ impl Profile {
                 }
             }
         }
-        if let Some(u) = self.unlock.filter(|u| !plan.layout.encrypted.is_empty() && !want.iter().any(|w| w == u)) {
-            want.push(u.to_string());
+        for p in self.storage_packages(plan).into_iter().map(|(p, _)| p) {
+            if !want.iter().any(|w| w == p) {
+                want.push(p.to_string());
+            }
         }
         want
     }
@@ -122,8 +129,20 @@ impl Profile {
             }
         }
         out.retain(|s| !s.starts_with(' '));
-        if let Some(u) = self.unlock.filter(|u| !plan.layout.encrypted.is_empty() && !named(u)) {
-            out.push(format!("{u} (unlocks the encrypted partitions at boot)"));
+        for (p, why) in self.storage_packages(plan).into_iter().filter(|(p, _)| !named(p)) {
+            out.push(format!("{p} ({why})"));
+        }
+        out
+    }
+
+    /// The packages the new system needs to open its layout at boot, and why.
+    fn storage_packages(&self, plan: &Plan) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        if let Some(u) = self.unlock.filter(|_| !plan.layout.encrypted.is_empty()) {
+            out.push((u, "unlocks the encrypted partitions at boot"));
+        }
+        if let Some(l) = self.lvm.filter(|_| plan.layout.volume_group.is_some()) {
+            out.push((l, "activates the volume group at boot"));
         }
         out
     }

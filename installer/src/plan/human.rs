@@ -39,6 +39,7 @@ impl Display for PartKind {
             PartKind::Linux => write!(f, "linux"),
             PartKind::Home => write!(f, "home"),
             PartKind::Srv => write!(f, "srv"),
+            PartKind::Lvm => write!(f, "lvm"),
             PartKind::Guid(g) => write!(f, "{g}"),
         }
     }
@@ -184,6 +185,12 @@ fn render_disks(o: &mut String, p: &Plan) -> fmt::Result {
             None => String::new(),
         };
         writeln!(o, "                  {:<10} {:>9}  {:<9} {:<5} {mp}{boot}{crypt}", part.name, part.size.to_string(), part.kind.to_string(), part.fs.name())?;
+    }
+    if let Some(g) = &p.layout.volume_group {
+        writeln!(o, "  LVM           volume group {} over {}, with:", g.name, g.members.join(", "))?;
+        for v in &g.volumes {
+            writeln!(o, "                  {:<10} {:>9}  {:<9} {:<5} {}", v.name, v.size.to_string(), "volume", v.fs.name(), v.mountpoint.as_deref().unwrap_or("-"))?;
+        }
     }
     if p.preserve.is_empty() {
         writeln!(o, "  preserved     nothing")?;

@@ -9,7 +9,7 @@ mod rules;
 mod types;
 
 pub use human::render as render_human;
-pub use rules::{Problem, ENCRYPTED_MIN};
+pub use rules::{At, Problem, ENCRYPTED_MIN};
 pub use types::*;
 
 /// The version of the `plan.json` schema. Bump it on any change a reader must know about;

@@ -4,13 +4,22 @@
 
 use super::types::{Filesystem, Layout, PartKind, PartSize, TableType};
 
-/// A rule the layout breaks, and the partition (by index) or `encrypt=` entry it is
-/// about, if one.
+/// A rule the layout breaks, and what it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    pub partition: Option<usize>,
-    pub encrypt: Option<usize>,
+    pub at: At,
     pub message: String,
+}
+
+/// What a [`Problem`] is about: the layout as a whole, or one entry (by index) of
+/// `partitions=`, `encrypt=`, `volumes=`, or the `volume_group=` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    Layout,
+    Partition(usize),
+    Encrypt(usize),
+    VolumeGroup,
+    Volume(usize),
 }
 
 /// The least size of an encrypted partition: the LUKS2 header takes 16 MiB.
@@ -21,7 +30,7 @@ impl Layout {
     pub fn problems(&self) -> Vec<Problem> {
         let parts = &self.partitions;
         let mut out = Vec::new();
-        let mut at = |partition: Option<usize>, message: String| out.push(Problem { partition, encrypt: None, message });
+        let mut at = |partition: Option<usize>, message: String| out.push(Problem { at: partition.map(At::Partition).unwrap_or(At::Layout), message });
         if parts.is_empty() {
             at(None, "the layout has no partitions".into());
             return out;
@@ -56,12 +65,75 @@ impl Layout {
         if self.table == TableType::Msdos && parts.len() > 4 {
             at(None, format!("an msdos table holds 4 primary partitions, this layout has {}; use table=gpt", parts.len()));
         }
-        match parts.iter().filter(|p| p.mountpoint.as_deref() == Some("/")).count() {
+        match self.mountpoints().filter(|m| *m == "/").count() {
             0 => at(None, "no partition is mounted at / (add one, e.g. \"root rest root ext4 /\")".into()),
             1 => {}
             _ => at(None, "more than one partition is mounted at /".into()),
         }
         out.extend(self.encryption_problems());
+        out.extend(self.volume_problems());
+        out
+    }
+
+    /// The mount points of the partitions and the logical volumes.
+    pub fn mountpoints(&self) -> impl Iterator<Item = &str> {
+        let volumes = self.volume_group.iter().flat_map(|g| &g.volumes);
+        self.partitions.iter().filter_map(|p| p.mountpoint.as_deref()).chain(volumes.filter_map(|v| v.mountpoint.as_deref()))
+    }
+
+    /// The rules of `volume_group=` and `volumes=`: the members are `lvm` partitions, each
+    /// once, and every `lvm` partition is one; names LVM accepts; sizes that can add up.
+    fn volume_problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let lvm_parts: Vec<&str> = self.partitions.iter().filter(|p| p.kind == PartKind::Lvm).map(|p| p.name.as_str()).collect();
+        let Some(g) = &self.volume_group else {
+            if let Some(p) = lvm_parts.first() {
+                out.push(Problem { at: At::Layout, message: format!("partition {p:?} is of type lvm but there is no volume_group=\"NAME {p}\" to put it in") });
+            }
+            return out;
+        };
+        let mut at = |at: At, message: String| out.push(Problem { at, message });
+        if let Some(bad) = lvm_name_problem(&g.name) {
+            at(At::VolumeGroup, format!("volume group name {:?}: {bad}", g.name));
+        }
+        if g.members.is_empty() {
+            at(At::VolumeGroup, format!("volume group {:?} has no partitions (volume_group=\"{} PARTITION…\")", g.name, g.name));
+        }
+        for (i, m) in g.members.iter().enumerate() {
+            match self.partitions.iter().find(|p| &p.name == m) {
+                None => at(At::VolumeGroup, format!("there is no partition {m:?} for volume group {:?}", g.name)),
+                Some(p) if p.kind != PartKind::Lvm || p.fs != Filesystem::None => {
+                    at(At::VolumeGroup, format!("partition {m:?} must be of type lvm with file system none to be in volume group {:?}", g.name))
+                }
+                Some(_) if g.members[..i].contains(m) => at(At::VolumeGroup, format!("partition {m:?} is named twice in volume group {:?}", g.name)),
+                Some(_) if self.encryption(m).is_some() => at(At::VolumeGroup, format!("partition {m:?} is encrypted: LVM on an encrypted partition is not supported yet")),
+                Some(_) => {}
+            }
+        }
+        for p in lvm_parts.iter().filter(|p| !g.members.iter().any(|m| m == *p)) {
+            at(At::VolumeGroup, format!("partition {p:?} is of type lvm but not in volume group {:?}", g.name));
+        }
+        if g.volumes.is_empty() {
+            at(At::VolumeGroup, format!("volume group {:?} has no volumes (volumes=\"NAME SIZE [FS [MOUNTPOINT]]\")", g.name));
+        }
+        for (i, v) in g.volumes.iter().enumerate() {
+            if let Some(bad) = lvm_name_problem(&v.name) {
+                at(At::Volume(i), format!("volume name {:?}: {bad}", v.name));
+            }
+            if g.volumes[..i].iter().any(|w| w.name == v.name) {
+                at(At::Volume(i), format!("the volume name {:?} is used twice", v.name));
+            }
+            if v.fs == Filesystem::Ext4 && v.name.len() > 16 {
+                at(At::Volume(i), format!("volume name {:?} is longer than an ext4 label (16 characters)", v.name));
+            }
+            if g.volumes[..i].iter().any(|w| w.size == PartSize::Rest) && v.size == PartSize::Rest {
+                at(At::Volume(i), "only one volume can take the rest of the volume group".into());
+            }
+        }
+        let percent: u32 = g.volumes.iter().map(|v| if let PartSize::Percent(n) = v.size { n as u32 } else { 0 }).sum();
+        if percent > 100 {
+            at(At::VolumeGroup, format!("the volumes' percentages add up to {percent} %, more than the volume group"));
+        }
         out
     }
 
@@ -70,7 +142,7 @@ impl Layout {
     fn encryption_problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         for (i, e) in self.encrypted.iter().enumerate() {
-            let mut at = |message: String| out.push(Problem { partition: None, encrypt: Some(i), message });
+            let mut at = |message: String| out.push(Problem { at: At::Encrypt(i), message });
             if self.encrypted[..i].iter().any(|f| f.partition == e.partition) {
                 at(format!("partition {:?} is encrypted twice", e.partition));
             }
@@ -87,5 +159,18 @@ impl Layout {
             }
         }
         out
+    }
+}
+
+/// Why LVM would refuse a volume group or volume name, if it would.
+fn lvm_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 64 {
+        Some("use 1 to 64 characters")
+    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || "+_.-".contains(c)) || name.starts_with('-') {
+        Some("use letters, digits, '+', '_', '.', '-' (not first)")
+    } else if name == "." || name == ".." || name.starts_with("snapshot") || name.starts_with("pvmove") {
+        Some("LVM reserves this name")
+    } else {
+        None
     }
 }

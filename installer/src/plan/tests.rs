@@ -26,6 +26,7 @@ pub(crate) fn sample() -> Plan {
             }],
             origin: LayoutOrigin::Partitions,
             encrypted: vec![],
+            volume_group: None,
         },
         preserve: vec![Preserve { what: PreserveTarget::Disk { disk: DiskSelector::Size(1 << 40) }, mountpoint: Some("/home".into()), fstype: "ext4".into(), options: "defaults".into() }],
         mounts: vec![],

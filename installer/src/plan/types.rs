@@ -169,6 +169,30 @@ pub struct Layout {
     /// The partitions encrypted with LUKS2 (`encrypt=`), in the order given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub encrypted: Vec<Encrypted>,
+    /// An LVM2 volume group over `lvm` partitions, and its logical volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_group: Option<VolumeGroup>,
+}
+
+/// An LVM2 volume group (`volume_group=`) and its logical volumes (`volumes=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeGroup {
+    pub name: String,
+    /// The partitions (by name) that are its physical volumes, in order.
+    pub members: Vec<String>,
+    /// In the order they are allocated.
+    pub volumes: Vec<Volume>,
+}
+
+/// A logical volume: like a partition, without a type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub name: String,
+    /// Bytes, percent of the volume group, or the rest of it.
+    pub size: PartSize,
+    pub fs: Filesystem,
+    pub mountpoint: Option<String>,
+    pub options: String,
 }
 
 /// A partition encrypted with LUKS2: its file system is made inside.
@@ -261,6 +285,8 @@ pub enum PartKind {
     Linux,
     Home,
     Srv,
+    /// An LVM physical volume (`volume_group=`).
+    Lvm,
     /// An explicit GPT type GUID.
     Guid(String),
 }
@@ -276,6 +302,7 @@ pub mod type_guid {
     pub const LINUX_DATA: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
     pub const HOME: &str = "933AC7E1-2EB4-4F13-B844-0E14E2AEF915";
     pub const SRV: &str = "3B8F8425-20E0-4F3B-907F-1A25A76F98E8";
+    pub const LVM: &str = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
 }
 
 impl PartKind {
@@ -289,6 +316,7 @@ impl PartKind {
             PartKind::Linux => (type_guid::LINUX_DATA, 0x83),
             PartKind::Home => (type_guid::HOME, 0x83),
             PartKind::Srv => (type_guid::SRV, 0x83),
+            PartKind::Lvm => (type_guid::LVM, 0x8e),
             PartKind::Guid(g) => (g.as_str(), 0x83),
         }
     }

@@ -140,7 +140,7 @@ fn fstab_line(line: &str) -> Result<FstabEntry, String> {
 pub fn unique_mountpoints(cx: &mut Ctx<'_>, layout: &Layout, kept: &Option<Vec<Preserve>>, mounts: &Option<Vec<FstabEntry>>) {
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     let mut dup = Vec::new();
-    let parts = layout.partitions.iter().filter_map(|p| p.mountpoint.clone()).map(|m| (m, "partitions"));
+    let parts = layout.mountpoints().map(|m| (m.to_string(), "partitions"));
     let kept = kept.iter().flatten().filter_map(|p| p.mountpoint.clone()).map(|m| (m, "preserve"));
     let extra = mounts.iter().flatten().filter(|m| m.file.starts_with('/')).map(|m| (m.file.clone(), "mounts"));
     for (mp, var) in parts.chain(kept).chain(extra) {

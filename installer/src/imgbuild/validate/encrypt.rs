@@ -1,12 +1,11 @@
 //! `encrypt=`: partitions encrypted with LUKS2, one per line,
 //! `PARTITION SECRET [prompt|unattended]`. The layout's own rules on them (the partition
-//! exists, holds ext4, is large enough) are [`Layout::problems`]; here are the line's
-//! syntax and what the rest of the plan must allow.
+//! exists, holds ext4, is large enough) are [`Layout::problems`], what the rest of the
+//! plan must allow is `storage.rs`; here are the line's syntax and its secret.
 
 use super::Ctx;
 use crate::files::template::is_secret_name;
 use crate::imgbuild::diag::{not_allowed, Location};
-use crate::packages::profile;
 use crate::plan::*;
 
 /// The entries of `encrypt=` that parse, each with its line offset, and whether every line
@@ -40,27 +39,6 @@ fn entry(line: &str) -> Result<Encrypted, String> {
         Some(u) => return Err(not_allowed(u, &format!("{u:?} is not a way to unlock"), &["prompt", "unattended"])),
     };
     Ok(Encrypted { partition: w[0].to_string(), secret: w[1].to_string(), unlock })
-}
-
-/// What the rest of the plan must allow when partitions are encrypted: a target whose
-/// initramfs can unlock them, an install onto disks by the package path, and a boot loader
-/// that does not read the encrypted root.
-pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: Option<&Format>, image: bool, bootloader: Option<Bootloader>) {
-    if layout.encrypted.is_empty() {
-        return;
-    }
-    if let Some(t) = target.filter(|t| profile::of(t).unlock.is_none()) {
-        cx.error("encrypt", format!("encrypt= is not supported for target {} yet (debian only: its initramfs unlocks with cryptsetup-initramfs)", profile::of(t).name));
-    }
-    if let Some(f) = format.filter(|f| !matches!(f, Format::Raw { .. })) {
-        cx.error("encrypt", format!("encrypt= needs a disk (format raw, or an install on a machine), not format {f}"));
-    }
-    if image {
-        cx.error("encrypt", "encrypt= with image= is not supported yet: install encrypted hosts by the package path (the image's initramfs cannot unlock them)");
-    }
-    if layout.root_encrypted() && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
-        cx.error("encrypt", "an encrypted / needs bootloader=systemd-boot (it boots the kernel from the esp; GRUB would have to read the encrypted root)");
-    }
 }
 
 /// Where each encrypted partition's secret is used: its `encrypt=` line.

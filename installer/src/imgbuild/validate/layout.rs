@@ -15,7 +15,7 @@ use crate::plan::type_guid::ROOT_X86_64 as ROOT_X86_64_GUID;
 #[cfg(test)]
 use crate::plan::type_guid::{ESP as ESP_GUID, LINUX_DATA as LINUX_DATA_GUID};
 
-const TYPES: &[&str] = &["esp", "bios-boot", "root", "swap", "linux", "home", "srv"];
+const TYPES: &[&str] = &["esp", "bios-boot", "root", "swap", "linux", "home", "srv", "lvm"];
 const FILESYSTEMS: &[&str] = &["ext4", "vfat", "swap", "none"];
 
 /// Room a table and 1 MiB alignment take from a raw image (gpt: 1 MiB at the start, the
@@ -27,6 +27,9 @@ pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, e
     if cx.get("partitions").is_none() {
         if cx.get("encrypt").is_some() {
             cx.error("encrypt", "encrypt= names partitions of partitions=, which is not set (an esp for systemd-boot, and the partition to encrypt)");
+        }
+        if let Some(var) = ["volume_group", "volumes"].into_iter().find(|v| cx.get(v).is_some()) {
+            cx.error(var, format!("{var}= needs partitions= with an lvm partition for the volume group"));
         }
         if cx.get("table").is_some() {
             cx.warn("table", "table= only applies together with partitions=; the table comes from format");
@@ -58,15 +61,19 @@ pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, e
         }
     }
     let (encrypted, encrypt_ok) = super::encrypt::entries(cx);
+    let (group, group_ok) = super::volumes::group(cx);
     // The rules across partitions are checked on the lines that parsed, so one bad line
     // does not hide the other problems.
-    let consistent = check_layout(cx, table, &parts, &encrypted, format, explicit);
-    if ok && encrypt_ok && consistent {
-        let encrypted = encrypted.into_iter().map(|(_, e)| e).collect();
-        Some(Layout { table, partitions: parts.into_iter().map(|(_, p)| p).collect(), origin: LayoutOrigin::Partitions, encrypted })
-    } else {
-        None
-    }
+    let lines = Lines { parts: parts.iter().map(|(o, _)| *o).collect(), encrypt: encrypted.iter().map(|(o, _)| *o).collect(), volumes: group.as_ref().map(|g| g.1.clone()).unwrap_or_default() };
+    let layout = Layout {
+        table,
+        partitions: parts.into_iter().map(|(_, p)| p).collect(),
+        origin: LayoutOrigin::Partitions,
+        encrypted: encrypted.into_iter().map(|(_, e)| e).collect(),
+        volume_group: group.map(|g| g.0),
+    };
+    let consistent = check_layout(cx, &layout, &lines, format, explicit);
+    (ok && encrypt_ok && group_ok && consistent).then_some(layout)
 }
 
 /// makeimg's single partition: the whole disk, root, bootable on msdos.
@@ -82,7 +89,7 @@ fn legacy(args: RawArgs, origin: LayoutOrigin) -> Layout {
         mountpoint: Some("/".into()),
         options: "defaults".into(),
     };
-    Layout { table: args.table, partitions: vec![root], origin, encrypted: Vec::new() }
+    Layout { table: args.table, partitions: vec![root], origin, encrypted: Vec::new(), volume_group: None }
 }
 
 /// One line of `partitions=`.
@@ -95,18 +102,7 @@ fn partition(line: &str, table: TableType) -> Result<Partition, String> {
     if name.len() > 36 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
         return Err(format!("name {name:?}: use at most 36 letters, digits, '_', '.', '-' (it is the GPT name and the file system label)"));
     }
-    let size = match w[1] {
-        "rest" => PartSize::Rest,
-        s if s.ends_with('%') => match s[..s.len() - 1].parse::<u8>() {
-            Ok(p) if (1..=100).contains(&p) => PartSize::Percent(p),
-            _ => return Err(format!("size {s:?}: a percentage must be 1% to 100%")),
-        },
-        s => match parse_size(s, false) {
-            Ok(0) => return Err("size 0: a partition needs a size".into()),
-            Ok(b) => PartSize::Bytes(b),
-            Err(e) => return Err(format!("size {s:?}: {e} (or N%, or rest)")),
-        },
-    };
+    let size = part_size(w[1])?;
     let (kind, type_guid, mbr_type) = part_type(w[2])?;
     if table == TableType::Msdos && matches!(kind, PartKind::BiosBoot | PartKind::Guid(_)) {
         return Err(format!("type {}: only on a gpt table", w[2]));
@@ -120,15 +116,38 @@ fn partition(line: &str, table: TableType) -> Result<Partition, String> {
         Some(f) => return Err(not_allowed(f, &format!("file system {f:?} is not one anemos makes"), FILESYSTEMS)),
     };
     let mountpoint = match w.get(4).copied() {
-        Some("-") => None,
-        Some(m) if m.starts_with('/') => Some(m.trim_end_matches('/').to_string()).map(|m| if m.is_empty() { "/".into() } else { m }),
-        Some(m) => return Err(format!("mount point {m:?} is not an absolute path (or - for none)")),
+        Some(m) => mount_point(m)?,
         None => default_mountpoint(&kind).map(str::to_string),
     };
     let options = w.get(5).map(|s| s.to_string()).unwrap_or_else(|| "defaults".into());
     check_partition(name, &kind, fs, mountpoint.as_deref())?;
     let bootable = table == TableType::Msdos && mountpoint.as_deref() == Some("/");
     Ok(Partition { name: name.into(), size, kind, type_guid, mbr_type, bootable, fs, mountpoint, options })
+}
+
+/// A size: bytes with a unit, `N%`, or `rest` (of the disk, or of the volume group).
+pub(super) fn part_size(s: &str) -> Result<PartSize, String> {
+    Ok(match s {
+        "rest" => PartSize::Rest,
+        s if s.ends_with('%') => match s[..s.len() - 1].parse::<u8>() {
+            Ok(p) if (1..=100).contains(&p) => PartSize::Percent(p),
+            _ => return Err(format!("size {s:?}: a percentage must be 1% to 100%")),
+        },
+        s => match parse_size(s, false) {
+            Ok(0) => return Err("size 0: a partition needs a size".into()),
+            Ok(b) => PartSize::Bytes(b),
+            Err(e) => return Err(format!("size {s:?}: {e} (or N%, or rest)")),
+        },
+    })
+}
+
+/// A mount point: an absolute path, or `-` for none.
+pub(super) fn mount_point(m: &str) -> Result<Option<String>, String> {
+    match m {
+        "-" => Ok(None),
+        m if m.starts_with('/') => Ok(Some(m.trim_end_matches('/').to_string()).map(|m| if m.is_empty() { "/".into() } else { m })),
+        m => Err(format!("mount point {m:?} is not an absolute path (or - for none)")),
+    }
 }
 
 fn part_type(t: &str) -> Result<(PartKind, String, u8), String> {
@@ -140,6 +159,7 @@ fn part_type(t: &str) -> Result<(PartKind, String, u8), String> {
         "linux" => PartKind::Linux,
         "home" => PartKind::Home,
         "srv" => PartKind::Srv,
+        "lvm" => PartKind::Lvm,
         g if is_guid(g) => PartKind::Guid(g.to_ascii_uppercase()),
         other => {
             let mut allowed = TYPES.to_vec();
@@ -161,7 +181,7 @@ fn default_fs(kind: &PartKind) -> Filesystem {
     match kind {
         PartKind::Esp => Filesystem::Vfat,
         PartKind::Swap => Filesystem::Swap,
-        PartKind::BiosBoot | PartKind::Guid(_) => Filesystem::None,
+        PartKind::BiosBoot | PartKind::Lvm | PartKind::Guid(_) => Filesystem::None,
         PartKind::Root | PartKind::Linux | PartKind::Home | PartKind::Srv => Filesystem::Ext4,
     }
 }
@@ -172,7 +192,7 @@ fn default_mountpoint(kind: &PartKind) -> Option<&'static str> {
         PartKind::Root => Some("/"),
         PartKind::Home => Some("/home"),
         PartKind::Srv => Some("/srv"),
-        PartKind::Swap | PartKind::BiosBoot | PartKind::Linux | PartKind::Guid(_) => None,
+        PartKind::Swap | PartKind::BiosBoot | PartKind::Linux | PartKind::Lvm | PartKind::Guid(_) => None,
     }
 }
 
@@ -199,25 +219,34 @@ fn check_partition(name: &str, kind: &PartKind, fs: Filesystem, mp: Option<&str>
     Ok(())
 }
 
+/// Where each entry of a layout was written: the line offsets of its partitions, its
+/// `encrypt=` entries and its volumes.
+struct Lines {
+    parts: Vec<usize>,
+    encrypt: Vec<usize>,
+    volumes: Vec<usize>,
+}
+
 /// The rules across partitions ([`Layout::problems`]), each on its line, and whether the
 /// partitions fit the raw image. Reports every problem; true when there was none.
-fn check_layout(cx: &mut Ctx<'_>, table: TableType, parts: &[(usize, Partition)], encrypted: &[(usize, Encrypted)], format: Option<&Format>, explicit: bool) -> bool {
+fn check_layout(cx: &mut Ctx<'_>, layout: &Layout, lines: &Lines, format: Option<&Format>, explicit: bool) -> bool {
     let before = cx.diags.errors().count();
-    let encrypted_list = encrypted.iter().map(|(_, e)| e.clone()).collect();
-    let layout = Layout { table, partitions: parts.iter().map(|(_, p)| p.clone()).collect(), origin: LayoutOrigin::Partitions, encrypted: encrypted_list };
     for problem in layout.problems() {
-        match (problem.partition, problem.encrypt) {
-            (Some(i), _) => cx.error_within("partitions", parts[i].0, format!("partitions: {}", problem.message)),
-            (None, Some(i)) => cx.error_within("encrypt", encrypted[i].0, format!("encrypt: {}", problem.message)),
-            (None, None) => cx.error("partitions", format!("partitions: {}", problem.message)),
+        match problem.at {
+            At::Partition(i) => cx.error_within("partitions", lines.parts[i], format!("partitions: {}", problem.message)),
+            At::Encrypt(i) => cx.error_within("encrypt", lines.encrypt[i], format!("encrypt: {}", problem.message)),
+            At::Volume(i) => cx.error_within("volumes", lines.volumes[i], format!("volumes: {}", problem.message)),
+            At::VolumeGroup => cx.error("volume_group", format!("volume_group: {}", problem.message)),
+            At::Layout => cx.error("partitions", format!("partitions: {}", problem.message)),
         }
     }
+    let parts = &layout.partitions;
     if parts.is_empty() {
         return false;
     }
-    let percent: u32 = parts.iter().map(|(_, p)| if let PartSize::Percent(n) = p.size { n as u32 } else { 0 }).sum();
+    let percent: u32 = parts.iter().map(|p| if let PartSize::Percent(n) = p.size { n as u32 } else { 0 }).sum();
     if let Some(Format::Raw { size }) = format {
-        let fixed: u64 = parts.iter().map(|(_, p)| if let PartSize::Bytes(b) = p.size { b } else { 0 }).sum();
+        let fixed: u64 = parts.iter().map(|p| if let PartSize::Bytes(b) = p.size { b } else { 0 }).sum();
         let pct = size / 100 * percent as u64;
         if fixed + pct + TABLE_OVERHEAD > *size {
             let msg = format!("partitions: {} of fixed sizes and {percent} % do not fit a raw image of {}", crate::units::human_size(fixed), crate::units::human_size(*size));

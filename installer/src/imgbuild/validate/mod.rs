@@ -11,6 +11,8 @@ mod layout;
 mod mirror;
 mod network;
 mod simple;
+mod storage;
+mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -35,6 +37,8 @@ pub const VARIABLES: &[&str] = &[
     "table",
     "partitions",
     "encrypt",
+    "volume_group",
+    "volumes",
     "preserve",
     "mounts",
     "bootloader",
@@ -143,7 +147,7 @@ pub fn validate(cx: &mut Ctx<'_>, inputs: &Inputs<'_>, functions: &BTreeSet<Stri
     let image = image::image(cx, inputs.image_override);
     if let Some(l) = &layout {
         let from_image = matches!(&image, Some(Some(_)));
-        encrypt::fits(cx, l, target.as_ref(), fmt.as_ref().map(|f| &f.0), from_image, bootloader);
+        storage::fits(cx, l, target.as_ref(), fmt.as_ref().map(|f| &f.0), from_image, bootloader);
     }
     let proxy = simple::proxy(cx);
     let network = network::network(cx);

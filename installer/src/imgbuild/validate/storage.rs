@@ -1,0 +1,28 @@
+//! What the rest of the plan must allow when the layout goes beyond plain partitions
+//! (`encrypt=`, `volume_group=`): a target whose initramfs can open them, an install onto
+//! disks by the package path, and a boot loader that does not have to read them.
+
+use super::Ctx;
+use crate::packages::profile;
+use crate::plan::*;
+
+pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: Option<&Format>, image: bool, bootloader: Option<Bootloader>) {
+    let profile = target.map(profile::of);
+    let used = [("encrypt", !layout.encrypted.is_empty(), profile.map(|p| p.unlock), "cryptsetup-initramfs"), ("volume_group", layout.volume_group.is_some(), profile.map(|p| p.lvm), "lvm2")];
+    for (var, _, package, tool) in used.into_iter().filter(|u| u.1) {
+        if let (Some(p), Some(None)) = (profile, package) {
+            cx.error(var, format!("{var}= is not supported for target {} yet (debian only: its initramfs opens them with {tool})", p.name));
+        }
+        if let Some(f) = format.filter(|f| !matches!(f, Format::Raw { .. })) {
+            cx.error(var, format!("{var}= needs a disk (format raw, or an install on a machine), not format {f}"));
+        }
+        if image {
+            cx.error(var, format!("{var}= with image= is not supported yet: install such hosts by the package path (the image's initramfs cannot open them)"));
+        }
+    }
+    let root_on_volume = layout.volume_group.iter().flat_map(|g| &g.volumes).any(|v| v.mountpoint.as_deref() == Some("/"));
+    if (layout.root_encrypted() || root_on_volume) && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
+        let (var, what) = if root_on_volume { ("volumes", "a / on a logical volume") } else { ("encrypt", "an encrypted /") };
+        cx.error(var, format!("{what} needs bootloader=systemd-boot (it boots the kernel from the esp; GRUB would have to read /)"));
+    }
+}
