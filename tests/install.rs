@@ -239,20 +239,25 @@ fn mail_server_bios_grub_keeps_home_and_serves_mail() {
     assert!(!std::fs::read_to_string(m.dir.join("install.log")).unwrap().contains(password.trim()), "the secret reached the install log");
 }
 
-/// An encrypted root through the package path and the `anemos test` CLI: the installer
-/// writes a LUKS2 header and makes ext4 inside it, the new system opens it at boot with the
-/// key file its initramfs carries (no one types anything), and the report shows / on a
-/// crypt device with root-only initramfs images. On the host, cryptsetup reads the root
+/// An encrypted root and a volume group through the package path and the `anemos test`
+/// CLI: the installer writes a LUKS2 header and makes ext4 inside it, writes the LVM
+/// metadata and makes /srv and swap on its volumes; the new system opens / at boot with the
+/// key file its initramfs carries (no one types anything) and activates the volume group,
+/// and the report shows / on a crypt device, /srv mounted, the swap volume in use, and
+/// root-only initramfs images. On the host, cryptsetup reads the root
 /// partition's header and opens its keyslot with the secret, not with another passphrase.
 #[test]
-fn an_encrypted_root_boots_unattended_and_cryptsetup_opens_its_header() {
+fn an_encrypted_root_and_a_volume_group_boot_unattended_and_cryptsetup_opens_the_header() {
     let _lock = vm_lock();
     let (project, dir) = project("install-encrypted", "examples/debian-minimal");
     std::fs::create_dir_all(project.join("secrets")).unwrap();
     let secret = "a passphrase for the encrypted test root";
     std::fs::write(project.join("secrets/disk_key"), format!("{secret}\n")).unwrap();
     let imgbuild = std::fs::read_to_string(project.join("IMGBUILD")).unwrap();
-    std::fs::write(project.join("IMGBUILD"), format!("{imgbuild}\nencrypt=\"root disk_key unattended\"\n")).unwrap();
+    // An encrypted root, and a volume group for /srv and swap on a partition of its own.
+    let layout =
+        "partitions=\"\n esp 256M esp\n root 2G root\n pv rest lvm\n\"\nencrypt=\"root disk_key unattended\"\nvolume_group=\"data pv\"\nvolumes=\"\n swap 128M swap\n srv rest ext4 /srv\n\"\n";
+    std::fs::write(project.join("IMGBUILD"), format!("{imgbuild}\n{layout}")).unwrap();
     let out = dir.join("out");
     let log = dir.join("install.log");
     let mut args: Vec<String> = ["test", project.to_str().unwrap(), "-o", out.to_str().unwrap(), "--marker", "ANEMOS-REPORT", "--log", log.to_str().unwrap()].map(String::from).to_vec();
@@ -261,11 +266,13 @@ fn an_encrypted_root_boots_unattended_and_cryptsetup_opens_its_header() {
     let printed = anemos(&refs).unwrap_or_else(|e| panic!("{e:#}"));
     let line = printed.lines().find(|l| l.trim_start().starts_with("ANEMOS-REPORT")).unwrap_or_else(|| panic!("no report line:\n{printed}"));
     let r: std::collections::BTreeMap<&str, &str> = line.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
-    assert_eq!((r["dpkg-audit"], r["fstab"], r["mounted"], r["root-on"]), ("clean", "valid", "/,/boot/efi", "crypt"), "{line}");
+    assert_eq!((r["dpkg-audit"], r["fstab"], sorted(r["mounted"]).as_str(), r["root-on"]), ("clean", "valid", "/,/boot/efi,/srv", "crypt"), "{line}");
+    assert_eq!(r["swaps"], "1", "the swap volume is not in use: {line}");
     assert_eq!(r["initrd-mode"], "600", "the initramfs carries the key file and must be root-only: {line}");
     assert_eq!(r["world-writable"], "0", "{line}");
     let install_log = std::fs::read_to_string(&log).unwrap();
     assert!(install_log.contains("LUKS2 (aes-xts-plain64, Argon2id)") && install_log.contains("/etc/crypttab for 1 encrypted partition(s), key files root-only"), "{install_log}");
+    assert!(install_log.contains("LVM: data/srv") && install_log.contains("LVM: data/swap 128 MiB"), "{install_log}");
     assert!(!install_log.contains(secret), "the passphrase reached the install log");
 
     // The independent judge: the root partition's first 16 MiB (header, keyslots) read by
@@ -280,6 +287,41 @@ fn an_encrypted_root_boots_unattended_and_cryptsetup_opens_its_header() {
     std::fs::write(dir.join("wrong"), "not the passphrase").unwrap();
     sh(&format!("cryptsetup open --test-passphrase --key-file {} {}", dir.join("key").display(), header.display())).unwrap();
     assert!(sh(&format!("cryptsetup open --test-passphrase --key-file {} {}", dir.join("wrong").display(), header.display())).is_err());
+    // LVM's own tools read the volume group on the third partition (a loop device of the
+    // test's image, scanned alone).
+    let geometry = sh(&format!("partx -g -o START,SECTORS -n 3 {image}")).unwrap();
+    let (start, sectors) = geometry.split_once(char::is_whitespace).map(|(a, b)| (a.trim().to_string(), b.trim().to_string())).unwrap();
+    let dev = sh(&format!("losetup --find --show --read-only -o $(({start} * 512)) --sizelimit $(({sectors} * 512)) {image}")).unwrap();
+    let pv = anemos_tests::Loop { dev: PathBuf::from(dev.trim()) };
+    let lvs = sh(&format!("LVM_SUPPRESS_FD_WARNINGS=1 lvs --devices {} --noheadings -o vg_name,lv_name --separator , data", pv.dev.display())).unwrap();
+    assert_eq!(lvs.lines().map(str::trim).collect::<Vec<_>>(), ["data,srv", "data,swap"], "{lvs}");
+    sh(&format!("LVM_SUPPRESS_FD_WARNINGS=1 vgck --devices {} data", pv.dev.display())).unwrap();
+}
+
+/// A / on a logical volume (the volume group on a partition of its own): the new system's
+/// initramfs activates the group and boots from it, through the anemos test CLI.
+#[test]
+fn a_root_on_a_logical_volume_boots() {
+    let _lock = vm_lock();
+    let (project, dir) = project("install-lvm-root", "examples/debian-minimal");
+    let imgbuild = std::fs::read_to_string(project.join("IMGBUILD")).unwrap();
+    let layout = "partitions=\"\n esp 256M esp\n pv rest lvm\n\"\nvolume_group=\"vg-sys pv\"\nvolumes=\"\n root 75% ext4 /\n var-log rest ext4 /var/log\n\"\n";
+    std::fs::write(project.join("IMGBUILD"), format!("{imgbuild}\n{layout}")).unwrap();
+    let out = dir.join("out");
+    let mut args: Vec<String> = ["test", project.to_str().unwrap(), "-o", out.to_str().unwrap(), "--marker", "ANEMOS-REPORT"].map(String::from).to_vec();
+    args.extend(server::mirror_args().unwrap());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let printed = anemos(&refs).unwrap_or_else(|e| panic!("{e:#}"));
+    let line = printed.lines().find(|l| l.trim_start().starts_with("ANEMOS-REPORT")).unwrap_or_else(|| panic!("no report line:\n{printed}"));
+    let r: std::collections::BTreeMap<&str, &str> = line.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
+    assert_eq!((r["dpkg-audit"], r["fstab"], sorted(r["mounted"]).as_str(), r["root-on"]), ("clean", "valid", "/,/boot/efi,/var/log", "lvm"), "{line}");
+}
+
+/// A report's comma-separated list, sorted.
+fn sorted(list: &str) -> String {
+    let mut v: Vec<&str> = list.split(',').collect();
+    v.sort();
+    v.join(",")
 }
 
 /// Sends an IMAP session once the server greets, retrying while the forward is not up yet.

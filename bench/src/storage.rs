@@ -1,0 +1,160 @@
+//! storage: laying out what `encrypt=` and `volume_group=` need, ours beside the tools a
+//! shell installer calls, in the same run, on files of this machine (device-mapper is not
+//! used on the host: opening and activating happen only in the installer).
+//!
+//! - LUKS2: `installer::crypt::luks2::header` written and fsynced, beside `cryptsetup
+//!   luksFormat` with the same cipher, key size and Argon2id cost (64 MiB, 4 passes, one
+//!   lane), both on a fresh 64 MiB file. Nearly all of either is the Argon2id derivation.
+//! - LVM: two physical volumes' labels and the group's metadata (three volumes) written
+//!   and fsynced, beside `pvcreate` and `vgcreate` on loop devices of files of the same
+//!   size. `lvcreate` needs device-mapper, which the host does not offer, so the baseline
+//!   writes the same labels and metadata without the volumes (it does less).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use installer::crypt::luks2::{self, Params};
+use installer::lvm;
+use installer::plan::{Filesystem, PartSize, Volume, VolumeGroup};
+
+use crate::report::{ratio, table};
+use crate::util::scratch;
+
+const RUNS: usize = 5;
+const SIZE: u64 = 64 << 20;
+
+pub fn run() -> Result<()> {
+    let dir = scratch("storage")?;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        ours.push(time(|| luks_ours(&dir))?);
+        theirs.push(time(|| luks_cryptsetup(&dir))?);
+    }
+    let (lo, lt) = (min(&ours), min(&theirs));
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        ours.push(time(|| lvm_ours(&dir))?);
+        theirs.push(time(|| lvm_tools(&dir))?);
+    }
+    let (vo, vt) = (min(&ours), min(&theirs));
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("   wall time, best of {RUNS}, on 64 MiB files:");
+    table(
+        &["layout step", "anemos (in-process)", "baseline", "ratio"],
+        &[
+            vec!["LUKS2 format (Argon2id 64 MiB × 4)".into(), format!("{lo:.3} s"), format!("{lt:.3} s (cryptsetup luksFormat)"), ratio(lo, lt)],
+            vec!["LVM: 2 PVs, a group, 3 volumes".into(), format!("{vo:.3} s"), format!("{vt:.3} s (pvcreate + vgcreate, no volumes)"), ratio(vo, vt)],
+        ],
+    );
+    Ok(())
+}
+
+fn time(f: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn fresh(path: &Path) -> Result<std::fs::File> {
+    let _ = std::fs::remove_file(path);
+    let f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(path).with_context(|| format!("creating {}", path.display()))?;
+    f.set_len(SIZE)?;
+    Ok(f)
+}
+
+fn luks_ours(dir: &Path) -> Result<()> {
+    let mut f = fresh(&dir.join("ours.img"))?;
+    let mut key = [0u8; luks2::KEY_BYTES];
+    luks2::random(&mut key)?;
+    let header = luks2::header(&Params::random(b"bench passphrase", &key, "5f0c4ad2-77a9-4b7e-9a43-0c3e5b6f8e21", "bench")?)?;
+    f.write_all(&header)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn luks_cryptsetup(dir: &Path) -> Result<()> {
+    let img = dir.join("theirs.img");
+    drop(fresh(&img)?);
+    std::fs::write(dir.join("key"), b"bench passphrase")?;
+    let args = [
+        "luksFormat",
+        "--batch-mode",
+        "--type",
+        "luks2",
+        "--cipher",
+        luks2::CIPHER,
+        "--key-size",
+        "512",
+        "--pbkdf",
+        "argon2id",
+        "--pbkdf-memory",
+        "65536",
+        "--pbkdf-force-iterations",
+        "4",
+        "--pbkdf-parallel",
+        "1",
+        "--key-file",
+    ];
+    let status = Command::new("cryptsetup").args(args).arg(dir.join("key")).arg(&img).status().context("running cryptsetup (apt install cryptsetup-bin)")?;
+    if !status.success() {
+        bail!("cryptsetup luksFormat failed: {status}");
+    }
+    Ok(())
+}
+
+fn group() -> VolumeGroup {
+    let v = |name: &str, size| Volume { name: name.into(), size, fs: Filesystem::Ext4, mountpoint: None, options: "defaults".into() };
+    VolumeGroup { name: "bench".into(), members: vec!["a".into(), "b".into()], volumes: vec![v("root", PartSize::Bytes(40 << 20)), v("swap", PartSize::Percent(20)), v("srv", PartSize::Rest)] }
+}
+
+fn lvm_ours(dir: &Path) -> Result<()> {
+    let g = group();
+    let paths = [dir.join("pv0.img"), dir.join("pv1.img")];
+    let pvs: Vec<lvm::Pv> = paths.iter().map(|p| lvm::Pv { device: p.clone(), size: SIZE }).collect();
+    let alloc = lvm::allocate(&g, &[SIZE, SIZE])?;
+    let ids = lvm::Ids::random(&g, 2, "bench", 0)?;
+    let text = lvm::metadata(&g, &pvs, &alloc, &ids);
+    for (p, id) in paths.iter().zip(&ids.pvs) {
+        let mut f = fresh(p)?;
+        f.write_all(&lvm::pv_header(id, SIZE, &text)?)?;
+        f.sync_all()?;
+    }
+    Ok(())
+}
+
+fn lvm_tools(dir: &Path) -> Result<()> {
+    let mut loops = Vec::new();
+    for i in 0..2 {
+        let p = dir.join(format!("tools{i}.img"));
+        drop(fresh(&p)?);
+        let out = Command::new("losetup").args(["--find", "--show"]).arg(&p).output().context("running losetup")?;
+        loops.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let devices: Vec<String> = loops.iter().flat_map(|l| ["--devices".to_string(), l.clone()]).collect();
+    let run = |cmd: &str, extra: &[&str]| -> Result<()> {
+        let status = Command::new(cmd)
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+            .args(&devices)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("running {cmd} (apt install lvm2)"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            bail!("{cmd} failed: {status}")
+        }
+    };
+    let result = run("pvcreate", &[&loops[0], &loops[1]]).and_then(|_| run("vgcreate", &["benchvg", &loops[0], &loops[1]]));
+    for l in &loops {
+        let _ = Command::new("losetup").args(["-d", l]).status();
+    }
+    result
+}
