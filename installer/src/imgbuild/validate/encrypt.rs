@@ -8,24 +8,8 @@ use crate::files::template::is_secret_name;
 use crate::imgbuild::diag::{not_allowed, Location};
 use crate::plan::*;
 
-/// The entries of `encrypt=` that parse, each with its line offset, and whether every line
-/// did (a wrong line is reported; the others are still checked against the layout).
-pub fn entries(cx: &mut Ctx<'_>) -> (Vec<(usize, Encrypted)>, bool) {
-    let mut out = Vec::new();
-    let mut ok = true;
-    for (offset, line) in cx.lines("encrypt") {
-        match entry(&line) {
-            Ok(e) => out.push((offset, e)),
-            Err(msg) => {
-                cx.error_within("encrypt", offset, format!("encrypt: {line:?}: {msg}"));
-                ok = false;
-            }
-        }
-    }
-    (out, ok)
-}
-
-fn entry(line: &str) -> Result<Encrypted, String> {
+/// One line of `encrypt=`.
+pub fn entry(line: &str) -> Result<Encrypted, String> {
     let w: Vec<&str> = line.split_whitespace().collect();
     if !(2..=3).contains(&w.len()) {
         return Err("expected PARTITION SECRET [prompt|unattended]".into());

@@ -49,18 +49,8 @@ pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, e
             return None;
         }
     };
-    let mut parts = Vec::new();
-    let mut ok = true;
-    for (offset, line) in cx.lines("partitions") {
-        match partition(&line, table) {
-            Ok(p) => parts.push((offset, p)),
-            Err(msg) => {
-                cx.error_within("partitions", offset, format!("partitions: {line:?}: {msg}"));
-                ok = false;
-            }
-        }
-    }
-    let (encrypted, encrypt_ok) = super::encrypt::entries(cx);
+    let (parts, ok) = cx.parse_lines("partitions", |line| partition(line, table));
+    let (encrypted, encrypt_ok) = cx.parse_lines("encrypt", super::encrypt::entry);
     let (group, group_ok) = super::volumes::group(cx);
     // The rules across partitions are checked on the lines that parsed, so one bad line
     // does not hide the other problems.

@@ -97,6 +97,24 @@ impl Ctx<'_> {
         self.diags.error(loc, msg);
     }
 
+    /// Each item of the list variable `name` parsed by `parse`, with its line offset, and
+    /// whether every one parsed; a line that does not is reported on its line
+    /// (`name: "LINE": why`), the others are kept so later rules still see them.
+    pub fn parse_lines<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> (Vec<(usize, T)>, bool) {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (offset, line) in self.lines(name) {
+            match parse(&line) {
+                Ok(v) => out.push((offset, v)),
+                Err(msg) => {
+                    self.error_within(name, offset, format!("{name}: {line:?}: {msg}"));
+                    ok = false;
+                }
+            }
+        }
+        (out, ok)
+    }
+
     /// The items of a list variable: its non-blank lines that are not `#` comments, trimmed,
     /// each with its line offset inside the value.
     pub fn lines(&self, name: &str) -> Vec<(usize, String)> {

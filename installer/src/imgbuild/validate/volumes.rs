@@ -10,17 +10,7 @@ use crate::plan::*;
 /// The volume group with each volume's line offset, and whether every line parsed (wrong
 /// lines are reported; the rest is still checked against the layout).
 pub fn group(cx: &mut Ctx<'_>) -> (Option<(VolumeGroup, Vec<usize>)>, bool) {
-    let mut ok = true;
-    let mut volumes = Vec::new();
-    for (offset, line) in cx.lines("volumes") {
-        match volume(&line) {
-            Ok(v) => volumes.push((offset, v)),
-            Err(msg) => {
-                cx.error_within("volumes", offset, format!("volumes: {line:?}: {msg}"));
-                ok = false;
-            }
-        }
-    }
+    let (volumes, ok) = cx.parse_lines("volumes", volume);
     let words: Vec<String> = cx.get("volume_group").map(|g| g.split_whitespace().map(String::from).collect()).unwrap_or_default();
     match words.split_first() {
         None if volumes.is_empty() => (None, ok),
