@@ -17,6 +17,7 @@ const CONTROL: &str = "/dev/mapper/control";
 /// sizeof(struct dm_ioctl) and sizeof(struct dm_target_spec).
 const HEADER: usize = 312;
 const SPEC: usize = 40;
+const HEX: &[u8; 16] = b"0123456789abcdef";
 /// DM_SECURE_DATA_FLAG: the kernel wipes its buffers of this call (they hold a key).
 const SECURE_DATA: u32 = 1 << 15;
 
@@ -40,7 +41,10 @@ pub fn create_crypt(t: &CryptTarget<'_>) -> Result<PathBuf> {
     let mut params = Vec::with_capacity(256);
     params.extend_from_slice(t.cipher.as_bytes());
     params.push(b' ');
-    params.extend(hex::encode(t.key).into_bytes());
+    // Hex digits straight into the buffer that is wiped: no other copy of the key.
+    for b in t.key {
+        params.extend_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+    }
     params.extend_from_slice(format!(" 0 {major}:{minor} {}", t.offset_sectors).as_bytes());
     let result = create(t.name, t.uuid, "crypt", &[(t.sectors, params.as_slice())]).with_context(|| format!("over {} (is dm_crypt loaded, and the cipher {} known?)", t.device.display(), t.cipher));
     wipe(&mut params);
