@@ -66,12 +66,19 @@ pub fn check_against_host(payload: &Path, append: &str) -> Result<HostCheck> {
             preserved.push(id);
         }
     }
-    let confirmed = Confirmed { target, preserved };
+    let others = resolved.others.iter().map(|d| Identity::of(d).with_context(|| format!("recording {}, a disk of the arrays to wipe", d.path.display()))).collect::<Result<Vec<_>>>()?;
+    let confirmed = Confirmed { target, preserved, others };
     let mut text = format!("The installer will WIPE {}:\n{}\n", resolved.target.path.display(), disk::describe(resolved.target));
+    for d in &resolved.others {
+        text += &format!("and WIPE {} too (the layout is written on every disk of disk=):\n{}\n", d.path.display(), disk::describe(d));
+    }
     if let Some(sel) = &from_append {
         text += &format!("(chosen by anemos.target={sel} on the installer's command line, not the plan's disk=)\n");
     }
     text += &format!("After the reboot it requires exactly this disk, {}, and stops before writing anything if it finds another.\n", confirmed.target.describe());
+    for other in &confirmed.others {
+        text += &format!("It requires {} as well, the same way.\n", other.describe());
+    }
     for kept in &confirmed.preserved {
         text += &format!("It keeps {}, and stops if that disk is missing.\n", kept.describe());
     }

@@ -26,7 +26,7 @@ pub fn run(opts: &Options, payload: Payload) -> ! {
     if let Err(e) = rustix::system::sethostname(payload.plan.hostname.as_bytes()) {
         log::warn!("setting the installer's host name to {}: {e}", payload.plan.hostname);
     }
-    let place = Where::Disk { target: opts.target.clone(), uefi, confirmed };
+    let place = Where::Disk { target: opts.target.clone(), uefi, confirmed: confirmed.map(Box::new) };
     let mut inst = Install::new(payload, Path::new(TARGET), place, Box::new(logger::memory));
     // PID 1 owns this machine's clock: the indexes phase may correct it from the mirror.
     inst.set_clock = true;
@@ -59,6 +59,9 @@ fn confirmed_disks() -> anyhow::Result<Option<installer::disk::Confirmed>> {
     };
     let c: installer::disk::Confirmed = serde_json::from_str(&text).with_context(|| format!("{} is damaged; nothing was written", path.display()))?;
     log::info!("confirmed by the operator: wipe {}", c.target.describe());
+    for other in &c.others {
+        log::info!("confirmed by the operator: wipe {} too", other.describe());
+    }
     for kept in &c.preserved {
         log::info!("confirmed by the operator: keep {}", kept.describe());
     }
@@ -68,7 +71,8 @@ fn confirmed_disks() -> anyhow::Result<Option<installer::disk::Confirmed>> {
 /// From the disks phase on, a failure wipes the new partition table (the filesystems stay
 /// mounted for the rescue console): the firmware then finds nothing to boot.
 fn guard_disk(inst: &Install) {
-    let Some((disk, layout)) = inst.target_disk() else { return };
-    let (disk, table, sector) = (PathBuf::from(disk), layout.table, layout.sector_size);
-    ending::add_safety_hook(&format!("make the half-installed {} unbootable", disk.display()), move || installer::disk::partition::invalidate(&disk, table, sector));
+    for (disk, layout) in inst.target_disks() {
+        let (disk, table, sector) = (PathBuf::from(disk), layout.table, layout.sector_size);
+        ending::add_safety_hook(&format!("make the half-installed {} unbootable", disk.display()), move || installer::disk::partition::invalidate(&disk, table, sector));
+    }
 }

@@ -22,6 +22,7 @@ pub mod initramfs;
 pub mod install;
 pub mod kmod;
 pub mod lvm;
+pub mod md;
 pub mod mount;
 pub mod net;
 pub mod packages;

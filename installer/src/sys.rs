@@ -240,3 +240,58 @@ pub fn children_max_rss_kib() -> io::Result<u64> {
     let ru = unsafe { ru.assume_init() };
     Ok(ru.ru_maxrss.max(0) as u64)
 }
+
+/// An md (software RAID) ioctl on an array's device node (`_IO*(MD_MAJOR = 9, …)` from
+/// <linux/raid/md_u.h>), in the order `mdadm --assemble` issues them.
+#[derive(Debug, Clone, Copy)]
+pub enum MdCommand {
+    /// SET_ARRAY_INFO with only the superblock version set (`raid_disks` 0): the members'
+    /// superblocks describe the array.
+    SuperblockVersion { major: i32, minor: i32 },
+    /// ADD_NEW_DISK: a member by its device number; the kernel reads its superblock.
+    AddMember { major: u32, minor: u32 },
+    /// RUN_ARRAY
+    Run,
+    /// STOP_ARRAY
+    Stop,
+}
+
+/// `_IOW(9, 0x23, mdu_array_info_t)`: 18 ints.
+const MD_SET_ARRAY_INFO: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<[i32; 18]>(9, 0x23);
+/// `_IOW(9, 0x21, mdu_disk_info_t)`: 5 ints.
+const MD_ADD_NEW_DISK: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<[i32; 5]>(9, 0x21);
+/// `_IOW(9, 0x30, mdu_param_t)`: 3 ints.
+const MD_RUN_ARRAY: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<[i32; 3]>(9, 0x30);
+/// `_IO(9, 0x32)`
+const MD_STOP_ARRAY: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(9, 0x32);
+
+#[cfg(test)]
+#[test]
+fn md_opcodes_are_the_kernels() {
+    // The values <linux/raid/md_u.h> gives on x86-64, as mdadm's strace shows them.
+    assert_eq!([MD_SET_ARRAY_INFO, MD_ADD_NEW_DISK, MD_RUN_ARRAY, MD_STOP_ARRAY], [0x4048_0923, 0x4014_0921, 0x400c_0930, 0x932]);
+}
+
+pub fn md_ioctl(array: impl AsFd, command: MdCommand) -> io::Result<()> {
+    let fd = array.as_fd();
+    // SAFETY: each opcode is `_IOW(9, nr, T)` (or `_IO` for STOP_ARRAY) with T the C struct
+    // of that many ints; the Setter passes a pointer to a value of exactly that size,
+    // alive for the call, which the kernel only reads.
+    unsafe {
+        match command {
+            MdCommand::SuperblockVersion { major, minor } => {
+                let mut info = [0i32; 18];
+                info[0] = major;
+                info[1] = minor;
+                ioctl(fd, Setter::<{ MD_SET_ARRAY_INFO }, [i32; 18]>::new(info))
+            }
+            MdCommand::AddMember { major, minor } => {
+                let info: [i32; 5] = [0, major as i32, minor as i32, 0, 0];
+                ioctl(fd, Setter::<{ MD_ADD_NEW_DISK }, [i32; 5]>::new(info))
+            }
+            MdCommand::Run => ioctl(fd, Setter::<{ MD_RUN_ARRAY }, [i32; 3]>::new([0; 3])),
+            MdCommand::Stop => ioctl(fd, NoArg::<{ MD_STOP_ARRAY }>::new()),
+        }
+    }?;
+    Ok(())
+}

@@ -156,7 +156,7 @@ mod tests {
 
     fn layout(table: TableType, kinds: &[PartKind]) -> Layout {
         let partitions = kinds.iter().map(|k| part("p", PartSize::Bytes(1 << 20), k.clone())).collect();
-        Layout { table, partitions, origin: LayoutOrigin::Partitions, encrypted: Vec::new(), volume_group: None }
+        Layout { table, partitions, origin: LayoutOrigin::Partitions, encrypted: Vec::new(), volume_group: None, raid: Vec::new() }
     }
 
     #[test]

@@ -64,15 +64,40 @@ impl Identity {
 pub struct Confirmed {
     pub target: Identity,
     pub preserved: Vec<Identity>,
+    /// The other disks to wipe (a layout over several disks), in `disk=` order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<Identity>,
 }
 
 impl Confirmed {
     /// Requires that `chosen` (what the plan's selector picked on this boot) is the confirmed
     /// target, that no other disk could be it, and that every kept disk is present and
     /// distinct. Nothing has been written when this fails.
-    pub fn check(&self, disks: &[Disk], chosen: &Disk) -> Result<()> {
-        let target = self.target.describe();
-        let found: Vec<&Disk> = disks.iter().filter(|d| self.target.matches(d)).collect();
+    pub fn check(&self, disks: &[Disk], chosen: &Disk, others: &[&Disk]) -> Result<()> {
+        Self::one_target(&self.target, disks, chosen)?;
+        if self.others.len() != others.len() {
+            bail!("{} other disks were confirmed for wiping and the plan selects {} now; nothing was written", self.others.len(), others.len());
+        }
+        for (id, now) in self.others.iter().zip(others) {
+            Self::one_target(id, disks, now)?;
+        }
+        for kept in &self.preserved {
+            let found: Vec<&Disk> = disks.iter().filter(|d| kept.matches(d)).collect();
+            match found.as_slice() {
+                [one] if one.path == chosen.path || others.iter().any(|o| o.path == one.path) => bail!("the kept disk {} is a target on this boot; nothing was written", kept.describe()),
+                [_] => {}
+                [] => bail!("the kept disk {} is not on this machine now; nothing was written", kept.describe()),
+                many => bail!("{} disks look like the kept disk {}; nothing was written", many.len(), kept.describe()),
+            }
+        }
+        Ok(())
+    }
+
+    /// `chosen` (what a selector picked on this boot) is the disk confirmed as `id`, and no
+    /// other disk could be it.
+    fn one_target(id: &Identity, disks: &[Disk], chosen: &Disk) -> Result<()> {
+        let target = id.describe();
+        let found: Vec<&Disk> = disks.iter().filter(|d| id.matches(d)).collect();
         match found.as_slice() {
             [] => bail!("the disk confirmed for wiping, {target}, is not on this machine now; nothing was written"),
             [one] if one.path != chosen.path => bail!(
@@ -80,23 +105,13 @@ impl Confirmed {
                 chosen.path.display(),
                 one.path.display()
             ),
-            [_] => {}
+            [_] => Ok(()),
             many => bail!(
                 "{} disks look like the one confirmed for wiping, {target} ({}); nothing was written",
                 many.len(),
                 many.iter().map(|d| d.path.display().to_string()).collect::<Vec<_>>().join(", ")
             ),
         }
-        for kept in &self.preserved {
-            let found: Vec<&Disk> = disks.iter().filter(|d| kept.matches(d)).collect();
-            match found.as_slice() {
-                [one] if one.path == chosen.path => bail!("the kept disk {} is the target on this boot; nothing was written", kept.describe()),
-                [_] => {}
-                [] => bail!("the kept disk {} is not on this machine now; nothing was written", kept.describe()),
-                many => bail!("{} disks look like the kept disk {}; nothing was written", many.len(), kept.describe()),
-            }
-        }
-        Ok(())
     }
 }
 
@@ -148,19 +163,19 @@ mod tests {
     fn a_swapped_kernel_name_stops_the_install() {
         // Confirmed on the old system: sda is the system disk, sdb the kept data disk.
         let (sys, data) = (disk("sda", 20 << 30, None, Some("0xaabbccdd")), disk("sdb", 20 << 30, None, Some("0x11223344")));
-        let confirmed = Confirmed { target: Identity::of(&sys).unwrap(), preserved: vec![Identity::of(&data).unwrap()] };
-        assert!(confirmed.check(&[sys.clone(), data.clone()], &sys).is_ok());
+        let confirmed = Confirmed { target: Identity::of(&sys).unwrap(), preserved: vec![Identity::of(&data).unwrap()], others: vec![] };
+        assert!(confirmed.check(&[sys.clone(), data.clone()], &sys, &[]).is_ok());
         // After kexec the names swapped: disk=/dev/sda now selects the data disk.
         let (now_a, now_b) = (Disk { path: "/dev/sda".into(), ..data.clone() }, Disk { path: "/dev/sdb".into(), ..sys.clone() });
-        let e = confirmed.check(&[now_a.clone(), now_b.clone()], &now_a).unwrap_err().to_string();
+        let e = confirmed.check(&[now_a.clone(), now_b.clone()], &now_a, &[]).unwrap_err().to_string();
         assert!(e.contains("now selects /dev/sda") && e.contains("is /dev/sdb on this boot") && e.contains("Nothing was written"), "{e}");
         // Selected by identity the install may go on, whatever the names.
-        assert!(confirmed.check(&[now_a.clone(), now_b.clone()], &now_b).is_ok());
+        assert!(confirmed.check(&[now_a.clone(), now_b.clone()], &now_b, &[]).is_ok());
         // A kept disk that is gone, or two disks alike, stop it too.
-        assert!(confirmed.check(std::slice::from_ref(&sys), &sys).unwrap_err().to_string().contains("kept disk"));
+        assert!(confirmed.check(std::slice::from_ref(&sys), &sys, &[]).unwrap_err().to_string().contains("kept disk"));
         let twin = Disk { path: "/dev/sdc".into(), ..sys.clone() };
-        assert!(confirmed.check(&[sys.clone(), data.clone(), twin], &sys).unwrap_err().to_string().contains("2 disks look like"));
-        assert!(confirmed.check(std::slice::from_ref(&data), &data).unwrap_err().to_string().contains("is not on this machine now"));
+        assert!(confirmed.check(&[sys.clone(), data.clone(), twin], &sys, &[]).unwrap_err().to_string().contains("2 disks look like"));
+        assert!(confirmed.check(std::slice::from_ref(&data), &data, &[]).unwrap_err().to_string().contains("is not on this machine now"));
     }
 
     #[test]

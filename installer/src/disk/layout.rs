@@ -89,7 +89,17 @@ pub fn plan(layout: &Layout, disk_size: u64, sector: u64, seed: Option<&str>) ->
         sizes[i] = Some(rest);
     }
     if let Some(g) = &layout.volume_group {
-        let member_sizes: Vec<u64> = g.members.iter().filter_map(|m| parts.iter().position(|p| &p.name == m)).map(|i| sizes[i].unwrap_or(0)).collect();
+        // A member on an array gets at least what one disk's partition gives a mirror (a
+        // stripe over several disks gets more): the lower bound, so nothing that fits here
+        // fails after the wipe.
+        let usable = |i: usize| {
+            let size = sizes[i].unwrap_or(0);
+            match layout.raid_of(&parts[i].name) {
+                Some(_) => crate::md::member_data_bytes(size),
+                None => size,
+            }
+        };
+        let member_sizes: Vec<u64> = g.members.iter().filter_map(|m| parts.iter().position(|p| &p.name == m)).map(usable).collect();
         if let Err(e) = crate::lvm::allocate(g, &member_sizes) {
             problems.push(format!("on this disk, {e:#}"));
         }
@@ -113,9 +123,9 @@ pub fn plan(layout: &Layout, disk_size: u64, sector: u64, seed: Option<&str>) ->
             kind: p.kind.clone(),
             start: at,
             size,
-            type_guid: type_guid(p)?,
+            type_guid: type_guid(layout, p)?,
             part_guid: guid(seed, &format!("partition {number} {}", p.name)),
-            mbr_type: p.mbr_type,
+            mbr_type: if layout.raid_of(&p.name).is_some() { 0xfd } else { p.mbr_type },
             bootable: p.bootable,
         });
         at = align_up(at + size);
@@ -125,7 +135,11 @@ pub fn plan(layout: &Layout, disk_size: u64, sector: u64, seed: Option<&str>) ->
     Ok(PlannedLayout { table: layout.table, disk_size, sector_size: sector, disk_guid, mbr_signature, parts: planned })
 }
 
-fn type_guid(p: &Partition) -> Result<Uuid> {
+/// The partition's type; an array member is "Linux RAID", whatever its partition's type.
+fn type_guid(layout: &Layout, p: &Partition) -> Result<Uuid> {
+    if layout.raid_of(&p.name).is_some() {
+        return Ok(Uuid::parse_str(crate::plan::type_guid::RAID)?);
+    }
     Uuid::parse_str(&p.type_guid).map_err(|e| anyhow::anyhow!("partition {:?}: type GUID {:?}: {e}", p.name, p.type_guid))
 }
 
@@ -177,7 +191,7 @@ pub(crate) mod tests {
     }
 
     fn layout(table: TableType, parts: Vec<Partition>) -> Layout {
-        Layout { table, partitions: parts, origin: crate::plan::LayoutOrigin::Partitions, encrypted: Vec::new(), volume_group: None }
+        Layout { table, partitions: parts, origin: crate::plan::LayoutOrigin::Partitions, encrypted: Vec::new(), volume_group: None, raid: Vec::new() }
     }
 
     #[test]

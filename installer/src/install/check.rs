@@ -36,24 +36,46 @@ pub fn run(inst: &mut Install) -> Result<()> {
     // attached: their fstab lines are then left out, with a warning.
     let image_build = target.is_some();
     let resolved = resolve(inst.plan(), &disks, selector, Allow { removable: false, in_use: false }, image_build)?;
-    let chosen = resolved.target;
     if let Some(c) = confirmed {
-        c.check(&disks, chosen)?;
+        c.check(&disks, resolved.target, &resolved.others)?;
         log::info!("target disk is the one confirmed: {}", c.target.describe());
     }
-    let seed = inst.plan().variables.get("layout_seed").map(String::as_str);
-    let planned = layout::plan(&inst.plan().layout, chosen.size, u64::from(chosen.logical_sector), seed)
-        .with_context(|| format!("fitting the layout to {} ({})", chosen.path.display(), crate::units::human_size(chosen.size)))?;
-    log::info!("target disk: {}", disk::describe(chosen));
-    log::info!("{planned}");
+    let planned = plan_disks(inst.plan(), &resolved.targets())?;
     let preserved: Vec<Preserved> = resolved.preserved.iter().filter_map(|l| l.fstab()).collect();
     for p in &preserved {
         log::info!("preserved: {} ({}) mounted at {}", p.device.display(), p.uuid.as_deref().unwrap_or("no UUID"), p.mountpoint);
     }
-    let chosen = chosen.path.clone();
     inst.preserved = preserved;
-    inst.disk = Some((chosen, planned));
+    inst.disks = planned;
     Ok(())
+}
+
+/// The layout placed on each target disk: the same positions on all (fitted to the
+/// smallest, so every array's members are equal), each disk with GUIDs of its own.
+fn plan_disks(plan: &Plan, targets: &[&Disk]) -> Result<Vec<(PathBuf, layout::PlannedLayout)>> {
+    let smallest = targets.iter().map(|d| d.size).min().unwrap_or(0);
+    let sector = targets.first().map(|d| u64::from(d.logical_sector)).unwrap_or(512);
+    if let Some(d) = targets.iter().find(|d| u64::from(d.logical_sector) != sector) {
+        bail!(
+            "{} has {}-byte sectors and {} has {sector}-byte ones: the disks of one layout need the same sector size; nothing was written",
+            d.path.display(),
+            d.logical_sector,
+            targets[0].path.display()
+        );
+    }
+    let seed = plan.variables.get("layout_seed").map(String::as_str);
+    let mut out = Vec::new();
+    for (i, d) in targets.iter().enumerate() {
+        // The first disk keeps the plain seed, so a one-disk layout's GUIDs stay as they were.
+        let own_seed = seed.map(|s| if i == 0 { s.to_string() } else { format!("{s} disk {}", i + 1) });
+        let planned = layout::plan(&plan.layout, smallest, sector, own_seed.as_deref()).with_context(|| {
+            format!("fitting the layout to {} ({}{})", d.path.display(), crate::units::human_size(d.size), if targets.len() > 1 { ", the smallest of the layout's disks" } else { "" })
+        })?;
+        log::info!("target disk: {}", disk::describe(d));
+        log::info!("{planned}");
+        out.push((d.path.clone(), planned));
+    }
+    Ok(out)
 }
 
 /// With `disk=` unset: how long the set of block devices must stay the same before the
@@ -61,10 +83,19 @@ pub fn run(inst: &mut Install) -> Result<()> {
 const SETTLE_QUIET: std::time::Duration = std::time::Duration::from_secs(3);
 const SETTLE_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The plan's disks on this machine: the one to wipe and every kept one.
+/// The plan's disks on this machine: the ones to wipe and every kept one.
 pub struct Resolved<'a> {
     pub target: &'a Disk,
+    /// The other disks of a layout over several (`disk=` after its first), in order.
+    pub others: Vec<&'a Disk>,
     pub preserved: Vec<Located<'a>>,
+}
+
+impl<'a> Resolved<'a> {
+    /// Every disk this install wipes, the target first.
+    pub fn targets(&self) -> Vec<&'a Disk> {
+        std::iter::once(self.target).chain(self.others.iter().copied()).collect()
+    }
 }
 
 /// A `preserve=` entry found on this machine.
@@ -90,21 +121,29 @@ pub fn resolve<'a>(plan: &'a Plan, disks: &'a [Disk], selector: Option<&DiskSele
         })
         .collect();
     let chosen = disk::select(disks, selector, &preserved_disks, allow)?;
+    let mut others: Vec<&Disk> = Vec::new();
+    for sel in &plan.other_disks {
+        let d = disk::select(disks, Some(sel), &preserved_disks, allow)?;
+        if d.path == chosen.path || others.iter().any(|o| o.path == d.path) {
+            bail!("disk= names {} twice ({sel} selects it again); nothing was written", d.path.display());
+        }
+        others.push(d);
+    }
     let mut preserved = Vec::new();
     for p in &plan.preserve {
         match locate(p, disks) {
-            Ok((_, disk)) if disk.path == chosen.path => bail!(
-                "preserved {} is on {}, the disk this install wipes ({}); nothing was written",
+            Ok((_, disk)) if disk.path == chosen.path || others.iter().any(|o| o.path == disk.path) => bail!(
+                "preserved {} is on {}, a disk this install wipes ({}); nothing was written",
                 p.what,
-                chosen.path.display(),
-                selector.map(|s| s.to_string()).unwrap_or_else(|| "the only fixed disk".into())
+                disk.path.display(),
+                if disk.path == chosen.path { selector.map(|s| s.to_string()).unwrap_or_else(|| "the only fixed disk".into()) } else { "a disk= of the arrays".into() }
             ),
             Ok((device, disk)) => preserved.push(Located { entry: p, device, disk }),
             Err(e) if missing_ok => log::warn!("preserved {} is not attached to this image build; its fstab line is left out ({e:#})", p.what),
             Err(e) => return Err(e),
         }
     }
-    Ok(Resolved { target: chosen, preserved })
+    Ok(Resolved { target: chosen, others, preserved })
 }
 
 impl Located<'_> {
@@ -243,8 +282,19 @@ mod tests {
         let by_serial = DiskSelector::Serial("t".into());
         for missing_ok in [false, true] {
             let e = resolve(&plan, &disks, Some(&by_serial), Allow { removable: true, in_use: true }, missing_ok).err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(e.contains("PARTLABEL=keep") && e.contains("the disk this install wipes") && e.contains("nothing was written"), "{missing_ok}: {e}");
+            assert!(e.contains("PARTLABEL=keep") && e.contains("a disk this install wipes") && e.contains("nothing was written"), "{missing_ok}: {e}");
         }
+        // On a second disk of the layout (raid=) it stops the same way.
+        let mut two = plan.clone();
+        two.preserve[0].what = PreserveTarget::PartLabel { label: "other".into() };
+        two.other_disks = vec![DiskSelector::Serial("o".into())];
+        let e = resolve(&two, &disks, Some(&by_serial), Allow { removable: true, in_use: true }, false).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("PARTLABEL=other") && e.contains("a disk this install wipes"), "{e}");
+        two.preserve.clear();
+        let r = resolve(&two, &disks, Some(&by_serial), Allow { removable: true, in_use: true }, false).unwrap();
+        assert_eq!(r.targets().iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["t", "o"]);
+        two.other_disks = vec![DiskSelector::Serial("t".into())];
+        assert!(resolve(&two, &disks, Some(&by_serial), Allow { removable: true, in_use: true }, false).err().unwrap().to_string().contains("twice"));
         // On the other disk it is found and kept.
         let r = resolve(&plan, &disks, Some(&DiskSelector::Serial("o".into())), Allow { removable: true, in_use: true }, false).unwrap();
         assert_eq!(r.preserved[0].disk.name, "t");

@@ -1,12 +1,13 @@
-//! The destructive phase: the planned layout written to the target disk, the partitions of
-//! `encrypt=` formatted as LUKS2 and opened, the volume group written and its volumes
-//! activated, a filesystem made on every partition that has
-//! one (through its own device node, or the opened one, so the kernel's view and ours
-//! agree), everything mounted under the new root in dependency order.
+//! The destructive phase: the planned layout written to every target disk, the partitions
+//! of `raid=` made md arrays across the disks, those of `encrypt=` (or their arrays)
+//! formatted as LUKS2 and opened, the volume group written and its volumes activated, a
+//! filesystem made on every partition that has one (through its own device node, or the
+//! array or opened one, so the kernel's view and ours agree; the esp once per disk),
+//! everything mounted under the new root in dependency order.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 
 use super::{Install, Made};
 use crate::crypt::{self, Opened};
@@ -15,21 +16,46 @@ use crate::files::template::secret_value;
 use crate::fs::{self, FsInfo, FsKind, FsOptions, Target};
 use crate::lvm;
 use crate::mount::{mount_all, MountSpec};
-use crate::plan::{Encrypted, Filesystem, VolumeGroup};
+use crate::plan::{Encrypted, Filesystem, PartKind, VolumeGroup};
 
 pub fn run(inst: &mut Install) -> Result<()> {
-    let (disk, layout) = inst.disk.clone().context("the check phase did not choose a disk")?;
-    let nodes = partition::apply(&disk, &layout)?;
+    ensure!(!inst.disks.is_empty(), "the check phase did not choose a disk");
+    // Per disk, per partition of the layout: its device node.
+    let mut nodes: Vec<Vec<PathBuf>> = Vec::new();
+    for (disk, layout) in inst.disks.clone() {
+        let made = partition::apply(&disk, &layout)?;
+        nodes.push(layout.parts.iter().map(|p| made.get(p.number as usize - 1).cloned().unwrap_or_else(|| partition::partition_path(&disk, p.number))).collect());
+    }
+    let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut made = Vec::new();
-    for (planned, spec) in layout.parts.iter().zip(&inst.plan().layout.partitions) {
-        let node = nodes.get(planned.number as usize - 1).cloned().unwrap_or_else(|| partition::partition_path(&disk, planned.number));
+    let specs = inst.plan().layout.partitions.clone();
+    for (i, spec) in specs.iter().enumerate() {
+        let members: Vec<PathBuf> = nodes.iter().map(|d| d[i].clone()).collect();
+        let node = match inst.plan().layout.raid_of(&spec.name).map(|r| r.level) {
+            Some(level) => {
+                let array = crate::md::create(&spec.name, &inst.plan().hostname, level, &members, time)?;
+                let device = array.device.clone();
+                inst.arrays.push(array);
+                device
+            }
+            None => members[0].clone(),
+        };
         let encrypted = match inst.plan().layout.encryption(&spec.name) {
             Some(e) => Some(encrypt(inst, &node, e)?),
             None => None,
         };
         let device = encrypted.as_ref().map(|o| o.device.clone()).unwrap_or(node);
-        let fs = make_fs(&device, spec.fs, &spec.name, "partition")?;
-        made.push(Made { number: planned.number, device, fs, mountpoint: spec.mountpoint.clone(), options: spec.options.clone(), encrypted });
+        // An esp on a layout over several disks: a copy on each, with the same volume id,
+        // so the fstab line finds whichever disk is there.
+        let uuid = (spec.kind == PartKind::Esp && members.len() > 1).then(random_uuid).transpose()?;
+        let fs = make_fs(&device, spec.fs, &spec.name, "partition", uuid)?;
+        if let Some(uuid) = uuid {
+            for copy in &members[1..] {
+                make_fs(copy, spec.fs, &spec.name, "copy of the esp", Some(uuid))?;
+                inst.esp_copies.push(copy.clone());
+            }
+        }
+        made.push(Made { number: inst.disks[0].1.parts[i].number, device, fs, mountpoint: spec.mountpoint.clone(), options: spec.options.clone(), encrypted });
     }
     if let Some(group) = inst.plan().layout.volume_group.clone() {
         made.extend(volumes(inst, &group, &made)?);
@@ -48,8 +74,15 @@ pub fn run(inst: &mut Install) -> Result<()> {
     Ok(())
 }
 
-/// Makes the file system `fs` (if any) on `device`, labelled `name`.
-fn make_fs(device: &Path, fs: Filesystem, name: &str, what: &str) -> Result<Option<FsInfo>> {
+fn random_uuid() -> Result<[u8; 16]> {
+    let mut u = [0u8; 16];
+    crate::crypt::luks2::random(&mut u)?;
+    Ok(u)
+}
+
+/// Makes the file system `fs` (if any) on `device`, labelled `name` (with `uuid`, else a
+/// random one).
+fn make_fs(device: &Path, fs: Filesystem, name: &str, what: &str, uuid: Option<[u8; 16]>) -> Result<Option<FsInfo>> {
     let kind = match fs {
         Filesystem::Ext4 => FsKind::Ext4,
         Filesystem::Vfat => FsKind::Vfat,
@@ -58,7 +91,7 @@ fn make_fs(device: &Path, fs: Filesystem, name: &str, what: &str) -> Result<Opti
     };
     let target = Target::open(device)?;
     let label = if kind == FsKind::Vfat { name.to_ascii_uppercase() } else { name.to_string() };
-    let info = fs::make(kind, &target, &FsOptions { label: Some(label), ..Default::default() }).with_context(|| format!("making {} on {} ({what} {name})", kind.name(), device.display()))?;
+    let info = fs::make(kind, &target, &FsOptions { label: Some(label), uuid, ..Default::default() }).with_context(|| format!("making {} on {} ({what} {name})", kind.name(), device.display()))?;
     log::info!("{}: {} UUID={} label {}", device.display(), kind.name(), info.uuid, info.label.as_deref().unwrap_or("-"));
     Ok(Some(info))
 }
@@ -76,7 +109,7 @@ fn volumes(inst: &mut Install, group: &VolumeGroup, partitions: &[Made]) -> Resu
     inst.volumes = created.volumes.iter().map(|(_, name)| name.clone()).collect();
     let mut made = Vec::new();
     for (v, (device, _)) in group.volumes.iter().zip(created.volumes) {
-        let fs = make_fs(&device, v.fs, &v.name, "logical volume")?;
+        let fs = make_fs(&device, v.fs, &v.name, "logical volume", None)?;
         made.push(Made { number: 0, device, fs, mountpoint: v.mountpoint.clone(), options: v.options.clone(), encrypted: None });
     }
     Ok(made)

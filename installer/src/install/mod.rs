@@ -34,6 +34,7 @@ mod kexec;
 mod log_file;
 mod packages;
 mod provision;
+mod raid;
 mod system;
 mod unlock;
 
@@ -62,7 +63,7 @@ pub enum Where {
         uefi: bool,
         /// The disks the operator confirmed (`anemos kexec`): the install requires exactly
         /// these before it writes anything.
-        confirmed: Option<crate::disk::Confirmed>,
+        confirmed: Option<Box<crate::disk::Confirmed>>,
     },
     /// Into a directory on the host (`format dir` and `tar`).
     Directory,
@@ -93,7 +94,12 @@ pub struct Install {
     pub place: Where,
     /// Returns the install log so far (copied into the new system).
     pub log: Box<dyn Fn() -> String + Send>,
-    disk: Option<(PathBuf, PlannedLayout)>,
+    /// The disks the check phase chose, the target first, each with its planned layout.
+    disks: Vec<(PathBuf, PlannedLayout)>,
+    /// The md arrays of `raid=`, running until unmount.
+    arrays: Vec<crate::md::Array>,
+    /// The esp's copies on the other disks of a layout over several disks.
+    esp_copies: Vec<PathBuf>,
     preserved: Vec<Preserved>,
     made: Vec<Made>,
     mounts: Option<Mounted>,
@@ -182,7 +188,21 @@ pub type Step = (Phase, fn(&mut Install) -> Result<()>);
 
 impl Install {
     pub fn new(payload: Payload, root: &Path, place: Where, log: Box<dyn Fn() -> String + Send>) -> Install {
-        Install { payload, root: root.to_path_buf(), place, log, disk: None, preserved: Vec::new(), made: Vec::new(), mounts: None, volumes: Vec::new(), packages: None, set_clock: false }
+        Install {
+            payload,
+            root: root.to_path_buf(),
+            place,
+            log,
+            disks: Vec::new(),
+            arrays: Vec::new(),
+            esp_copies: Vec::new(),
+            preserved: Vec::new(),
+            made: Vec::new(),
+            mounts: None,
+            volumes: Vec::new(),
+            packages: None,
+            set_clock: false,
+        }
     }
 
     /// Whether this install lays down an image instead of running the package manager.
@@ -213,9 +233,10 @@ impl Install {
         self.made.iter().find(|m| m.mountpoint.as_deref() == Some("/")).and_then(|m| m.fs.as_ref()).map(|f| f.uuid.clone()).context("no file system is mounted at / in the layout")
     }
 
-    /// The disk the check phase chose and the layout planned for it, once it ran.
-    pub fn target_disk(&self) -> Option<(&Path, &PlannedLayout)> {
-        self.disk.as_ref().map(|(p, l)| (p.as_path(), l))
+    /// The disks the check phase chose (the target first) and the layout planned for
+    /// each, once it ran.
+    pub fn target_disks(&self) -> impl Iterator<Item = (&Path, &PlannedLayout)> {
+        self.disks.iter().map(|(p, l)| (p.as_path(), l))
     }
 
     /// The plan.
@@ -294,6 +315,10 @@ fn unmount(inst: &mut Install) -> Result<()> {
     }
     for opened in inst.made.iter().filter_map(|m| m.encrypted.as_ref()) {
         crate::crypt::close(opened)?;
+    }
+    // Arrays last: everything above them is closed; stopping writes their last state.
+    for array in inst.arrays.drain(..) {
+        crate::md::stop(&array.device)?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! What makes the tree a system of its own: fstab by UUID (the new filesystems, swap, the
-//! preserved disks, the plan's extra lines), crypttab ([`super::unlock`]), the host name, a fresh machine-id, and (from
-//! an image) its own ssh host keys.
+//! preserved disks, the plan's extra lines), crypttab ([`super::unlock`]), mdadm.conf
+//! ([`super::raid`]), the host name, a fresh machine-id, and (from an image) its own ssh
+//! host keys.
 
 use anyhow::{Context, Result};
 
@@ -13,6 +14,7 @@ pub fn run(inst: &mut Install) -> Result<()> {
     if matches!(inst.place, Where::Disk { .. }) {
         root.write_file("etc/fstab", fstab_text(inst).as_bytes(), 0o644)?;
         super::unlock::configure(inst, &root)?;
+        super::raid::configure(inst, &root)?;
     }
     let host = &inst.plan().hostname;
     root.write_file("etc/hostname", format!("{host}\n").as_bytes(), 0o644)?;

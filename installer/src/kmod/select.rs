@@ -9,7 +9,8 @@ use super::{normalize, ModuleIndex};
 
 /// The modules every initramfs carries when they exist in the tree: what common virtual and
 /// physical machines need to reach their disks and network, and the filesystems we make
-/// (and, besides these, [`crate::crypt::MODULES`] for encrypted partitions).
+/// (and, besides these, [`crate::crypt::MODULES`] for encrypted partitions and
+/// [`crate::md::MODULES`] for arrays).
 pub const DEFAULT_MODULES: &[&str] = &[
     // buses and storage
     "virtio_pci",
@@ -68,7 +69,7 @@ pub fn select(index: &ModuleIndex, defaults: bool, extra: &[String], detected: &
     let mut selection = Selection::default();
     let mut wanted: Vec<String> = Vec::new();
     if defaults {
-        for name in DEFAULT_MODULES.iter().chain(crate::crypt::MODULES) {
+        for name in DEFAULT_MODULES.iter().chain(crate::crypt::MODULES).chain(crate::md::MODULES) {
             if index.lookup(name).is_empty() && !index.is_builtin(name) {
                 selection.absent_defaults.push(name.to_string());
             } else {

@@ -34,6 +34,8 @@ pub struct Profile {
     pub unlock: Option<&'static str>,
     /// The package that activates LVM volume groups at boot (`volume_group=`).
     pub lvm: Option<&'static str>,
+    /// The package that assembles md arrays at boot, in the initramfs too (`raid=`).
+    pub raid: Option<&'static str>,
 }
 
 const DEBIAN: Profile = Profile {
@@ -47,6 +49,7 @@ const DEBIAN: Profile = Profile {
     rolling: &["unstable", "sid", "experimental", "rc-buggy"],
     unlock: Some("cryptsetup-initramfs"),
     lvm: Some("lvm2"),
+    raid: Some("mdadm"),
 };
 
 const ARCH: Profile = Profile {
@@ -60,6 +63,7 @@ const ARCH: Profile = Profile {
     rolling: &[],
     unlock: None,
     lvm: None,
+    raid: None,
 };
 
 const ALPINE: Profile = Profile {
@@ -73,6 +77,7 @@ const ALPINE: Profile = Profile {
     rolling: &[],
     unlock: None,
     lvm: None,
+    raid: None,
 };
 
 /// The profile of `target`.
@@ -140,6 +145,9 @@ impl Profile {
         let mut out = Vec::new();
         if let Some(u) = self.unlock.filter(|_| !plan.layout.encrypted.is_empty()) {
             out.push((u, "unlocks the encrypted partitions at boot"));
+        }
+        if let Some(r) = self.raid.filter(|_| !plan.layout.raid.is_empty()) {
+            out.push((r, "assembles the RAID arrays at boot"));
         }
         if let Some(l) = self.lvm.filter(|_| plan.layout.volume_group.is_some()) {
             out.push((l, "activates the volume group at boot"));

@@ -63,7 +63,7 @@ struct VersionOnly {
 pub fn parse_plan(text: &str) -> Result<Plan> {
     let v: VersionOnly = serde_json::from_str(text).context("plan.json is not a JSON object")?;
     match v.version {
-        Some(PLAN_VERSION) => {}
+        Some(n) if (crate::plan::PLAN_VERSION_MIN..=PLAN_VERSION).contains(&n) => {}
         Some(n) => bail!("plan.json has version {n}, but this anemos reads version {PLAN_VERSION}; pack the payload with the same anemos version as the initramfs"),
         None => bail!("plan.json has no version field; it was not written by anemos pack"),
     }

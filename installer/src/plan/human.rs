@@ -169,14 +169,15 @@ fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
 
 fn render_disks(o: &mut String, p: &Plan) -> fmt::Result {
     let disk = match &p.disk {
-        Some(d) => d.to_string(),
+        Some(d) => std::iter::once(d).chain(&p.other_disks).map(|d| d.to_string()).collect::<Vec<_>>().join(" and "),
         None => "the only non-removable disk (the install stops if there are several)".into(),
     };
     let table = match p.layout.table {
         TableType::Gpt => "gpt",
         TableType::Msdos => "msdos",
     };
-    writeln!(o, "  WIPED         {disk}: every byte may be lost; a new {table} table with:")?;
+    let each = if p.other_disks.is_empty() { "" } else { " on each" };
+    writeln!(o, "  WIPED         {disk}: every byte may be lost; a new {table} table{each} with:")?;
     for part in &p.layout.partitions {
         let mp = part.mountpoint.as_deref().unwrap_or("-");
         let boot = if part.bootable { " (bootable)" } else { "" };
@@ -184,7 +185,12 @@ fn render_disks(o: &mut String, p: &Plan) -> fmt::Result {
             Some(e) => format!(" (LUKS2, secret {}, {})", e.secret, if e.unlock == Unlock::Unattended { "unlocked at boot by a key file" } else { "passphrase asked at boot" }),
             None => String::new(),
         };
-        writeln!(o, "                  {:<10} {:>9}  {:<9} {:<5} {mp}{boot}{crypt}", part.name, part.size.to_string(), part.kind.to_string(), part.fs.name())?;
+        let raid = match p.layout.raid_of(&part.name) {
+            Some(r) => format!(" ({} array /dev/md/{} across the disks)", r.level.name(), part.name),
+            None if !p.other_disks.is_empty() && part.kind == PartKind::Esp => " (a copy on each disk)".into(),
+            None => String::new(),
+        };
+        writeln!(o, "                  {:<10} {:>9}  {:<9} {:<5} {mp}{boot}{raid}{crypt}", part.name, part.size.to_string(), part.kind.to_string(), part.fs.name())?;
     }
     if let Some(g) = &p.layout.volume_group {
         writeln!(o, "  LVM           volume group {} over {}, with:", g.name, g.members.join(", "))?;

@@ -14,7 +14,11 @@ pub use types::*;
 
 /// The version of the `plan.json` schema. Bump it on any change a reader must know about;
 /// the init refuses a plan whose version it does not know.
-pub const PLAN_VERSION: u32 = 1;
+/// Version 2 added layouts over several disks (`other_disks`, `raid`): an init that reads
+/// only version 1 would install a plan with arrays onto one disk, so it must refuse it.
+pub const PLAN_VERSION: u32 = 2;
+/// The oldest version this anemos still reads (every later field has a default).
+pub const PLAN_VERSION_MIN: u32 = 1;
 
 #[cfg(test)]
 pub(crate) mod tests;

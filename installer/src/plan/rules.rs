@@ -20,6 +20,7 @@ pub enum At {
     Encrypt(usize),
     VolumeGroup,
     Volume(usize),
+    Raid(usize),
 }
 
 /// The least size of an encrypted partition: the LUKS2 header takes 16 MiB.
@@ -72,6 +73,33 @@ impl Layout {
         }
         out.extend(self.encryption_problems());
         out.extend(self.volume_problems());
+        out.extend(self.raid_problems());
+        out
+    }
+
+    /// The rules of `raid=`: each entry names one partition, once; the esp and bios-boot
+    /// are never members (each disk gets its own copy, so the firmware finds one on either
+    /// disk); with arrays, every other partition is one (it is on every disk).
+    fn raid_problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for (i, r) in self.raid.iter().enumerate() {
+            let mut at = |message: String| out.push(Problem { at: At::Raid(i), message });
+            if self.raid[..i].iter().any(|q| q.partition == r.partition) {
+                at(format!("partition {:?} is named twice", r.partition));
+            }
+            match self.partitions.iter().find(|p| p.name == r.partition) {
+                None => at(format!("there is no partition {:?} to make an array of", r.partition)),
+                Some(p) if matches!(p.kind, PartKind::Esp | PartKind::BiosBoot) => {
+                    at(format!("partition {:?} is the {}: it is never an array member; every disk gets its own copy, so either disk boots", p.name, p.kind))
+                }
+                Some(_) => {}
+            }
+        }
+        if !self.raid.is_empty() {
+            for p in self.partitions.iter().filter(|p| !matches!(p.kind, PartKind::Esp | PartKind::BiosBoot) && self.raid_of(&p.name).is_none()) {
+                out.push(Problem { at: At::Layout, message: format!("partition {:?} is on every disk but in no array: add \"{} raid1\" (or raid0, raid10) to raid=", p.name, p.name) });
+            }
+        }
         out
     }
 

@@ -11,6 +11,7 @@ pub(crate) fn sample() -> Plan {
         format: Format::Raw { size: 8 << 30 },
         format_origin: FormatOrigin::Default,
         disk: Some(DiskSelector::Serial("ABC".into())),
+        other_disks: vec![],
         layout: Layout {
             table: TableType::Gpt,
             partitions: vec![Partition {
@@ -27,6 +28,7 @@ pub(crate) fn sample() -> Plan {
             origin: LayoutOrigin::Partitions,
             encrypted: vec![],
             volume_group: None,
+            raid: vec![],
         },
         preserve: vec![Preserve { what: PreserveTarget::Disk { disk: DiskSelector::Size(1 << 40) }, mountpoint: Some("/home".into()), fstype: "ext4".into(), options: "defaults".into() }],
         mounts: vec![],
@@ -60,9 +62,11 @@ fn json_round_trip_reads_like_the_imgbuild() {
 
 #[test]
 fn unknown_versions_are_refused() {
-    let json = serde_json::to_string(&sample()).unwrap().replace("\"version\":1", "\"version\":99");
-    let e = parse_plan(&json).unwrap_err().to_string();
-    assert!(e.contains("version 99") && e.contains("reads version 1"), "{e}");
+    let json = serde_json::to_string(&sample()).unwrap();
+    let e = parse_plan(&json.replace("\"version\":2", "\"version\":99")).unwrap_err().to_string();
+    assert!(e.contains("version 99") && e.contains("reads version 2"), "{e}");
+    // Version 1 (no arrays, one disk) is a subset: still read.
+    assert_eq!(parse_plan(&json.replace("\"version\":2", "\"version\":1")).unwrap().layout, sample().layout);
     assert!(parse_plan("{}").unwrap_err().to_string().contains("no version"));
 }
 

@@ -24,6 +24,10 @@ pub struct Plan {
     /// The disk an install on real hardware wipes; `None` means "the only non-removable
     /// disk", which the install must check at run time (and fail if there are several).
     pub disk: Option<DiskSelector>,
+    /// The other disks of a layout over several disks (`disk=` lists them after the first;
+    /// `raid=`): each gets the same partition table, the arrays span them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_disks: Vec<DiskSelector>,
     /// The partition table written to that disk (or into a raw image).
     pub layout: Layout,
     /// Disks and partitions that are never written.
@@ -172,6 +176,38 @@ pub struct Layout {
     /// An LVM2 volume group over `lvm` partitions, and its logical volumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_group: Option<VolumeGroup>,
+    /// Partitions made md arrays over every disk (`raid=`), in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raid: Vec<Raid>,
+}
+
+/// A partition that is, on every disk, a member of one md array (`/dev/md/NAME`); the
+/// encryption, volume group or file system of the partition goes on the array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Raid {
+    pub partition: String,
+    pub level: RaidLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RaidLevel {
+    /// Striped: the members' sizes add up, no redundancy.
+    Raid0,
+    /// Mirrored: every member holds everything.
+    Raid1,
+    /// Two copies of each chunk, striped ("near 2").
+    Raid10,
+}
+
+impl RaidLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            RaidLevel::Raid0 => "raid0",
+            RaidLevel::Raid1 => "raid1",
+            RaidLevel::Raid10 => "raid10",
+        }
+    }
 }
 
 /// An LVM2 volume group (`volume_group=`) and its logical volumes (`volumes=`).
@@ -225,6 +261,11 @@ impl Layout {
     /// The encryption of the partition `name`, if it is encrypted.
     pub fn encryption(&self, name: &str) -> Option<&Encrypted> {
         self.encrypted.iter().find(|e| e.partition == name)
+    }
+
+    /// The array of the partition `name`, if it is in `raid=`.
+    pub fn raid_of(&self, name: &str) -> Option<&Raid> {
+        self.raid.iter().find(|r| r.partition == name)
     }
 
     /// Whether the partition mounted at `/` is encrypted.
@@ -303,6 +344,8 @@ pub mod type_guid {
     pub const HOME: &str = "933AC7E1-2EB4-4F13-B844-0E14E2AEF915";
     pub const SRV: &str = "3B8F8425-20E0-4F3B-907F-1A25A76F98E8";
     pub const LVM: &str = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
+    /// A member of an md array ("Linux RAID"; MBR type 0xfd).
+    pub const RAID: &str = "A19D880F-05FC-4D3B-A006-743F0F84911E";
 }
 
 impl PartKind {

@@ -8,29 +8,32 @@ use super::Ctx;
 use crate::plan::parse::parse_selector;
 use crate::plan::*;
 
-pub fn disk(cx: &mut Ctx<'_>) -> Option<DiskSelector> {
-    let text = cx.get("disk")?.trim().to_string();
-    match parse_selector(&text) {
-        Ok(s) => {
-            if let Some(w) = kernel_name_warning(&s) {
-                cx.warn("disk", format!("disk={text}: {w}"));
+/// `disk=`: the disk to wipe, or several (for `raid=`), each a selector. Empty when unset.
+pub fn disks(cx: &mut Ctx<'_>) -> Vec<DiskSelector> {
+    let Some(text) = cx.get("disk").map(str::to_string) else { return Vec::new() };
+    let mut out: Vec<DiskSelector> = Vec::new();
+    for word in text.split_whitespace() {
+        match parse_selector(word) {
+            Ok(s) if out.contains(&s) => cx.error("disk", format!("disk={word}: named twice")),
+            Ok(s) => {
+                if let Some(w) = kernel_name_warning(&s) {
+                    cx.warn("disk", format!("disk={word}: {w}"));
+                }
+                out.push(s)
             }
-            Some(s)
-        }
-        Err(e) => {
-            cx.error("disk", format!("disk={text:?}: {e}"));
-            None
+            Err(e) => cx.error("disk", format!("disk={word:?}: {e}")),
         }
     }
+    out
 }
 
 /// `preserve=`: `SELECTOR [MOUNTPOINT [FSTYPE [OPTIONS]]]` per line, where SELECTOR is a disk
 /// selector, `SELECTOR#N` (partition N), `PARTLABEL=…` or `UUID=…`.
-pub fn preserve(cx: &mut Ctx<'_>, target: Option<&DiskSelector>) -> Option<Vec<Preserve>> {
+pub fn preserve(cx: &mut Ctx<'_>, targets: &[DiskSelector]) -> Option<Vec<Preserve>> {
     let mut out = Vec::new();
     let mut ok = true;
     for (offset, line) in cx.lines("preserve") {
-        match preserve_line(&line, target) {
+        match preserve_line(&line, targets) {
             Ok(p) => {
                 if let PreserveTarget::Disk { disk } | PreserveTarget::Partition { disk, .. } = &p.what {
                     if let Some(w) = kernel_name_warning(disk) {
@@ -48,7 +51,7 @@ pub fn preserve(cx: &mut Ctx<'_>, target: Option<&DiskSelector>) -> Option<Vec<P
     ok.then_some(out)
 }
 
-fn preserve_line(line: &str, target: Option<&DiskSelector>) -> Result<Preserve, String> {
+fn preserve_line(line: &str, targets: &[DiskSelector]) -> Result<Preserve, String> {
     let w: Vec<&str> = line.split_whitespace().collect();
     if w.len() > 4 {
         return Err("expected SELECTOR [MOUNTPOINT [FSTYPE [OPTIONS]]]".into());
@@ -63,9 +66,9 @@ fn preserve_line(line: &str, target: Option<&DiskSelector>) -> Result<Preserve, 
     } else {
         PreserveTarget::Disk { disk: parse_selector(w[0])? }
     };
-    if let (Some(t), PreserveTarget::Disk { disk } | PreserveTarget::Partition { disk, .. }) = (target, &what) {
-        if same_disk(t, disk) {
-            return Err("this is the disk= target, which the install wipes; a kept disk must be another one".into());
+    if let PreserveTarget::Disk { disk } | PreserveTarget::Partition { disk, .. } = &what {
+        if targets.iter().any(|t| same_disk(t, disk)) {
+            return Err("this is a disk= target, which the install wipes; a kept disk must be another one".into());
         }
     }
     let mountpoint = match w.get(1).copied() {
@@ -182,16 +185,16 @@ mod tests {
 
     #[test]
     fn preserve_lines() {
-        let p = preserve_line("serial:HOME1 /home ext4 noatime", None).unwrap();
+        let p = preserve_line("serial:HOME1 /home ext4 noatime", &[]).unwrap();
         assert_eq!(p.what, PreserveTarget::Disk { disk: DiskSelector::Serial("HOME1".into()) });
         assert_eq!((p.mountpoint.as_deref(), p.fstype.as_str(), p.options.as_str()), (Some("/home"), "ext4", "noatime"));
-        let p = preserve_line("/dev/vdb#2", None).unwrap();
+        let p = preserve_line("/dev/vdb#2", &[]).unwrap();
         assert_eq!(p.what, PreserveTarget::Partition { disk: DiskSelector::Path("/dev/vdb".into()), number: 2 });
         assert_eq!(p.fstype, "auto");
-        let target = DiskSelector::ById("x".into());
-        assert!(preserve_line("/dev/disk/by-id/x /data", Some(&target)).unwrap_err().contains("disk= target"));
-        assert!(preserve_line("by-id:x#1", Some(&target)).unwrap_err().contains("disk= target"));
-        assert!(preserve_line("PARTLABEL=", None).is_err());
+        let targets = [DiskSelector::Serial("A".into()), DiskSelector::ById("x".into())];
+        assert!(preserve_line("/dev/disk/by-id/x /data", &targets).unwrap_err().contains("disk= target"));
+        assert!(preserve_line("by-id:x#1", &targets).unwrap_err().contains("disk= target"));
+        assert!(preserve_line("PARTLABEL=", &[]).is_err());
     }
 
     #[test]

@@ -52,18 +52,25 @@ pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, e
     let (parts, ok) = cx.parse_lines("partitions", |line| partition(line, table));
     let (encrypted, encrypt_ok) = cx.parse_lines("encrypt", super::encrypt::entry);
     let (group, group_ok) = super::volumes::group(cx);
+    let (raid, raid_ok) = cx.parse_lines("raid", super::raid::entry);
     // The rules across partitions are checked on the lines that parsed, so one bad line
     // does not hide the other problems.
-    let lines = Lines { parts: parts.iter().map(|(o, _)| *o).collect(), encrypt: encrypted.iter().map(|(o, _)| *o).collect(), volumes: group.as_ref().map(|g| g.1.clone()).unwrap_or_default() };
+    let lines = Lines {
+        parts: parts.iter().map(|(o, _)| *o).collect(),
+        encrypt: encrypted.iter().map(|(o, _)| *o).collect(),
+        volumes: group.as_ref().map(|g| g.1.clone()).unwrap_or_default(),
+        raid: raid.iter().map(|(o, _)| *o).collect(),
+    };
     let layout = Layout {
         table,
         partitions: parts.into_iter().map(|(_, p)| p).collect(),
         origin: LayoutOrigin::Partitions,
         encrypted: encrypted.into_iter().map(|(_, e)| e).collect(),
         volume_group: group.map(|g| g.0),
+        raid: raid.into_iter().map(|(_, r)| r).collect(),
     };
     let consistent = check_layout(cx, &layout, &lines, format, explicit);
-    (ok && encrypt_ok && group_ok && consistent).then_some(layout)
+    (ok && encrypt_ok && group_ok && raid_ok && consistent).then_some(layout)
 }
 
 /// makeimg's single partition: the whole disk, root, bootable on msdos.
@@ -79,7 +86,7 @@ fn legacy(args: RawArgs, origin: LayoutOrigin) -> Layout {
         mountpoint: Some("/".into()),
         options: "defaults".into(),
     };
-    Layout { table: args.table, partitions: vec![root], origin, encrypted: Vec::new(), volume_group: None }
+    Layout { table: args.table, partitions: vec![root], origin, encrypted: Vec::new(), volume_group: None, raid: Vec::new() }
 }
 
 /// One line of `partitions=`.
@@ -215,6 +222,7 @@ struct Lines {
     parts: Vec<usize>,
     encrypt: Vec<usize>,
     volumes: Vec<usize>,
+    raid: Vec<usize>,
 }
 
 /// The rules across partitions ([`Layout::problems`]), each on its line, and whether the
@@ -226,6 +234,7 @@ fn check_layout(cx: &mut Ctx<'_>, layout: &Layout, lines: &Lines, format: Option
             At::Partition(i) => cx.error_within("partitions", lines.parts[i], format!("partitions: {}", problem.message)),
             At::Encrypt(i) => cx.error_within("encrypt", lines.encrypt[i], format!("encrypt: {}", problem.message)),
             At::Volume(i) => cx.error_within("volumes", lines.volumes[i], format!("volumes: {}", problem.message)),
+            At::Raid(i) => cx.error_within("raid", lines.raid[i], format!("raid: {}", problem.message)),
             At::VolumeGroup => cx.error("volume_group", format!("volume_group: {}", problem.message)),
             At::Layout => cx.error("partitions", format!("partitions: {}", problem.message)),
         }

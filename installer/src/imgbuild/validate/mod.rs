@@ -10,6 +10,7 @@ mod image;
 mod layout;
 mod mirror;
 mod network;
+mod raid;
 mod simple;
 mod storage;
 mod volumes;
@@ -39,6 +40,7 @@ pub const VARIABLES: &[&str] = &[
     "encrypt",
     "volume_group",
     "volumes",
+    "raid",
     "preserve",
     "mounts",
     "bootloader",
@@ -150,8 +152,8 @@ pub fn validate(cx: &mut Ctx<'_>, inputs: &Inputs<'_>, functions: &BTreeSet<Stri
     });
     let explicit = fmt.as_ref().is_some_and(|f| f.1 != FormatOrigin::Default);
     let layout = layout::layout(cx, fmt.as_ref().map(|f| &f.0), fmt.as_ref().and_then(|f| f.2), explicit);
-    let disk = disks::disk(cx);
-    let preserve = disks::preserve(cx, disk.as_ref());
+    let disks = disks::disks(cx);
+    let preserve = disks::preserve(cx, &disks);
     let mounts = disks::mounts(cx);
     if let Some(l) = &layout {
         disks::unique_mountpoints(cx, l, &preserve, &mounts);
@@ -166,6 +168,7 @@ pub fn validate(cx: &mut Ctx<'_>, inputs: &Inputs<'_>, functions: &BTreeSet<Stri
     if let Some(l) = &layout {
         let from_image = matches!(&image, Some(Some(_)));
         storage::fits(cx, l, target.as_ref(), fmt.as_ref().map(|f| &f.0), from_image, bootloader);
+        storage::disks_fit(cx, l, disks.len());
     }
     let proxy = simple::proxy(cx);
     let network = network::network(cx);
@@ -182,7 +185,8 @@ pub fn validate(cx: &mut Ctx<'_>, inputs: &Inputs<'_>, functions: &BTreeSet<Stri
         packages,
         format,
         format_origin,
-        disk,
+        disk: disks.first().cloned(),
+        other_disks: disks.iter().skip(1).cloned().collect(),
         layout: layout?,
         preserve: preserve?,
         mounts: mounts?,

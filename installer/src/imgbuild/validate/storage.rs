@@ -1,6 +1,7 @@
 //! What the rest of the plan must allow when the layout goes beyond plain partitions
-//! (`encrypt=`, `volume_group=`): a target whose initramfs can open them, an install onto
-//! disks by the package path, and a boot loader that does not have to read them.
+//! (`encrypt=`, `volume_group=`, `raid=`): a target whose initramfs can open them, an
+//! install onto disks by the package path, a boot loader that does not have to read them,
+//! and as many disks as the arrays need.
 
 use super::Ctx;
 use crate::packages::profile;
@@ -8,7 +9,11 @@ use crate::plan::*;
 
 pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: Option<&Format>, image: bool, bootloader: Option<Bootloader>) {
     let profile = target.map(profile::of);
-    let used = [("encrypt", !layout.encrypted.is_empty(), profile.map(|p| p.unlock), "cryptsetup-initramfs"), ("volume_group", layout.volume_group.is_some(), profile.map(|p| p.lvm), "lvm2")];
+    let used = [
+        ("encrypt", !layout.encrypted.is_empty(), profile.map(|p| p.unlock), "cryptsetup-initramfs"),
+        ("volume_group", layout.volume_group.is_some(), profile.map(|p| p.lvm), "lvm2"),
+        ("raid", !layout.raid.is_empty(), profile.map(|p| p.raid), "mdadm"),
+    ];
     for (var, _, package, tool) in used.into_iter().filter(|u| u.1) {
         if let (Some(p), Some(None)) = (profile, package) {
             cx.error(var, format!("{var}= is not supported for target {} yet (debian only: its initramfs opens them with {tool})", p.name));
@@ -20,9 +25,23 @@ pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: 
             cx.error(var, format!("{var}= with image= is not supported yet: install such hosts by the package path (the image's initramfs cannot open them)"));
         }
     }
+    if !layout.raid.is_empty() && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
+        cx.error("raid", "raid= needs bootloader=systemd-boot (on every disk's esp); GRUB on arrays is not supported yet");
+    }
     let root_on_volume = layout.volume_group.iter().flat_map(|g| &g.volumes).any(|v| v.mountpoint.as_deref() == Some("/"));
     if (layout.root_encrypted() || root_on_volume) && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
         let (var, what) = if root_on_volume { ("volumes", "a / on a logical volume") } else { ("encrypt", "an encrypted /") };
         cx.error(var, format!("{what} needs bootloader=systemd-boot (it boots the kernel from the esp; GRUB would have to read /)"));
+    }
+}
+
+/// `raid=` and the number of disks in `disk=`: arrays need two or more (RAID1 and RAID10
+/// mirror, RAID0 stripes), and several disks need arrays to put on them.
+pub fn disks_fit(cx: &mut Ctx<'_>, layout: &Layout, disks: usize) {
+    if !layout.raid.is_empty() && disks < 2 {
+        cx.error("raid", format!("raid= makes arrays across the disks of disk=, which names {disks}: list two or more (disk=\"serial:A serial:B\")"));
+    }
+    if layout.raid.is_empty() && disks > 1 {
+        cx.error("disk", format!("disk= names {disks} disks but raid= is empty: say which partitions become arrays across them (raid=\"root raid1\")"));
     }
 }
