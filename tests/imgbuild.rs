@@ -106,6 +106,7 @@ const BAD: &[(&str, &str)] = &[
     ("path-escape", "files/etc/shadow.makeimg.template: is a symlink; a patch or template must be a regular file"),
     ("symlink-loop", "files/etc/app/a: symlink loop (/etc/app/a -> ../app/b -> /etc/app/a)"),
     ("lvm-grub", "IMGBUILD:12: a / on a logical volume needs bootloader=systemd-boot"),
+    ("raid-disks", "IMGBUILD:11: raid= makes arrays across the disks of disk=, which names 1: list two or more"),
     ("encrypt-secret", "IMGBUILD:11: encrypt: secret \"disk_key\": no secret \"disk_key\": there is no secrets/disk_key.age or secrets/disk_key, and no secrets_command"),
 ];
 
@@ -179,6 +180,45 @@ fn volume_groups_are_planned_and_checked_line_by_line() {
     ] {
         assert!(err.contains(line), "missing {line:?} in:\n{err}");
     }
+}
+
+/// `raid=` over the disks of `disk=`: the plan shows each array, the esp copies and what the
+/// install adds; every problem is found by check, on its line; the JSON plan carries it.
+#[test]
+fn arrays_are_planned_and_checked_line_by_line() {
+    let out = anemos(&["check", corpus("raid").to_str().unwrap()]).unwrap();
+    assert!(out.contains("WIPED         serial:DISK-A and serial:DISK-B: every byte may be lost; a new gpt table on each with:"), "{out}");
+    assert!(out.contains("/boot/efi (a copy on each disk)") && out.contains("/ (raid1 array /dev/md/root across the disks) (LUKS2"), "{out}");
+    assert!(out.contains("(raid0 array /dev/md/pv across the disks)") && out.contains("mdadm (assembles the RAID arrays at boot)"), "{out}");
+    let json = anemos(&["check", corpus("raid").to_str().unwrap(), "--json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let plan: Plan = serde_json::from_value(v["plan"].clone()).unwrap();
+    assert_eq!(plan.other_disks, [installer::plan::DiskSelector::Serial("DISK-B".into())]);
+    assert_eq!(plan.layout.raid.iter().map(|r| (r.partition.as_str(), r.level)).collect::<Vec<_>>(), [("root", installer::plan::RaidLevel::Raid1), ("pv", installer::plan::RaidLevel::Raid0)]);
+    let (ok, _, err) = run(&["check", corpus("bad/raid").to_str().unwrap()]);
+    assert!(!ok);
+    for line in [
+        "IMGBUILD:16: raid: \"srv   raid5\": \"raid5\" is not a RAID level anemos makes (allowed: raid1, raid0, raid10)",
+        "IMGBUILD:14: raid: partition \"esp\" is the esp: it is never an array member",
+        "IMGBUILD:15: raid: there is no partition \"data\" to make an array of",
+        "IMGBUILD:17: raid: partition \"root\" is named twice",
+        "IMGBUILD:6: partitions: partition \"tmp\" is on every disk but in no array: add \"tmp raid1\"",
+        "has 6 errors",
+    ] {
+        assert!(err.contains(line), "missing {line:?} in:\n{err}");
+    }
+    let (ok, _, err) = run(&["check", corpus("bad/raid-disks").to_str().unwrap()]);
+    assert!(!ok && err.contains("raid= needs bootloader=systemd-boot"), "{err}");
+    // One disk image cannot hold it: anemos image says so before it builds anything.
+    let out_dir = scratch("imgbuild-raid-image");
+    let (ok, _, err) =
+        run(&["image", workspace().join("examples/raid-luks").to_str().unwrap(), "-o", out_dir.to_str().unwrap(), "--identity", workspace().join("examples/raid-luks/demo-age.key").to_str().unwrap()]);
+    assert!(!ok && err.contains("lays its layout over 2 disks") && err.contains("anemos deploy, kexec or pxe"), "{err}");
+    assert_eq!(std::fs::read_dir(&out_dir).map(|d| d.count()).unwrap_or(0), 0, "anemos image left files");
+    // The example checks as it is, without a warning.
+    let example = workspace().join("examples/raid-luks");
+    let (ok, out, err) = run(&["check", example.to_str().unwrap(), "--identity", example.join("demo-age.key").to_str().unwrap()]);
+    assert!(ok && !err.contains("warning") && out.contains("raid1 array /dev/md/pv"), "{out}\n{err}");
 }
 
 #[test]

@@ -1,13 +1,17 @@
 //! md superblocks written in-process, judged by mdadm on the test's own image files at odd
 //! sizes: `mdadm --examine` must read each member as format 1.2 with a correct checksum, the
 //! level, the members' roles, one array UUID and name, and the sizes anemos planned with.
-//! (The host's kernel has no md driver here; assembly by the kernel is proven by the QEMU
-//! install in tests/install.rs.)
+//! The host's kernel has no md driver here: the kernel's assembly, Debian's mdadm at boot
+//! and a boot from either disk alone are proven by a whole install under QEMU.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anemos_tests::{scratch, sh, sparse_file};
+use std::time::Duration;
+
+use anemos_qemu::{Config, Console, Disk, Firmware, Net, Ovmf, Vm};
+use anemos_tests::server::{self, guest_mirror_args, BOOT};
+use anemos_tests::{anemos, scratch, sh, sparse_file, vm_lock};
 use installer::md;
 use installer::plan::RaidLevel;
 
@@ -92,4 +96,81 @@ fn members_too_small_or_alone_are_refused_before_a_write() {
     assert_eq!(std::fs::read(&tiny[1]).unwrap(), before, "a member was written");
     let e = md::write_superblocks("root", "h", RaidLevel::Raid1, &tiny[1..], 0).unwrap_err().to_string();
     assert!(e.contains("two or more members"), "{e}");
+}
+
+/// The layout of the QEMU proof: an esp on each disk, / encrypted (unlocked by a key file
+/// in the initramfs) on a RAID1 across the two disks.
+const RAID_LAYOUT: &str = "disk=\"serial:raid-a serial:raid-b\"\npartitions=\"\n esp 256M esp\n root rest root\n\"\nraid=\"root raid1\"\nencrypt=\"root disk_key unattended\"\n";
+
+/// debian-minimal installed by the installer itself (as a deploy or PXE boot runs it) onto
+/// two blank disks: a RAID1 under an encrypted /. Then the two disks boot unattended with
+/// the array whole; then the second disk alone boots it degraded (the first removed).
+#[test]
+fn a_raid1_encrypted_root_boots_unattended_and_from_the_second_disk_alone() {
+    let _lock = vm_lock();
+    let (project, dir) = server::project("install-raid", "examples/debian-minimal").unwrap();
+    std::fs::create_dir_all(project.join("secrets")).unwrap();
+    let secret = "a passphrase for the raid test root";
+    std::fs::write(project.join("secrets/disk_key"), format!("{secret}\n")).unwrap();
+    let imgbuild = std::fs::read_to_string(project.join("IMGBUILD")).unwrap();
+    std::fs::write(project.join("IMGBUILD"), format!("{imgbuild}\n{RAID_LAYOUT}")).unwrap();
+    let payload = dir.join("payload.cpio");
+    let mut pack = vec!["pack".to_string(), project.display().to_string(), "-o".into(), payload.display().to_string()];
+    pack.extend(guest_mirror_args().unwrap());
+    anemos(&pack.iter().map(String::as_str).collect::<Vec<_>>()).unwrap_or_else(|e| panic!("{e:#}"));
+    let printed = anemos(&["check", project.to_str().unwrap()]).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(printed.contains("raid1 array /dev/md/root across the disks") && printed.contains("(a copy on each disk)"), "{printed}");
+    let kernel = anemos_tests::test_kernel();
+    let initrd = dir.join("initramfs.img");
+    let modules = kernel.modules_dir.display().to_string();
+    anemos(&["initramfs", "-o", initrd.to_str().unwrap(), "--kernel-release", &kernel.release, "--modules-dir", &modules, "--no-autodetect", "--payload", payload.to_str().unwrap()]).unwrap();
+    let (a, b) = (dir.join("a.img"), dir.join("b.img"));
+    for f in [&a, &b] {
+        sparse_file(f, 3 << 30).unwrap();
+    }
+    let disk = |f: &PathBuf, serial: &str| Disk { serial: Some(serial.into()), ..Disk::raw(f) };
+    let mut config = Config::direct(&kernel.vmlinuz, &initrd);
+    config.accel = anemos_qemu::choose_accel(&kernel.vmlinuz, &initrd);
+    config.firmware = Firmware::Uefi(Ovmf::find().unwrap());
+    config.append = "anemos.done=poweroff anemos.on_failure=poweroff".into();
+    config.disks = vec![disk(&a, "raid-a"), disk(&b, "raid-b")];
+    config.net = Some(Net::default());
+    let install_log = dir.join("install-console.log");
+    let mut vm = Vm::start(&config, Console::Capture(install_log.clone())).unwrap();
+    let end = vm.expect_event(Duration::from_secs(1500), |e| matches!(e, installer::event::Event::Done { .. } | installer::event::Event::Failed { .. })).unwrap();
+    assert!(matches!(end, installer::event::Event::Done { .. }), "the install failed: {end:?}; console: {}", install_log.display());
+    assert!(vm.wait_exit(Duration::from_secs(120)).unwrap().success());
+    let console = std::fs::read_to_string(&install_log).unwrap();
+    assert!(console.contains("RAID: root raid1 of") && console.contains("the esp copied onto"), "{}", install_log.display());
+    assert!(!console.contains(secret), "the passphrase reached the console");
+    for f in [&a, &b] {
+        let member = sh(&format!("partx -g -o START -n 2 {}", f.display())).unwrap();
+        let start: u64 = member.trim().parse().unwrap();
+        let head = dir.join("member-head.img");
+        sh(&format!("dd if={} of={} bs=512 skip={start} count=4096 status=none", f.display(), head.display())).unwrap();
+        let e = sh(&format!("mdadm --examine {}", head.display())).unwrap_or_default();
+        assert!(e.contains("Raid Level : raid1") && e.contains("Checksum :") && e.contains("correct"), "{}: {e}", f.display());
+    }
+
+    // Both disks: unattended, / on crypt on raid1, the array whole.
+    let r = boot_report(vec![disk(&a, "raid-a"), disk(&b, "raid-b")], &dir.join("boot-both.log"));
+    assert_eq!((r["dpkg-audit"].as_str(), r["fstab"].as_str(), r["missing"].as_str()), ("clean", "valid", ""), "{r:?}");
+    assert_eq!(r["root-stack"], "crypt,raid1,part,disk", "{r:?}");
+    assert!(r["arrays"].ends_with(":2/2"), "{r:?}");
+    // The second disk alone (the first taken out): the array runs degraded, / and the esp
+    // copy mount, nobody types anything.
+    let r = boot_report(vec![disk(&b, "raid-b")], &dir.join("boot-second.log"));
+    assert_eq!((r["fstab"].as_str(), r["missing"].as_str(), r["root-stack"].as_str()), ("valid", "", "crypt,raid1,part,disk"), "{r:?}");
+    assert!(r["arrays"].ends_with(":2/1"), "{r:?}");
+}
+
+/// Boots the disks with UEFI and returns the fields of the example's report line.
+fn boot_report(disks: Vec<Disk>, log: &std::path::Path) -> BTreeMap<String, String> {
+    let mut config = Config::from_disk(disks[0].clone(), Firmware::Uefi(Ovmf::find().unwrap()));
+    config.disks = disks;
+    config.net = Some(Net::default());
+    let mut vm = Vm::start(&config, Console::Capture(log.to_path_buf())).unwrap();
+    vm.expect("ANEMOS-REPORT ", BOOT).unwrap_or_else(|e| panic!("{e:#}; console: {}", log.display()));
+    let line = vm.expect("\n", Duration::from_secs(10)).unwrap();
+    line.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }

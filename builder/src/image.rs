@@ -77,6 +77,13 @@ fn vm_initramfs(project: &Project, kernel: &Kernel, work: &Scratch) -> Result<Pa
 
 fn raw(req: &ImageRequest, project: &Project, size: u64) -> Result<(PathBuf, Vec<(String, u64)>)> {
     let plan = &project.plan;
+    if !plan.other_disks.is_empty() {
+        bail!(
+            "{} lays its layout over {} disks (disk= with raid=), and a raw image is one disk: install such a machine with anemos deploy, kexec or pxe; nothing was built",
+            plan.imgname,
+            plan.other_disks.len() + 1
+        );
+    }
     let kernel = Kernel::cached().context("the build VM needs a kernel")?;
     let image = req.output_dir.join(format!("{}.img", plan.imgname));
     // Private, and removed on every way out: it holds the payload (secrets) until the VM

@@ -41,6 +41,7 @@ pub fn run(inst: &mut Install) -> Result<()> {
         log::info!("target disk is the one confirmed: {}", c.target.describe());
     }
     let planned = plan_disks(inst.plan(), &resolved.targets())?;
+    super::storage_ready::check(inst)?;
     let preserved: Vec<Preserved> = resolved.preserved.iter().filter_map(|l| l.fstab()).collect();
     for p in &preserved {
         log::info!("preserved: {} ({}) mounted at {}", p.device.display(), p.uuid.as_deref().unwrap_or("no UUID"), p.mountpoint);

@@ -35,6 +35,7 @@ mod log_file;
 mod packages;
 mod provision;
 mod raid;
+mod storage_ready;
 mod system;
 mod unlock;
 

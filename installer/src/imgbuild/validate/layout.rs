@@ -251,9 +251,11 @@ fn check_layout(cx: &mut Ctx<'_>, layout: &Layout, lines: &Lines, format: Option
             let msg = format!("partitions: {} of fixed sizes and {percent} % do not fit a raw image of {}", crate::units::human_size(fixed), crate::units::human_size(*size));
             // With makeimg's default format the project is likely meant for real disks only:
             // `anemos image` would fail, an install would not.
+            // A layout over several disks is never one image: nothing to warn about.
+            let several_disks = cx.get("disk").is_some_and(|d| d.split_whitespace().count() > 1);
             if explicit {
                 cx.error("format", msg);
-            } else {
+            } else if !several_disks {
                 cx.warn("partitions", msg + " (the default format; set format=\"raw SIZE\" to build images of this layout)");
             }
         }
