@@ -146,7 +146,7 @@ fn encrypted_partitions_are_planned_and_checked_line_by_line() {
     let (ok, _, err) = run(&["check", corpus("bad/encrypt").to_str().unwrap()]);
     assert!(!ok);
     for line in [
-        "IMGBUILD:14: encrypt: partition \"esp\" holds vfat: only ext4 partitions can be encrypted",
+        "IMGBUILD:14: encrypt: partition \"esp\" holds vfat: only ext4 and lvm partitions can be encrypted",
         "IMGBUILD:15: encrypt: partition \"tiny\" is too small to encrypt",
         "IMGBUILD:16: encrypt: there is no partition \"data\" to encrypt (partitions: esp, root, tiny)",
         "IMGBUILD:17: encrypt: \"srv   other_key  sometimes\": \"sometimes\" is not a way to unlock (allowed: prompt, unattended)",

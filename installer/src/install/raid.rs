@@ -1,5 +1,6 @@
 //! What a layout over several disks (`raid=`) needs in the new system: `mdadm.conf` naming
-//! its arrays (the system phase, before its initramfs is built), and an esp on every disk.
+//! its arrays (the system phase, before its initramfs is built), a unit that starts the
+//! arrays a missing disk left inactive, and an esp on every disk.
 //! Each disk's esp is a copy with the same volume id, so the fstab line mounts whichever
 //! disk is there; the boot loader phase copies the installed esp onto the others, and a
 //! dpkg hook in the new system does it again after every package change (kernels,
@@ -15,6 +16,43 @@ use crate::mount::{mount_all, MountSpec};
 
 const MIRROR_SCRIPT: &str = "usr/local/sbin/anemos-esp-mirror";
 const MIRROR_HOOK: &str = "etc/apt/apt.conf.d/99anemos-esp-mirror";
+const DEGRADED_SCRIPT: &str = "usr/local/sbin/anemos-md-run-degraded";
+const DEGRADED_UNIT: &str = "etc/systemd/system/anemos-md-run-degraded.service";
+
+/// Starts the arrays a missing disk left inactive. Debian's initramfs starts an array
+/// degraded only while it waits for `/` on it, and after the switch to the new root its
+/// udev rules no longer start an array whose members the initramfs already gathered: an
+/// array for /srv (or a volume group) would stay inactive and the boot would stop in
+/// emergency mode on its first boot without a disk after the first.
+const DEGRADED: &str = r#"#!/bin/sh
+# Written by anemos for raid=: starts, degraded, every md array still inactive once udev
+# has settled and a late disk had 10 seconds to appear, so its file systems mount with a
+# disk missing. Put a replacement disk back with mdadm --add.
+inactive() { awk '$2 == ":" && $3 == "inactive" { print $1 }' /proc/mdstat; }
+udevadm settle --timeout=60 || true
+[ -n "$(inactive)" ] || exit 0
+sleep 10
+for md in $(inactive); do
+    echo "anemos: starting /dev/$md degraded: one of its disks is missing" >&2
+    mdadm --run "/dev/$md" || true
+done
+"#;
+
+const DEGRADED_SERVICE: &str = "[Unit]
+Description=Start RAID arrays a missing disk left inactive (anemos)
+DefaultDependencies=no
+After=systemd-udev-trigger.service
+Before=shutdown.target
+Conflicts=shutdown.target
+ConditionPathExists=/etc/mdadm/mdadm.conf
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/anemos-md-run-degraded
+
+[Install]
+WantedBy=sysinit.target
+";
 
 /// `mdadm.conf`, and the esp mirror hook when the esp has copies.
 pub fn configure(inst: &Install, root: &RootDir) -> Result<()> {
@@ -22,7 +60,11 @@ pub fn configure(inst: &Install, root: &RootDir) -> Result<()> {
         return Ok(());
     }
     root.write_file("etc/mdadm/mdadm.conf", crate::md::mdadm_conf(&inst.arrays).as_bytes(), 0o644)?;
-    log::info!("system: /etc/mdadm/mdadm.conf for {} array(s)", inst.arrays.len());
+    root.write_file(DEGRADED_SCRIPT, DEGRADED.as_bytes(), 0o755)?;
+    root.write_file(DEGRADED_UNIT, DEGRADED_SERVICE.as_bytes(), 0o644)?;
+    root.mkdir_p("etc/systemd/system/sysinit.target.wants")?;
+    root.symlink("etc/systemd/system/sysinit.target.wants/anemos-md-run-degraded.service", "/etc/systemd/system/anemos-md-run-degraded.service")?;
+    log::info!("system: /etc/mdadm/mdadm.conf for {} array(s); arrays left inactive by a missing disk start degraded at boot", inst.arrays.len());
     if let Some(esp) = esp_mountpoint(inst).filter(|_| !inst.esp_copies.is_empty()) {
         root.write_file(MIRROR_SCRIPT, mirror_script(&esp).as_bytes(), 0o755)?;
         let hook =

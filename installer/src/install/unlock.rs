@@ -17,14 +17,14 @@ const PATTERN: &str = "KEYFILE_PATTERN=\"/etc/cryptsetup-keys.d/*.key\"";
 
 /// Writes crypttab, the key files and the initramfs settings; nothing without `encrypt=`.
 pub fn configure(inst: &Install, root: &RootDir) -> Result<()> {
-    let opened: Vec<_> = inst.made.iter().filter_map(|m| Some((m, m.encrypted.as_ref()?))).collect();
+    let opened: Vec<_> = inst.made.iter().filter_map(|m| m.encrypted.as_ref()).collect();
     if opened.is_empty() {
         return Ok(());
     }
     let secrets = inst.payload.secrets()?;
     let mut lines = Vec::new();
     let mut keys = false;
-    for (made, o) in &opened {
+    for o in &opened {
         let e = inst.plan().layout.encryption(&o.name).with_context(|| format!("partition {} was encrypted but the plan has no encrypt= entry for it", o.name))?;
         let key = match e.unlock {
             Unlock::Prompt => "none".to_string(),
@@ -39,7 +39,7 @@ pub fn configure(inst: &Install, root: &RootDir) -> Result<()> {
                 format!("/{KEY_DIR}/{}.key", o.name)
             }
         };
-        lines.push(crypttab_line(&o.name, &o.luks_uuid, &key, made.mountpoint.as_deref() == Some("/")));
+        lines.push(crypttab_line(&o.name, &o.luks_uuid, &key, inst.plan().layout.holds_root(&o.name)));
     }
     let text = format!("# <target name> <source device> <key file> <options>: written by anemos (encrypt=)\n{}", lines.concat());
     root.write_file("etc/crypttab", text.as_bytes(), 0o644)?;

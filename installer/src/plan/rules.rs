@@ -134,7 +134,6 @@ impl Layout {
                     at(At::VolumeGroup, format!("partition {m:?} must be of type lvm with file system none to be in volume group {:?}", g.name))
                 }
                 Some(_) if g.members[..i].contains(m) => at(At::VolumeGroup, format!("partition {m:?} is named twice in volume group {:?}", g.name)),
-                Some(_) if self.encryption(m).is_some() => at(At::VolumeGroup, format!("partition {m:?} is encrypted: LVM on an encrypted partition is not supported yet")),
                 Some(_) => {}
             }
         }
@@ -179,8 +178,8 @@ impl Layout {
                 at(format!("there is no partition {:?} to encrypt (partitions: {})", e.partition, names.join(", ")));
                 continue;
             };
-            if p.fs != Filesystem::Ext4 {
-                at(format!("partition {:?} holds {}: only ext4 partitions can be encrypted (the esp and bios-boot never)", p.name, p.fs.name()));
+            if p.fs != Filesystem::Ext4 && p.kind != PartKind::Lvm {
+                at(format!("partition {:?} holds {}: only ext4 and lvm partitions can be encrypted (the esp and bios-boot never)", p.name, p.fs.name()));
             }
             if matches!(p.size, PartSize::Bytes(b) if b < ENCRYPTED_MIN) {
                 at(format!("partition {:?} is too small to encrypt: the LUKS2 header takes 16 MiB, give it at least 32M", p.name));

@@ -94,3 +94,20 @@ fn human_plan_says_when_grub_is_for_both_firmwares() {
     let text = render_human(&p);
     assert!(text.contains("  bootloader    grub, for BIOS and UEFI (bios-boot and esp); "), "{text}");
 }
+
+#[test]
+fn root_is_held_by_its_partition_or_by_the_volume_groups_members() {
+    let mut l = sample().layout;
+    assert!(l.holds_root("root") && !l.root_encrypted());
+    l.encrypted = vec![Encrypted { partition: "root".into(), secret: "k".into(), unlock: Unlock::Unattended }];
+    assert!(l.root_encrypted());
+    // / on a volume of a group over an encrypted lvm partition.
+    l.partitions[0].mountpoint = None;
+    l.encrypted[0].partition = "pv".into();
+    l.volume_group = Some(VolumeGroup {
+        name: "vg".into(),
+        members: vec!["pv".into()],
+        volumes: vec![Volume { name: "r".into(), size: PartSize::Rest, fs: Filesystem::Ext4, mountpoint: Some("/".into()), options: "defaults".into() }],
+    });
+    assert!(l.holds_root("pv") && !l.holds_root("root") && l.root_encrypted());
+}

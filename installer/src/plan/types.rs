@@ -268,9 +268,17 @@ impl Layout {
         self.raid.iter().find(|r| r.partition == name)
     }
 
-    /// Whether the partition mounted at `/` is encrypted.
+    /// Whether `/` lives on the partition `name`: mounted there, or a physical volume of
+    /// the volume group that holds the volume mounted there.
+    pub fn holds_root(&self, name: &str) -> bool {
+        let mounted = self.partitions.iter().any(|p| p.name == name && p.mountpoint.as_deref() == Some("/"));
+        let root_volume = self.volume_group.iter().any(|g| g.members.iter().any(|m| m == name) && g.volumes.iter().any(|v| v.mountpoint.as_deref() == Some("/")));
+        mounted || root_volume
+    }
+
+    /// Whether `/` lives on an encrypted partition (directly, or through the volume group).
     pub fn root_encrypted(&self) -> bool {
-        self.partitions.iter().any(|p| p.mountpoint.as_deref() == Some("/") && self.encryption(&p.name).is_some())
+        self.encrypted.iter().any(|e| self.holds_root(&e.partition))
     }
 }
 
