@@ -25,7 +25,7 @@ const SECTIONS: &[Section] = &[
     ("bootstrap", "Debian minbase into a directory: anemos vs mmdebstrap vs debootstrap", bootstrap::run),
     ("install", "anemos test examples/debian-minimal phase by phase vs mmdebstrap; least guest memory", install::run),
     ("deploy", "anemos deploy of a running server split by phase; least server memory vs nixos-anywhere's 1 GiB", deploy::run),
-    ("storage", "LUKS2 format and LVM metadata in-process vs cryptsetup luksFormat and pvcreate + vgcreate", storage::run),
+    ("storage", "LUKS2 format, LVM metadata and RAID1 superblocks in-process vs cryptsetup luksFormat, pvcreate + vgcreate and mdadm --create", storage::run),
     ("image", "build once, install many: an install from the image vs through the packages, phase by phase; sizes; least memory", image::run),
 ];
 

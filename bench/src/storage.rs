@@ -1,4 +1,4 @@
-//! storage: laying out what `encrypt=` and `volume_group=` need, ours beside the tools a
+//! storage: laying out what `encrypt=`, `volume_group=` and `raid=` need, ours beside the tools a
 //! shell installer calls, in the same run, on files of this machine (device-mapper is not
 //! used on the host: opening and activating happen only in the installer).
 //!
@@ -9,6 +9,10 @@
 //!   and fsynced, beside `pvcreate` and `vgcreate` on loop devices of files of the same
 //!   size. `lvcreate` needs device-mapper, which the host does not offer, so the baseline
 //!   writes the same labels and metadata without the volumes (it does less).
+//! - RAID1: two members' md superblocks (both ends zeroed first, as the installer does)
+//!   written and fsynced, beside `mdadm --create` of a RAID1 over loop devices of files of
+//!   the same size (`--assume-clean`, then `--stop`). mdadm needs the kernel's md driver;
+//!   on a host without it the baseline is reported as not measurable, not guessed.
 
 use std::io::Write;
 use std::path::Path;
@@ -40,6 +44,20 @@ pub fn run() -> Result<()> {
         theirs.push(time(|| lvm_tools(&dir))?);
     }
     let (vo, vt) = (min(&ours), min(&theirs));
+    let mut ours = Vec::new();
+    for _ in 0..RUNS {
+        ours.push(time(|| md_ours(&dir))?);
+    }
+    let mo = min(&ours);
+    let mdadm = if md_driver() {
+        let mut theirs = Vec::new();
+        for _ in 0..RUNS {
+            theirs.push(time(|| md_mdadm(&dir))?);
+        }
+        Some(min(&theirs))
+    } else {
+        None
+    };
     let _ = std::fs::remove_dir_all(&dir);
     println!("   wall time, best of {RUNS}, on 64 MiB files:");
     table(
@@ -47,6 +65,10 @@ pub fn run() -> Result<()> {
         &[
             vec!["LUKS2 format (Argon2id 64 MiB × 4)".into(), format!("{lo:.3} s"), format!("{lt:.3} s (cryptsetup luksFormat)"), ratio(lo, lt)],
             vec!["LVM: 2 PVs, a group, 3 volumes".into(), format!("{vo:.3} s"), format!("{vt:.3} s (pvcreate + vgcreate, no volumes)"), ratio(vo, vt)],
+            match mdadm {
+                Some(mt) => vec!["RAID1 superblocks on 2 members".into(), format!("{mo:.3} s"), format!("{mt:.3} s (mdadm --create --assume-clean, --stop)"), ratio(mo, mt)],
+                None => vec!["RAID1 superblocks on 2 members".into(), format!("{mo:.3} s"), "not measurable: this host's kernel has no md driver for mdadm --create".into(), "-".into()],
+            },
         ],
     );
     Ok(())
@@ -157,4 +179,44 @@ fn lvm_tools(dir: &Path) -> Result<()> {
         let _ = Command::new("losetup").args(["-d", l]).status();
     }
     result
+}
+
+fn md_ours(dir: &Path) -> Result<()> {
+    let members = [dir.join("md0.img"), dir.join("md1.img")];
+    for m in &members {
+        drop(fresh(m)?);
+    }
+    installer::md::write_superblocks("bench", "bench", installer::plan::RaidLevel::Raid1, &members, 0)?;
+    Ok(())
+}
+
+/// Whether mdadm can create arrays here: the md driver is loaded or loads.
+fn md_driver() -> bool {
+    let _ = Command::new("modprobe").arg("md_mod").stderr(std::process::Stdio::null()).status();
+    Path::new("/sys/module/md_mod").exists()
+}
+
+fn md_mdadm(dir: &Path) -> Result<()> {
+    let mut loops = Vec::new();
+    for i in 0..2 {
+        let p = dir.join(format!("mdadm{i}.img"));
+        drop(fresh(&p)?);
+        let out = Command::new("losetup").args(["--find", "--show"]).arg(&p).output().context("running losetup")?;
+        loops.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let created = Command::new("mdadm")
+        .args(["--create", "/dev/md/anemos-bench", "--run", "--assume-clean", "--metadata=1.2", "--level=1", "--raid-devices=2"])
+        .args(&loops)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("running mdadm (apt install mdadm)")?;
+    let _ = Command::new("mdadm").args(["--stop", "/dev/md/anemos-bench"]).stderr(std::process::Stdio::null()).status();
+    for l in &loops {
+        let _ = Command::new("losetup").args(["-d", l]).status();
+    }
+    if !created.success() {
+        bail!("mdadm --create failed: {created}");
+    }
+    Ok(())
 }

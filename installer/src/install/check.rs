@@ -70,7 +70,8 @@ fn plan_disks(plan: &Plan, targets: &[&Disk]) -> Result<Vec<(PathBuf, layout::Pl
         // The first disk keeps the plain seed, so a one-disk layout's GUIDs stay as they were.
         let own_seed = seed.map(|s| if i == 0 { s.to_string() } else { format!("{s} disk {}", i + 1) });
         let planned = layout::plan(&plan.layout, smallest, sector, own_seed.as_deref()).with_context(|| {
-            format!("fitting the layout to {} ({}{})", d.path.display(), crate::units::human_size(d.size), if targets.len() > 1 { ", the smallest of the layout's disks" } else { "" })
+            let fitted = if targets.len() > 1 { format!(", fitted to the smallest of the layout's disks, {}", crate::units::human_size(smallest)) } else { String::new() };
+            format!("fitting the layout to {} ({}{fitted})", d.path.display(), crate::units::human_size(d.size))
         })?;
         log::info!("target disk: {}", disk::describe(d));
         log::info!("{planned}");
