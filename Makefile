@@ -19,7 +19,7 @@ KERNEL_CACHE ?= $(HOME)/.cache/anemos/kernel
 
 APT_PACKAGES := qemu-system-x86 ovmf musl-tools e2fsprogs dosfstools fdisk gdisk mtools \
 	dpkg-dev cpio kmod xz-utils zstd file mmdebstrap debootstrap age grub-common time gnupg openssl binutils openssh-client \
-	pacman-package-manager makepkg libarchive-tools busybox-static cryptsetup-bin lvm2 mdadm
+	pacman-package-manager makepkg libarchive-tools busybox-static cryptsetup-bin lvm2 mdadm btrfs-progs
 
 .PHONY: help setup build init anemos mirror kernel test test-long unit-test demo bench clean fuzz-smoke lint
 

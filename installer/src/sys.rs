@@ -295,3 +295,28 @@ pub fn md_ioctl(array: impl AsFd, command: MdCommand) -> io::Result<()> {
     }?;
     Ok(())
 }
+
+/// `struct btrfs_ioctl_vol_args` from <linux/btrfs.h>.
+#[repr(C)]
+struct BtrfsVolArgs {
+    fd: i64,
+    name: [u8; 4088],
+}
+
+/// `BTRFS_IOC_SUBVOL_CREATE`: `_IOW(0x94, 14, struct btrfs_ioctl_vol_args)`.
+const BTRFS_IOC_SUBVOL_CREATE: rustix::ioctl::Opcode = 0x5000_940e;
+
+/// Creates the subvolume `name` (one path component) in the btrfs directory `dir`.
+pub fn btrfs_subvol_create(dir: impl AsFd, name: &str) -> io::Result<()> {
+    let mut args = BtrfsVolArgs { fd: 0, name: [0; 4088] };
+    if name.is_empty() || name.len() >= args.name.len() || name.contains(['/', '\0']) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a subvolume name is one path component"));
+    }
+    args.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: BTRFS_IOC_SUBVOL_CREATE reads a `struct btrfs_ioctl_vol_args` (an s64 and a
+    // NUL-terminated name of at most 4088 bytes) through the pointer the Setter passes;
+    // `BtrfsVolArgs` is its repr(C) copy and lives in the Setter for the call.
+    let op = unsafe { Setter::<{ BTRFS_IOC_SUBVOL_CREATE }, BtrfsVolArgs>::new(args) };
+    // SAFETY: opcode and argument type match (see above); the fd is borrowed.
+    Ok(unsafe { ioctl(dir, op) }?)
+}

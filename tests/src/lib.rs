@@ -107,8 +107,13 @@ pub struct Mount {
 
 impl Mount {
     pub fn new(dev: &Path, dir: &Path, fstype: &str) -> Result<Mount> {
+        Mount::new_with(dev, dir, fstype, "defaults")
+    }
+
+    /// Mounts with `-o options`.
+    pub fn new_with(dev: &Path, dir: &Path, fstype: &str, options: &str) -> Result<Mount> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        sh(&format!("mount -t {fstype} {} {}", dev.display(), dir.display()))?;
+        sh(&format!("mount -t {fstype} -o {options} {} {}", dev.display(), dir.display()))?;
         Ok(Mount { dir: dir.to_path_buf() })
     }
 

@@ -1,4 +1,4 @@
-//! Filesystems made in-process: ext4, FAT32 (the EFI system partition) and swap, on a
+//! Filesystems made in-process: ext4, btrfs, FAT32 (the EFI system partition) and swap, on a
 //! [`Target`] — a block device such as `/dev/vda2` in the init, or a byte range of an image
 //! file on the host. No external mkfs binary is run; the static init has none.
 //!
@@ -7,6 +7,7 @@
 //! kept and mounted by UUID. [`fat::FatWriter`] copies files into a FAT filesystem without
 //! mounting it (bootloader files on host-built images).
 
+pub mod btrfs;
 pub mod ext4;
 pub mod fat;
 mod fat_fix;
@@ -29,6 +30,7 @@ pub use uuid::{format_uuid, random_bytes, random_uuid};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FsKind {
     Ext4,
+    Btrfs,
     /// FAT32, for EFI system partitions.
     Vfat,
     Swap,
@@ -39,6 +41,7 @@ impl FsKind {
     pub fn name(self) -> &'static str {
         match self {
             FsKind::Ext4 => "ext4",
+            FsKind::Btrfs => "btrfs",
             FsKind::Vfat => "vfat",
             FsKind::Swap => "swap",
         }
@@ -54,13 +57,14 @@ impl fmt::Display for FsKind {
 impl FromStr for FsKind {
     type Err = anyhow::Error;
 
-    /// `ext4`, `vfat` or `fat32`, `swap` (case-insensitive).
+    /// `ext4`, `btrfs`, `vfat` or `fat32`, `swap` (case-insensitive).
     fn from_str(name: &str) -> Result<FsKind> {
         match name.to_ascii_lowercase().as_str() {
             "ext4" => Ok(FsKind::Ext4),
+            "btrfs" => Ok(FsKind::Btrfs),
             "vfat" | "fat32" => Ok(FsKind::Vfat),
             "swap" => Ok(FsKind::Swap),
-            _ => bail!("unknown filesystem type '{name}': supported are ext4, vfat (or fat32) and swap"),
+            _ => bail!("unknown filesystem type '{name}': supported are ext4, btrfs, vfat (or fat32) and swap"),
         }
     }
 }
@@ -117,6 +121,7 @@ pub fn make(kind: FsKind, target: &Target, options: &FsOptions) -> Result<FsInfo
     log::info!("making {kind} on {} ({} bytes)", target.name(), target.len());
     match kind {
         FsKind::Ext4 => make_ext4(target, options, uuid, now),
+        FsKind::Btrfs => btrfs::make(target, options.label.as_deref(), uuid, now, options.discard),
         FsKind::Vfat => fat::make(target, options.label.as_deref(), uuid, options.discard),
         FsKind::Swap => swap::make(target, options.label.as_deref(), uuid),
     }
