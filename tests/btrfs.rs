@@ -45,11 +45,17 @@ fn btrfs_checks_clean_at_odd_sizes() {
         assert_eq!(supers.matches("[match]").count(), 3 * copies, "{bytes} bytes: csum, magic, dev_item.fsid of each copy:\n{supers}");
         std::fs::remove_file(&img).unwrap();
     }
-    assert!(fs::make(FsKind::Btrfs, &Target::open(&{
-        let small = dir.join("small.img");
-        sparse_file(&small, btrfs::MIN_SIZE - 4096).unwrap();
-        small
-    }).unwrap(), &FsOptions::default()).is_err());
+    assert!(fs::make(
+        FsKind::Btrfs,
+        &Target::open(&{
+            let small = dir.join("small.img");
+            sparse_file(&small, btrfs::MIN_SIZE - 4096).unwrap();
+            small
+        })
+        .unwrap(),
+        &FsOptions::default()
+    )
+    .is_err());
 }
 
 #[test]

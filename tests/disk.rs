@@ -31,7 +31,7 @@ fn request(table: TableKind, parts: &[(&str, Size, PartKind)], seed: Option<&str
             }
         })
         .collect();
-    (Layout { table, partitions, origin: LayoutOrigin::Partitions, encrypted: Vec::new(), volume_group: None, raid: Vec::new() }, seed.map(String::from))
+    (Layout { table, partitions, origin: LayoutOrigin::Partitions, encrypted: Vec::new(), volume_group: None, raid: Vec::new(), subvolumes: Vec::new() }, seed.map(String::from))
 }
 
 fn image(dir: &Path, name: &str, size: u64) -> PathBuf {

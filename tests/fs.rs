@@ -372,7 +372,7 @@ fn swap_is_recognised_and_used_by_the_kernel() {
 #[test]
 fn unknown_kinds_and_foreign_data_are_refused() {
     let err = "xfs".parse::<FsKind>().unwrap_err().to_string();
-    assert!(err.contains("ext4, vfat (or fat32) and swap"), "{err}");
+    assert!(err.contains("ext4, btrfs, vfat (or fat32) and swap"), "{err}");
     let dir = scratch("fs-probe-none");
     let img = dir.join("zero.img");
     sparse_file(&img, MIB).unwrap();

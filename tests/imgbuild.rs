@@ -146,7 +146,7 @@ fn encrypted_partitions_are_planned_and_checked_line_by_line() {
     let (ok, _, err) = run(&["check", corpus("bad/encrypt").to_str().unwrap()]);
     assert!(!ok);
     for line in [
-        "IMGBUILD:14: encrypt: partition \"esp\" holds vfat: only ext4 and lvm partitions can be encrypted",
+        "IMGBUILD:14: encrypt: partition \"esp\" holds vfat: only ext4, btrfs and lvm partitions can be encrypted",
         "IMGBUILD:15: encrypt: partition \"tiny\" is too small to encrypt",
         "IMGBUILD:16: encrypt: there is no partition \"data\" to encrypt (partitions: esp, root, tiny)",
         "IMGBUILD:17: encrypt: \"srv   other_key  sometimes\": \"sometimes\" is not a way to unlock (allowed: prompt, unattended)",
@@ -157,6 +157,40 @@ fn encrypted_partitions_are_planned_and_checked_line_by_line() {
     let (ok, _, err) = run(&["check", corpus("bad/encrypt-plan").to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("encrypt= with image= is not supported yet") && err.contains("an encrypted / needs bootloader=systemd-boot"), "{err}");
+}
+
+/// btrfs and `subvolumes=`: the plan shows each subvolume and where it is mounted, the
+/// install adds btrfs-progs, and every problem is found by check, on its line.
+#[test]
+fn btrfs_subvolumes_are_planned_and_checked_line_by_line() {
+    let out = anemos(&["check", corpus("btrfs").to_str().unwrap()]).unwrap();
+    assert!(out.contains("root           4 GiB  root      btrfs -"), "{out}");
+    assert!(out.contains("btrfs         subvolume @ on root, mounted at /\n"), "{out}");
+    assert!(out.contains("btrfs         subvolume @home on root, mounted at /home (noatime)"), "{out}");
+    assert!(out.contains("btrfs         subvolume @snapshots on root, mounted at - (not mounted)"), "{out}");
+    assert!(out.contains("btrfs         subvolume @data on srv, mounted at /srv/data"), "{out}");
+    assert!(out.contains("btrfs-progs (mounts and checks the btrfs file systems)"), "{out}");
+    let json = anemos(&["check", corpus("btrfs").to_str().unwrap(), "--json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let plan: Plan = serde_json::from_value(v["plan"].clone()).unwrap();
+    assert_eq!(plan.layout.subvolumes.len(), 4);
+    assert!(plan.layout.holds_root("root") && plan.layout.root_subvolume().is_some_and(|s| s.name == "@"));
+
+    let (ok, _, err) = run(&["check", corpus("bad/btrfs").to_str().unwrap()]);
+    assert!(!ok);
+    for line in [
+        "IMGBUILD:9: partitions: partition \"root\" is too small for btrfs: give it at least 128M",
+        "IMGBUILD:14: subvolumes: subvolume \"@\" is named twice on \"root\"",
+        "IMGBUILD:15: subvolumes: \"data\" holds ext4: subvolumes need btrfs",
+        "IMGBUILD:16: subvolumes: there is no partition or volume \"nope\" to make subvolume \"@x\" on",
+        "IMGBUILD:17: subvolumes: subvolume name \"a/b\": use letters, digits",
+        "IMGBUILD:18: subvolumes: \"root  @v     /var  subvol=@w\": options \"subvol=@w\": subvol= is the subvolume's own",
+        "has 6 errors",
+    ] {
+        assert!(err.contains(line), "missing {line:?} in:\n{err}");
+    }
+    let (ok, _, err) = run(&["check", corpus("bad/btrfs-plan").to_str().unwrap()]);
+    assert!(!ok && err.contains("IMGBUILD:12: a / on btrfs needs bootloader=systemd-boot"), "{err}");
 }
 
 /// `volume_group=` and `volumes=`: the plan shows the group and its volumes, the install
@@ -170,7 +204,7 @@ fn volume_groups_are_planned_and_checked_line_by_line() {
     let (ok, _, err) = run(&["check", corpus("bad/lvm").to_str().unwrap()]);
     assert!(!ok);
     for line in [
-        "IMGBUILD:20: volumes: \"tmp        1G    vfat\": file system \"vfat\" cannot go on a logical volume (allowed: ext4, swap)",
+        "IMGBUILD:20: volumes: \"tmp        1G    vfat\": file system \"vfat\" cannot go on a logical volume (allowed: ext4, btrfs, swap)",
         "IMGBUILD:13: volume_group: partition \"data\" must be of type lvm with file system none",
         "IMGBUILD:13: volume_group: partition \"pv2\" is of type lvm but not in volume group \"vg0\"",
         "IMGBUILD:16: volumes: the volume name \"root\" is used twice",

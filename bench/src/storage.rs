@@ -13,6 +13,9 @@
 //!   written and fsynced, beside `mdadm --create` of a RAID1 over loop devices of files of
 //!   the same size (`--assume-clean`, then `--stop`). mdadm needs the kernel's md driver;
 //!   on a host without it the baseline is reported as not measurable, not guessed.
+//! - btrfs: the file system made in-process (`installer::fs::btrfs`, fsynced) beside
+//!   `mkfs.btrfs` with its defaults, on a fresh sparse 1 GiB file each (btrfs's least
+//!   size is 128 MiB, more than the other rows' files).
 
 use std::io::Write;
 use std::path::Path;
@@ -58,8 +61,14 @@ pub fn run() -> Result<()> {
     } else {
         None
     };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        ours.push(time(|| btrfs_ours(&dir))?);
+        theirs.push(time(|| btrfs_mkfs(&dir))?);
+    }
+    let (bo, bt) = (min(&ours), min(&theirs));
     let _ = std::fs::remove_dir_all(&dir);
-    println!("   wall time, best of {RUNS}, on 64 MiB files:");
+    println!("   wall time, best of {RUNS}, on 64 MiB files (btrfs: 1 GiB):");
     table(
         &["layout step", "anemos (in-process)", "baseline", "ratio"],
         &[
@@ -69,6 +78,7 @@ pub fn run() -> Result<()> {
                 Some(mt) => vec!["RAID1 superblocks on 2 members".into(), format!("{mo:.3} s"), format!("{mt:.3} s (mdadm --create --assume-clean, --stop)"), ratio(mo, mt)],
                 None => vec!["RAID1 superblocks on 2 members".into(), format!("{mo:.3} s"), "not measurable: this host's kernel has no md driver for mdadm --create".into(), "-".into()],
             },
+            vec!["btrfs (DUP metadata, free-space tree)".into(), format!("{bo:.3} s"), format!("{bt:.3} s (mkfs.btrfs)"), ratio(bo, bt)],
         ],
     );
     Ok(())
@@ -179,6 +189,33 @@ fn lvm_tools(dir: &Path) -> Result<()> {
         let _ = Command::new("losetup").args(["-d", l]).status();
     }
     result
+}
+
+const BTRFS_SIZE: u64 = 1 << 30;
+
+fn btrfs_file(path: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.set_len(BTRFS_SIZE)?;
+    Ok(())
+}
+
+fn btrfs_ours(dir: &Path) -> Result<()> {
+    let path = dir.join("btrfs-ours.img");
+    btrfs_file(&path)?;
+    let target = installer::fs::Target::open(&path)?;
+    installer::fs::make(installer::fs::FsKind::Btrfs, &target, &installer::fs::FsOptions { label: Some("bench".into()), ..Default::default() })?;
+    Ok(())
+}
+
+fn btrfs_mkfs(dir: &Path) -> Result<()> {
+    let path = dir.join("btrfs-mkfs.img");
+    btrfs_file(&path)?;
+    let status = Command::new("mkfs.btrfs").args(["-q", "-f", "-L", "bench"]).arg(&path).status().context("running mkfs.btrfs (apt install btrfs-progs)")?;
+    if !status.success() {
+        bail!("mkfs.btrfs failed: {status}");
+    }
+    Ok(())
 }
 
 fn md_ours(dir: &Path) -> Result<()> {

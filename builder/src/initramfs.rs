@@ -55,7 +55,16 @@ pub fn build(req: &Request) -> Result<Built> {
             } else {
                 Vec::new()
             };
-            let selection = kmod::select(&index, *defaults, extra, &detected)?;
+            let mut extra = extra.clone();
+            if let Some(payload) = &req.payload {
+                let plan = crate::payload_plan::read(payload)?;
+                for m in kmod::for_layout(&plan.layout) {
+                    if !extra.contains(&m) {
+                        extra.push(m);
+                    }
+                }
+            }
+            let selection = kmod::select(&index, *defaults, &extra, &detected)?;
             (Some(index), Some(release), Some(selection), detected)
         }
     };

@@ -62,8 +62,8 @@ pub struct Spec {
     pub disk: PathBuf,
     /// The ESP's mount point inside the new system (`/boot/efi`), if there is one.
     pub esp: Option<PathBuf>,
-    /// The root filesystem's UUID, for `root=UUID=…`.
-    pub root_uuid: String,
+    /// The root file system, for `root=UUID=…` (and `rootflags=`).
+    pub root: RootFs,
     /// The rest of the kernel command line.
     pub cmdline: String,
     /// Seconds the menu waits.
@@ -106,12 +106,22 @@ pub fn tools(kind: Kind) -> &'static [&'static str] {
 
 /// The full kernel command line of the installed system.
 pub fn kernel_cmdline(spec: &Spec) -> String {
-    root_cmdline(&spec.root_uuid, &spec.cmdline)
+    root_cmdline(&spec.root, &spec.cmdline)
 }
 
-/// `root=UUID=… ro` and the rest: the one place the installed system's root is named.
-pub fn root_cmdline(root_uuid: &str, rest: &str) -> String {
-    format!("root=UUID={root_uuid} ro {rest}").trim().to_string()
+/// The installed system's root file system, as its kernel command line names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootFs {
+    pub uuid: String,
+    /// Mount options the initramfs needs to find `/` in the file system (`subvol=@`).
+    pub flags: Option<String>,
+}
+
+/// `root=UUID=… [rootflags=…] ro` and the rest: the one place the installed system's root
+/// is named.
+pub fn root_cmdline(root: &RootFs, rest: &str) -> String {
+    let flags = root.flags.as_ref().map(|f| format!(" rootflags={f}")).unwrap_or_default();
+    format!("root=UUID={}{flags} ro {rest}", root.uuid).trim().to_string()
 }
 
 /// Installs the boot loader into the mounted system at `root`.
@@ -156,7 +166,15 @@ mod tests {
 
     fn layout(table: TableType, kinds: &[PartKind]) -> Layout {
         let partitions = kinds.iter().map(|k| part("p", PartSize::Bytes(1 << 20), k.clone())).collect();
-        Layout { table, partitions, origin: LayoutOrigin::Partitions, encrypted: Vec::new(), volume_group: None, raid: Vec::new() }
+        Layout { table, partitions, origin: LayoutOrigin::Partitions, encrypted: Vec::new(), volume_group: None, raid: Vec::new(), subvolumes: Vec::new() }
+    }
+
+    #[test]
+    fn the_root_is_named_by_uuid_with_its_subvolume() {
+        let root = RootFs { uuid: "u".into(), flags: None };
+        assert_eq!(root_cmdline(&root, "quiet"), "root=UUID=u ro quiet");
+        let root = RootFs { uuid: "u".into(), flags: Some("subvol=@".into()) };
+        assert_eq!(root_cmdline(&root, ""), "root=UUID=u rootflags=subvol=@ ro");
     }
 
     #[test]

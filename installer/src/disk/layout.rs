@@ -100,10 +100,12 @@ pub fn plan(layout: &Layout, disk_size: u64, sector: u64, seed: Option<&str>) ->
             }
         };
         let member_sizes: Vec<u64> = g.members.iter().filter_map(|m| parts.iter().position(|p| &p.name == m)).map(usable).collect();
-        if let Err(e) = crate::lvm::allocate(g, &member_sizes) {
-            problems.push(format!("on this disk, {e:#}"));
+        match crate::lvm::allocate(g, &member_sizes) {
+            Err(e) => problems.push(format!("on this disk, {e:#}")),
+            Ok(a) => problems.extend(small_btrfs_volumes(g, &a)),
         }
     }
+    problems.extend(small_btrfs_partitions(layout, &sizes));
     for (p, size) in parts.iter().zip(&sizes) {
         if layout.encryption(&p.name).is_some() && size.is_some_and(|s| s < crate::plan::ENCRYPTED_MIN) {
             problems.push(format!("partition {:?} would be {} on this disk, too small to encrypt (the LUKS2 header takes 16 MiB)", p.name, human_size(size.unwrap_or(0))));
@@ -136,6 +138,31 @@ pub fn plan(layout: &Layout, disk_size: u64, sector: u64, seed: Option<&str>) ->
 }
 
 /// The partition's type; an array member is "Linux RAID", whatever its partition's type.
+/// btrfs partitions this disk would make smaller than btrfs's least size (what is left
+/// after an array's superblock area and a LUKS2 header).
+fn small_btrfs_partitions(layout: &Layout, sizes: &[Option<u64>]) -> Vec<String> {
+    let min = crate::fs::btrfs::MIN_SIZE;
+    let room = |p: &Partition, size: u64| {
+        let size = if layout.raid_of(&p.name).is_some() { crate::md::member_data_bytes(size) } else { size };
+        size.saturating_sub(if layout.encryption(&p.name).is_some() { crate::crypt::luks2::DATA_OFFSET } else { 0 })
+    };
+    let parts = layout.partitions.iter().zip(sizes).filter(|(p, _)| p.fs == crate::plan::Filesystem::Btrfs);
+    parts
+        .filter(|(p, s)| room(p, s.unwrap_or(0)) < min)
+        .map(|(p, s)| format!("partition {:?} would be {} on this disk, too small for btrfs (at least {} MiB)", p.name, human_size(s.unwrap_or(0)), min >> 20))
+        .collect()
+}
+
+/// btrfs volumes the allocation makes smaller than btrfs's least size.
+fn small_btrfs_volumes(g: &crate::plan::VolumeGroup, a: &crate::lvm::Allocation) -> Vec<String> {
+    let min = crate::fs::btrfs::MIN_SIZE;
+    let bytes = |segs: &Vec<crate::lvm::Segment>| segs.iter().map(|s| s.extents).sum::<u64>() * crate::lvm::EXTENT;
+    let vols = g.volumes.iter().zip(&a.volumes).filter(|(v, _)| v.fs == crate::plan::Filesystem::Btrfs);
+    vols.filter(|(_, segs)| bytes(segs) < min)
+        .map(|(v, segs)| format!("volume {:?} would be {} on this disk, too small for btrfs (at least {} MiB)", v.name, human_size(bytes(segs)), min >> 20))
+        .collect()
+}
+
 fn type_guid(layout: &Layout, p: &Partition) -> Result<Uuid> {
     if layout.raid_of(&p.name).is_some() {
         return Ok(Uuid::parse_str(crate::plan::type_guid::RAID)?);
@@ -191,7 +218,7 @@ pub(crate) mod tests {
     }
 
     fn layout(table: TableType, parts: Vec<Partition>) -> Layout {
-        Layout { table, partitions: parts, origin: crate::plan::LayoutOrigin::Partitions, encrypted: Vec::new(), volume_group: None, raid: Vec::new() }
+        Layout { table, partitions: parts, origin: crate::plan::LayoutOrigin::Partitions, encrypted: Vec::new(), volume_group: None, raid: Vec::new(), subvolumes: Vec::new() }
     }
 
     #[test]
@@ -222,6 +249,19 @@ pub(crate) mod tests {
         let r = layout(TableType::Gpt, vec![part("a", PartSize::Percent(25), PartKind::Linux), part("b", PartSize::Rest, PartKind::Root)]);
         let l = plan(&r, 8 * GIB, 512, None).unwrap();
         assert_eq!(l.parts[0].size, 2 * GIB);
+    }
+
+    #[test]
+    fn btrfs_too_small_on_this_disk_is_found_before_the_wipe() {
+        let mut root = part("root", PartSize::Rest, PartKind::Root);
+        root.fs = crate::plan::Filesystem::Btrfs;
+        let mut r = layout(TableType::Gpt, vec![part("esp", PartSize::Bytes(64 << 20), PartKind::Esp), root]);
+        assert!(plan(&r, 200 << 20, 512, None).is_ok());
+        let err = plan(&r, 180 << 20, 512, None).unwrap_err().to_string();
+        assert!(err.contains("partition \"root\" would be 114 MiB on this disk, too small for btrfs"), "{err}");
+        r.encrypted = vec![crate::plan::Encrypted { partition: "root".into(), secret: "k".into(), unlock: crate::plan::Unlock::Prompt }];
+        let err = plan(&r, 200 << 20, 512, None).unwrap_err().to_string();
+        assert!(err.contains("partition \"root\" would be") && err.contains("too small for btrfs (at least 128 MiB)"), "{err}");
     }
 
     #[test]

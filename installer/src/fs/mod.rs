@@ -159,8 +159,9 @@ mod tests {
         assert_eq!("FAT32".parse::<FsKind>().unwrap(), FsKind::Vfat);
         assert_eq!("vfat".parse::<FsKind>().unwrap(), FsKind::Vfat);
         assert_eq!("swap".parse::<FsKind>().unwrap(), FsKind::Swap);
+        assert_eq!("btrfs".parse::<FsKind>().unwrap(), FsKind::Btrfs);
         let err = "xfs".parse::<FsKind>().unwrap_err().to_string();
-        assert!(err.contains("'xfs'") && err.contains("ext4, vfat (or fat32) and swap"), "{err}");
+        assert!(err.contains("'xfs'") && err.contains("ext4, btrfs, vfat (or fat32) and swap"), "{err}");
     }
 
     #[test]

@@ -13,9 +13,9 @@ pub fn run(inst: &mut Install) -> Result<()> {
         return Ok(());
     };
     let disk = inst.disks.first().map(|(d, _)| d.clone()).context("no target disk")?;
-    let root_uuid = inst.root_uuid()?;
+    let root = inst.root_fs()?;
     let esp = inst.plan().layout.partitions.iter().find(|p| p.kind == crate::plan::PartKind::Esp).and_then(|p| p.mountpoint.as_ref()).map(std::path::PathBuf::from);
-    let spec = Spec { kind, disk, esp, root_uuid, cmdline: inst.cmdline(), timeout: 1 };
+    let spec = Spec { kind, disk, esp, root, cmdline: inst.cmdline(), timeout: 1 };
     let mounts = crate::packages::chroot::Mounts::setup(&crate::packages::extract::Root::open(&inst.root)?)?;
     bootloader::install(&inst.root, &spec)?;
     drop(mounts);

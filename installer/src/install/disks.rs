@@ -27,7 +27,7 @@ pub fn run(inst: &mut Install) -> Result<()> {
         nodes.push(layout.parts.iter().map(|p| made.get(p.number as usize - 1).cloned().unwrap_or_else(|| partition::partition_path(&disk, p.number))).collect());
     }
     let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut made = Vec::new();
+    let (mut made, mut subvols) = (Vec::new(), Vec::new());
     let specs = inst.plan().layout.partitions.clone();
     for (i, spec) in specs.iter().enumerate() {
         let members: Vec<PathBuf> = nodes.iter().map(|d| d[i].clone()).collect();
@@ -55,17 +55,21 @@ pub fn run(inst: &mut Install) -> Result<()> {
                 inst.esp_copies.push(copy.clone());
             }
         }
-        made.push(Made { number: inst.disks[0].1.parts[i].number, device, fs, mountpoint: spec.mountpoint.clone(), options: spec.options.clone(), encrypted });
+        // Kept apart until the volume group is made: `made` is one entry per partition,
+        // in the layout's order, until then.
+        subvols.extend(subvolumes(inst, &spec.name, &device, fs.as_ref())?);
+        made.push(Made { number: inst.disks[0].1.parts[i].number, device, fs, mountpoint: spec.mountpoint.clone(), options: spec.options.clone(), encrypted, subvol: None });
     }
     if let Some(group) = inst.plan().layout.volume_group.clone() {
         made.extend(volumes(inst, &group, &made)?);
     }
+    made.extend(subvols);
     let specs: Vec<MountSpec> = made
         .iter()
         .filter_map(|m| {
             let fs = m.fs.as_ref()?;
             let mp = m.mountpoint.as_ref()?;
-            Some(MountSpec { source: m.device.clone(), target: PathBuf::from(mp), fstype: fs.kind.name().to_string(), options: String::new() })
+            Some(MountSpec { source: m.device.clone(), target: PathBuf::from(mp), fstype: fs.kind.name().to_string(), options: m.subvol_option().unwrap_or_default() })
         })
         .collect();
     std::fs::create_dir_all(&inst.root).with_context(|| format!("creating {}", inst.root.display()))?;
@@ -85,6 +89,7 @@ fn random_uuid() -> Result<[u8; 16]> {
 fn make_fs(device: &Path, fs: Filesystem, name: &str, what: &str, uuid: Option<[u8; 16]>) -> Result<Option<FsInfo>> {
     let kind = match fs {
         Filesystem::Ext4 => FsKind::Ext4,
+        Filesystem::Btrfs => FsKind::Btrfs,
         Filesystem::Vfat => FsKind::Vfat,
         Filesystem::Swap => FsKind::Swap,
         Filesystem::None => return Ok(None),
@@ -96,9 +101,11 @@ fn make_fs(device: &Path, fs: Filesystem, name: &str, what: &str, uuid: Option<[
     Ok(Some(info))
 }
 
-/// The volume group over its partitions (as opened), its volumes active, their file systems.
+/// The volume group over its partitions (as opened: `partitions` has one entry per
+/// partition of the layout, in its order), its volumes active, their file systems.
 fn volumes(inst: &mut Install, group: &VolumeGroup, partitions: &[Made]) -> Result<Vec<Made>> {
     let parts = &inst.plan().layout.partitions;
+    ensure!(parts.len() == partitions.len(), "volume group {}: {} partitions made for {} in the layout", group.name, partitions.len(), parts.len());
     let members: Vec<PathBuf> = group
         .members
         .iter()
@@ -110,9 +117,32 @@ fn volumes(inst: &mut Install, group: &VolumeGroup, partitions: &[Made]) -> Resu
     let mut made = Vec::new();
     for (v, (device, _)) in group.volumes.iter().zip(created.volumes) {
         let fs = make_fs(&device, v.fs, &v.name, "logical volume", None)?;
-        made.push(Made { number: 0, device, fs, mountpoint: v.mountpoint.clone(), options: v.options.clone(), encrypted: None });
+        let subvolumes = subvolumes(inst, &v.name, &device, fs.as_ref())?;
+        made.push(Made { number: 0, device, fs, mountpoint: v.mountpoint.clone(), options: v.options.clone(), encrypted: None, subvol: None });
+        made.extend(subvolumes);
     }
     Ok(made)
+}
+
+/// The subvolumes `subvolumes=` puts on the btrfs of partition or volume `name` (just
+/// made on `device`), made by the kernel, to be mounted like file systems of their own.
+fn subvolumes(inst: &Install, name: &str, device: &Path, fs: Option<&FsInfo>) -> Result<Vec<Made>> {
+    let specs: Vec<_> = inst.plan().layout.subvolumes_of(name).cloned().collect();
+    let (Some(fs), false) = (fs, specs.is_empty()) else { return Ok(Vec::new()) };
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let scratch = inst.root.with_file_name(format!(".btrfs-top-{name}"));
+    fs::btrfs::subvol::create(device, &names, &scratch).with_context(|| format!("making the subvolumes of {name} ({})", device.display()))?;
+    let _ = std::fs::remove_dir(&scratch);
+    let made = |s: &crate::plan::Subvolume| Made {
+        number: 0,
+        device: device.to_path_buf(),
+        fs: Some(fs.clone()),
+        mountpoint: s.mountpoint.clone(),
+        options: s.options.clone(),
+        encrypted: None,
+        subvol: Some(s.name.clone()),
+    };
+    Ok(specs.iter().map(made).collect())
 }
 
 /// Writes a LUKS2 header on the partition and opens it; the file system goes inside.

@@ -11,7 +11,7 @@ pub fn run(inst: &mut Install) -> Result<()> {
     let release = bootloader::installed_kernels(&inst.root)?.pop().context("no kernel installed")?;
     let kernel = std::fs::File::open(inst.root.join(format!("boot/vmlinuz-{release}"))).context("opening the installed kernel")?;
     let initrd = std::fs::File::open(inst.root.join(format!("boot/initrd.img-{release}"))).ok();
-    let cmdline = bootloader::root_cmdline(&inst.root_uuid()?, &inst.cmdline());
+    let cmdline = bootloader::root_cmdline(&inst.root_fs()?, &inst.cmdline());
     crate::sys::kexec_file_load(Some(&kernel), initrd.as_ref(), &cmdline, 0).with_context(|| format!("loading Linux {release} for kexec"))?;
     log::info!("Linux {release} loaded for kexec: {cmdline}");
     Ok(())

@@ -84,6 +84,16 @@ pub struct Made {
     /// The partition's LUKS2 container, open, when it is encrypted (`device` is then the
     /// opened device).
     pub encrypted: Option<crate::crypt::Opened>,
+    /// A btrfs subvolume of the file system on `device`, mounted by `subvol=` (`fs` is
+    /// the file system's).
+    pub subvol: Option<String>,
+}
+
+impl Made {
+    /// The mount options that say what is mounted (`subvol=NAME`), without the plan's.
+    pub fn subvol_option(&self) -> Option<String> {
+        self.subvol.as_ref().map(|s| format!("subvol={s}"))
+    }
 }
 
 /// Everything the phases share.
@@ -229,9 +239,11 @@ impl Install {
         Phase::ALL.into_iter().filter(|p| wanted(*p)).map(|p| (p, step(p))).collect()
     }
 
-    /// The UUID of the file system made for `/` (after the disks phase).
-    pub fn root_uuid(&self) -> Result<String> {
-        self.made.iter().find(|m| m.mountpoint.as_deref() == Some("/")).and_then(|m| m.fs.as_ref()).map(|f| f.uuid.clone()).context("no file system is mounted at / in the layout")
+    /// The file system made for `/` (after the disks phase): its UUID, and the subvolume
+    /// when `/` is one.
+    pub fn root_fs(&self) -> Result<crate::bootloader::RootFs> {
+        let made = self.made.iter().find(|m| m.mountpoint.as_deref() == Some("/")).filter(|m| m.fs.is_some()).context("no file system is mounted at / in the layout")?;
+        Ok(crate::bootloader::RootFs { uuid: made.fs.as_ref().map(|f| f.uuid.clone()).unwrap_or_default(), flags: made.subvol_option() })
     }
 
     /// The disks the check phase chose (the target first) and the layout planned for

@@ -48,8 +48,13 @@ fn fstab_text(inst: &Install) -> String {
         if fs.kind.name() != "swap" && m.mountpoint.is_none() {
             continue;
         }
-        let opts = if m.options == "defaults" { "" } else { m.options.as_str() };
-        entries.push(Entry::by_uuid(&fs.uuid, mp, fs.kind.name(), opts));
+        let opts = match (m.subvol_option(), m.options.as_str()) {
+            (Some(subvol), "defaults") => subvol,
+            (Some(subvol), o) => format!("{subvol},{o}"),
+            (None, "defaults") => String::new(),
+            (None, o) => o.to_string(),
+        };
+        entries.push(Entry::by_uuid(&fs.uuid, mp, fs.kind.name(), &opts));
     }
     for p in &inst.preserved {
         let spec = p.uuid.as_ref().map(|u| format!("UUID={u}")).unwrap_or_else(|| p.device.display().to_string());

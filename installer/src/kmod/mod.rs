@@ -9,7 +9,7 @@ mod select;
 
 pub use index::{ModuleEntry, ModuleIndex, SubsetFiles};
 pub use load::{LoadReport, Loader};
-pub use select::{autodetect, select, Selection, DEFAULT_MODULES};
+pub use select::{autodetect, for_layout, select, Selection, DEFAULT_MODULES};
 
 /// The canonical form of a module name: the kernel treats `-` and `_` alike.
 pub fn normalize(name: &str) -> String {

@@ -55,6 +55,17 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "efivarfs",
 ];
 
+/// The modules an install of `layout` needs beyond [`DEFAULT_MODULES`]: those too large
+/// to carry in every initramfs (btrfs with its RAID and compression code, about 1 MiB
+/// compressed), added when the payload's plan uses them.
+pub fn for_layout(layout: &crate::plan::Layout) -> Vec<String> {
+    let mut out = Vec::new();
+    if layout.uses_btrfs() {
+        out.extend(crate::fs::btrfs::MODULES.iter().map(|m| m.to_string()));
+    }
+    out
+}
+
 /// The chosen modules, closed under dependencies.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {

@@ -36,6 +36,8 @@ pub struct Profile {
     pub lvm: Option<&'static str>,
     /// The package that assembles md arrays at boot, in the initramfs too (`raid=`).
     pub raid: Option<&'static str>,
+    /// The btrfs tools (device scan in the initramfs, fsck, subvolumes).
+    pub btrfs: Option<&'static str>,
 }
 
 const DEBIAN: Profile = Profile {
@@ -50,6 +52,7 @@ const DEBIAN: Profile = Profile {
     unlock: Some("cryptsetup-initramfs"),
     lvm: Some("lvm2"),
     raid: Some("mdadm"),
+    btrfs: Some("btrfs-progs"),
 };
 
 const ARCH: Profile = Profile {
@@ -64,6 +67,7 @@ const ARCH: Profile = Profile {
     unlock: None,
     lvm: None,
     raid: None,
+    btrfs: None,
 };
 
 const ALPINE: Profile = Profile {
@@ -78,6 +82,7 @@ const ALPINE: Profile = Profile {
     unlock: None,
     lvm: None,
     raid: None,
+    btrfs: None,
 };
 
 /// The profile of `target`.
@@ -151,6 +156,9 @@ impl Profile {
         }
         if let Some(l) = self.lvm.filter(|_| plan.layout.volume_group.is_some()) {
             out.push((l, "activates the volume group at boot"));
+        }
+        if let Some(b) = self.btrfs.filter(|_| plan.layout.uses_btrfs()) {
+            out.push((b, "mounts and checks the btrfs file systems"));
         }
         out
     }

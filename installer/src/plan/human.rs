@@ -198,6 +198,10 @@ fn render_disks(o: &mut String, p: &Plan) -> fmt::Result {
             writeln!(o, "                  {:<10} {:>9}  {:<9} {:<5} {}", v.name, v.size.to_string(), "volume", v.fs.name(), v.mountpoint.as_deref().unwrap_or("-"))?;
         }
     }
+    for s in &p.layout.subvolumes {
+        let options = if s.options == "defaults" { String::new() } else { format!(" ({})", s.options) };
+        writeln!(o, "  btrfs         subvolume {} on {}, mounted at {}{options}", s.name, s.filesystem, s.mountpoint.as_deref().unwrap_or("- (not mounted)"))?;
+    }
     if p.preserve.is_empty() {
         writeln!(o, "  preserved     nothing")?;
     }

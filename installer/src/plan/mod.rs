@@ -6,17 +6,20 @@
 mod human;
 pub mod parse;
 mod rules;
+mod subvolumes;
 mod types;
 
 pub use human::render as render_human;
 pub use rules::{At, Problem, ENCRYPTED_MIN};
+pub use subvolumes::{Holder, Subvolume};
 pub use types::*;
 
 /// The version of the `plan.json` schema. Bump it on any change a reader must know about;
 /// the init refuses a plan whose version it does not know.
 /// Version 2 added layouts over several disks (`other_disks`, `raid`): an init that reads
 /// only version 1 would install a plan with arrays onto one disk, so it must refuse it.
-pub const PLAN_VERSION: u32 = 2;
+/// Version 3 added btrfs and `subvolumes`: an older init would mount the top level at `/`.
+pub const PLAN_VERSION: u32 = 3;
 /// The oldest version this anemos still reads (every later field has a default).
 pub const PLAN_VERSION_MIN: u32 = 1;
 

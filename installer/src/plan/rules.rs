@@ -12,7 +12,7 @@ pub struct Problem {
 }
 
 /// What a [`Problem`] is about: the layout as a whole, or one entry (by index) of
-/// `partitions=`, `encrypt=`, `volumes=`, or the `volume_group=` line.
+/// `partitions=`, `encrypt=`, `volumes=`, `raid=`, `subvolumes=`, or the `volume_group=` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum At {
     Layout,
@@ -21,6 +21,7 @@ pub enum At {
     VolumeGroup,
     Volume(usize),
     Raid(usize),
+    Subvolume(usize),
 }
 
 /// The least size of an encrypted partition: the LUKS2 header takes 16 MiB.
@@ -69,11 +70,12 @@ impl Layout {
         match self.mountpoints().filter(|m| *m == "/").count() {
             0 => at(None, "no partition is mounted at / (add one, e.g. \"root rest root ext4 /\")".into()),
             1 => {}
-            _ => at(None, "more than one partition is mounted at /".into()),
+            _ => at(None, "more than one partition, volume or subvolume is mounted at /".into()),
         }
         out.extend(self.encryption_problems());
         out.extend(self.volume_problems());
         out.extend(self.raid_problems());
+        out.extend(self.subvolume_problems());
         out
     }
 
@@ -103,10 +105,11 @@ impl Layout {
         out
     }
 
-    /// The mount points of the partitions and the logical volumes.
+    /// The mount points of the partitions, the logical volumes and the subvolumes.
     pub fn mountpoints(&self) -> impl Iterator<Item = &str> {
         let volumes = self.volume_group.iter().flat_map(|g| &g.volumes);
-        self.partitions.iter().filter_map(|p| p.mountpoint.as_deref()).chain(volumes.filter_map(|v| v.mountpoint.as_deref()))
+        let subvolumes = self.subvolumes.iter().filter_map(|s| s.mountpoint.as_deref());
+        self.partitions.iter().filter_map(|p| p.mountpoint.as_deref()).chain(volumes.filter_map(|v| v.mountpoint.as_deref())).chain(subvolumes)
     }
 
     /// The rules of `volume_group=` and `volumes=`: the members are `lvm` partitions, each
@@ -165,7 +168,7 @@ impl Layout {
     }
 
     /// The rules of `encrypt=`: each entry names one partition of the layout, once, whose
-    /// file system (ext4) goes inside, and which is large enough for the header.
+    /// file system (ext4, btrfs) goes inside, and which is large enough for the header.
     fn encryption_problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         for (i, e) in self.encrypted.iter().enumerate() {
@@ -178,8 +181,8 @@ impl Layout {
                 at(format!("there is no partition {:?} to encrypt (partitions: {})", e.partition, names.join(", ")));
                 continue;
             };
-            if p.fs != Filesystem::Ext4 && p.kind != PartKind::Lvm {
-                at(format!("partition {:?} holds {}: only ext4 and lvm partitions can be encrypted (the esp and bios-boot never)", p.name, p.fs.name()));
+            if !matches!(p.fs, Filesystem::Ext4 | Filesystem::Btrfs) && p.kind != PartKind::Lvm {
+                at(format!("partition {:?} holds {}: only ext4, btrfs and lvm partitions can be encrypted (the esp and bios-boot never)", p.name, p.fs.name()));
             }
             if matches!(p.size, PartSize::Bytes(b) if b < ENCRYPTED_MIN) {
                 at(format!("partition {:?} is too small to encrypt: the LUKS2 header takes 16 MiB, give it at least 32M", p.name));

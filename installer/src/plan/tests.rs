@@ -29,6 +29,7 @@ pub(crate) fn sample() -> Plan {
             encrypted: vec![],
             volume_group: None,
             raid: vec![],
+            subvolumes: vec![],
         },
         preserve: vec![Preserve { what: PreserveTarget::Disk { disk: DiskSelector::Size(1 << 40) }, mountpoint: Some("/home".into()), fstype: "ext4".into(), options: "defaults".into() }],
         mounts: vec![],
@@ -63,10 +64,10 @@ fn json_round_trip_reads_like_the_imgbuild() {
 #[test]
 fn unknown_versions_are_refused() {
     let json = serde_json::to_string(&sample()).unwrap();
-    let e = parse_plan(&json.replace("\"version\":2", "\"version\":99")).unwrap_err().to_string();
-    assert!(e.contains("version 99") && e.contains("reads version 2"), "{e}");
+    let e = parse_plan(&json.replace("\"version\":3", "\"version\":99")).unwrap_err().to_string();
+    assert!(e.contains("version 99") && e.contains("reads version 3"), "{e}");
     // Version 1 (no arrays, one disk) is a subset: still read.
-    assert_eq!(parse_plan(&json.replace("\"version\":2", "\"version\":1")).unwrap().layout, sample().layout);
+    assert_eq!(parse_plan(&json.replace("\"version\":3", "\"version\":1")).unwrap().layout, sample().layout);
     assert!(parse_plan("{}").unwrap_err().to_string().contains("no version"));
 }
 
@@ -110,4 +111,32 @@ fn root_is_held_by_its_partition_or_by_the_volume_groups_members() {
         volumes: vec![Volume { name: "r".into(), size: PartSize::Rest, fs: Filesystem::Ext4, mountpoint: Some("/".into()), options: "defaults".into() }],
     });
     assert!(l.holds_root("pv") && !l.holds_root("root") && l.root_encrypted());
+}
+
+#[test]
+fn subvolumes_hold_root_and_follow_their_rules() {
+    let mut l = sample().layout;
+    l.partitions[0].fs = Filesystem::Btrfs;
+    l.partitions[0].mountpoint = None;
+    let sub = |fs: &str, name: &str, mp: Option<&str>| Subvolume { filesystem: fs.into(), name: name.into(), mountpoint: mp.map(str::to_string), options: "defaults".into() };
+    l.subvolumes = vec![sub("root", "@", Some("/")), sub("root", "@home", Some("/home")), sub("root", "@snapshots", None)];
+    assert_eq!(l.problems(), vec![]);
+    assert!(l.holds_root("root") && l.uses_btrfs());
+    assert_eq!(l.root_subvolume().map(|s| s.name.as_str()), Some("@"));
+    assert_eq!(l.mountpoints().collect::<Vec<_>>(), ["/", "/home"]);
+    // Every rule at once, each on its line.
+    l.partitions[0].size = PartSize::Bytes(64 << 20);
+    l.subvolumes.extend([sub("nope", "@x", None), sub("root", "@home", None), sub("root", "a/b", None)]);
+    let messages: Vec<(At, String)> = l.problems().into_iter().map(|p| (p.at, p.message)).collect();
+    let has = |at: At, text: &str| messages.iter().any(|(a, m)| *a == at && m.contains(text));
+    assert!(has(At::Partition(0), "too small for btrfs: give it at least 128M"), "{messages:?}");
+    assert!(has(At::Subvolume(3), "no partition or volume \"nope\""), "{messages:?}");
+    assert!(has(At::Subvolume(4), "named twice"), "{messages:?}");
+    assert!(has(At::Subvolume(5), "one path component"), "{messages:?}");
+    // A subvolume on ext4, and two things at /.
+    let mut l = sample().layout;
+    l.subvolumes = vec![sub("root", "@", Some("/"))];
+    let messages: Vec<String> = l.problems().into_iter().map(|p| p.message).collect();
+    assert!(messages.iter().any(|m| m.contains("holds ext4: subvolumes need btrfs")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("more than one partition, volume or subvolume is mounted at /")), "{messages:?}");
 }

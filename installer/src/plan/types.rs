@@ -179,6 +179,9 @@ pub struct Layout {
     /// Partitions made md arrays over every disk (`raid=`), in the order given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub raid: Vec<Raid>,
+    /// btrfs subvolumes (`subvolumes=`), in the order they are made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subvolumes: Vec<super::Subvolume>,
 }
 
 /// A partition that is, on every disk, a member of one md array (`/dev/md/NAME`); the
@@ -268,12 +271,15 @@ impl Layout {
         self.raid.iter().find(|r| r.partition == name)
     }
 
-    /// Whether `/` lives on the partition `name`: mounted there, or a physical volume of
-    /// the volume group that holds the volume mounted there.
+    /// Whether `/` lives on the partition `name`: its file system (or a subvolume of it) is
+    /// mounted there, or it is a physical volume of the volume group that holds the volume
+    /// that is.
     pub fn holds_root(&self, name: &str) -> bool {
-        let mounted = self.partitions.iter().any(|p| p.name == name && p.mountpoint.as_deref() == Some("/"));
-        let root_volume = self.volume_group.iter().any(|g| g.members.iter().any(|m| m == name) && g.volumes.iter().any(|v| v.mountpoint.as_deref() == Some("/")));
-        mounted || root_volume
+        match self.root_holder() {
+            Some(super::Holder::Partition(p)) => p == name,
+            Some(super::Holder::Volume(_)) => self.volume_group.iter().any(|g| g.members.iter().any(|m| m == name)),
+            None => false,
+        }
     }
 
     /// Whether `/` lives on an encrypted partition (directly, or through the volume group).
@@ -377,6 +383,7 @@ impl PartKind {
 #[serde(rename_all = "lowercase")]
 pub enum Filesystem {
     Ext4,
+    Btrfs,
     Vfat,
     Swap,
     None,
@@ -386,6 +393,7 @@ impl Filesystem {
     pub fn name(self) -> &'static str {
         match self {
             Filesystem::Ext4 => "ext4",
+            Filesystem::Btrfs => "btrfs",
             Filesystem::Vfat => "vfat",
             Filesystem::Swap => "swap",
             Filesystem::None => "none",

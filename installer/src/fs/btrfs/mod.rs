@@ -29,6 +29,8 @@ const MAGIC: &[u8; 8] = b"_BHRfS_M";
 /// allocate more (mkfs.btrfs refuses about 114 MiB with its defaults).
 pub const MIN_SIZE: u64 = 128 * MIB;
 const LABEL_MAX: usize = 255;
+/// The kernel modules that mount it (their dependencies follow from modules.dep).
+pub const MODULES: &[&str] = &["btrfs"];
 
 /// Block group and chunk type flags.
 const DATA: u64 = 1;

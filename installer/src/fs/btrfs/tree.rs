@@ -197,7 +197,8 @@ pub fn dir_item(location: Key, generation: u64, name: &[u8], file_type: u8) -> V
 
 /// A skinny `btrfs_extent_item` for a tree block with one inline reference from `root`.
 pub fn tree_block_extent(generation: u64, root: u64) -> Vec<u8> {
-    Out::default().u64(1).u64(generation).u64(2).u8(ty::TREE_BLOCK_REF).u64(root).done() // refs, generation, flags TREE_BLOCK
+    Out::default().u64(1).u64(generation).u64(2).u8(ty::TREE_BLOCK_REF).u64(root).done()
+    // refs, generation, flags TREE_BLOCK
 }
 
 /// A `btrfs_block_group_item`: bytes used, the chunk tree's object id, the type flags.

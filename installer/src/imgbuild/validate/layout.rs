@@ -16,7 +16,7 @@ use crate::plan::type_guid::ROOT_X86_64 as ROOT_X86_64_GUID;
 use crate::plan::type_guid::{ESP as ESP_GUID, LINUX_DATA as LINUX_DATA_GUID};
 
 const TYPES: &[&str] = &["esp", "bios-boot", "root", "swap", "linux", "home", "srv", "lvm"];
-const FILESYSTEMS: &[&str] = &["ext4", "vfat", "swap", "none"];
+const FILESYSTEMS: &[&str] = &["ext4", "btrfs", "vfat", "swap", "none"];
 
 /// Room a table and 1 MiB alignment take from a raw image (gpt: 1 MiB at the start, the
 /// backup header at the end).
@@ -27,6 +27,9 @@ pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, e
     if cx.get("partitions").is_none() {
         if cx.get("encrypt").is_some() {
             cx.error("encrypt", "encrypt= names partitions of partitions=, which is not set (an esp for systemd-boot, and the partition to encrypt)");
+        }
+        if cx.get("subvolumes").is_some() {
+            cx.error("subvolumes", "subvolumes= names btrfs partitions of partitions=, which is not set");
         }
         if let Some(var) = ["volume_group", "volumes"].into_iter().find(|v| cx.get(v).is_some()) {
             cx.error(var, format!("{var}= needs partitions= with an lvm partition for the volume group"));
@@ -53,6 +56,7 @@ pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, e
     let (encrypted, encrypt_ok) = cx.parse_lines("encrypt", super::encrypt::entry);
     let (group, group_ok) = super::volumes::group(cx);
     let (raid, raid_ok) = cx.parse_lines("raid", super::raid::entry);
+    let (subvolumes, subvolumes_ok) = cx.parse_lines("subvolumes", super::subvolumes::entry);
     // The rules across partitions are checked on the lines that parsed, so one bad line
     // does not hide the other problems.
     let lines = Lines {
@@ -60,6 +64,7 @@ pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, e
         encrypt: encrypted.iter().map(|(o, _)| *o).collect(),
         volumes: group.as_ref().map(|g| g.1.clone()).unwrap_or_default(),
         raid: raid.iter().map(|(o, _)| *o).collect(),
+        subvolumes: subvolumes.iter().map(|(o, _)| *o).collect(),
     };
     let layout = Layout {
         table,
@@ -68,9 +73,10 @@ pub fn layout(cx: &mut Ctx<'_>, format: Option<&Format>, raw: Option<RawArgs>, e
         encrypted: encrypted.into_iter().map(|(_, e)| e).collect(),
         volume_group: group.map(|g| g.0),
         raid: raid.into_iter().map(|(_, r)| r).collect(),
+        subvolumes: subvolumes.into_iter().map(|(_, s)| s).collect(),
     };
     let consistent = check_layout(cx, &layout, &lines, format, explicit);
-    (ok && encrypt_ok && group_ok && raid_ok && consistent).then_some(layout)
+    (ok && encrypt_ok && group_ok && raid_ok && subvolumes_ok && consistent).then_some(layout)
 }
 
 /// makeimg's single partition: the whole disk, root, bootable on msdos.
@@ -86,7 +92,7 @@ fn legacy(args: RawArgs, origin: LayoutOrigin) -> Layout {
         mountpoint: Some("/".into()),
         options: "defaults".into(),
     };
-    Layout { table: args.table, partitions: vec![root], origin, encrypted: Vec::new(), volume_group: None, raid: Vec::new() }
+    Layout { table: args.table, partitions: vec![root], origin, encrypted: Vec::new(), volume_group: None, raid: Vec::new(), subvolumes: Vec::new() }
 }
 
 /// One line of `partitions=`.
@@ -107,6 +113,7 @@ fn partition(line: &str, table: TableType) -> Result<Partition, String> {
     let fs = match w.get(3).copied() {
         None => default_fs(&kind),
         Some("ext4") => Filesystem::Ext4,
+        Some("btrfs") => Filesystem::Btrfs,
         Some("vfat") => Filesystem::Vfat,
         Some("swap") => Filesystem::Swap,
         Some("none") => Filesystem::None,
@@ -217,12 +224,13 @@ fn check_partition(name: &str, kind: &PartKind, fs: Filesystem, mp: Option<&str>
 }
 
 /// Where each entry of a layout was written: the line offsets of its partitions, its
-/// `encrypt=` entries and its volumes.
+/// `encrypt=` entries, its volumes, arrays and subvolumes.
 struct Lines {
     parts: Vec<usize>,
     encrypt: Vec<usize>,
     volumes: Vec<usize>,
     raid: Vec<usize>,
+    subvolumes: Vec<usize>,
 }
 
 /// The rules across partitions ([`Layout::problems`]), each on its line, and whether the
@@ -235,6 +243,7 @@ fn check_layout(cx: &mut Ctx<'_>, layout: &Layout, lines: &Lines, format: Option
             At::Encrypt(i) => cx.error_within("encrypt", lines.encrypt[i], format!("encrypt: {}", problem.message)),
             At::Volume(i) => cx.error_within("volumes", lines.volumes[i], format!("volumes: {}", problem.message)),
             At::Raid(i) => cx.error_within("raid", lines.raid[i], format!("raid: {}", problem.message)),
+            At::Subvolume(i) => cx.error_within("subvolumes", lines.subvolumes[i], format!("subvolumes: {}", problem.message)),
             At::VolumeGroup => cx.error("volume_group", format!("volume_group: {}", problem.message)),
             At::Layout => cx.error("partitions", format!("partitions: {}", problem.message)),
         }
@@ -289,7 +298,7 @@ mod tests {
         assert!(e("r 101% root", TableType::Gpt).contains("1% to 100%"));
         assert!(e("r rest rot", TableType::Gpt).contains("did you mean \"root\""));
         assert!(e("r rest root ext4 boot", TableType::Gpt).contains("absolute"));
-        assert!(e("r rest root xfs", TableType::Gpt).contains("allowed: ext4, vfat, swap, none"));
+        assert!(e("r rest root xfs", TableType::Gpt).contains("allowed: ext4, btrfs, vfat, swap, none"));
         assert!(e("averyveryverylongname rest root", TableType::Gpt).contains("ext4 label"));
     }
 }

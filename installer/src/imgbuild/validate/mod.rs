@@ -13,6 +13,7 @@ mod network;
 mod raid;
 mod simple;
 mod storage;
+mod subvolumes;
 mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +42,7 @@ pub const VARIABLES: &[&str] = &[
     "volume_group",
     "volumes",
     "raid",
+    "subvolumes",
     "preserve",
     "mounts",
     "bootloader",

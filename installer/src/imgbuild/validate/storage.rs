@@ -28,10 +28,37 @@ pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: 
     if !layout.raid.is_empty() && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
         cx.error("raid", "raid= needs bootloader=systemd-boot (on every disk's esp); GRUB on arrays is not supported yet");
     }
-    let root_on_volume = layout.volume_group.iter().flat_map(|g| &g.volumes).any(|v| v.mountpoint.as_deref() == Some("/"));
+    btrfs_fits(cx, layout, profile, image, bootloader);
+    let root_on_volume = matches!(layout.root_holder(), Some(Holder::Volume(_)));
     if (layout.root_encrypted() || root_on_volume) && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
         let (var, what) = if root_on_volume { ("volumes", "a / on a logical volume") } else { ("encrypt", "an encrypted /") };
         cx.error(var, format!("{what} needs bootloader=systemd-boot (it boots the kernel from the esp; GRUB would have to read /)"));
+    }
+}
+
+/// btrfs (`partitions=`/`volumes=` file system btrfs, `subvolumes=`): a target that
+/// installs btrfs-progs for it, the package path, and a `/` on it booted from the esp.
+fn btrfs_fits(cx: &mut Ctx<'_>, layout: &Layout, profile: Option<&profile::Profile>, image: bool, bootloader: Option<Bootloader>) {
+    if !layout.uses_btrfs() {
+        return;
+    }
+    let var = if cx.get("subvolumes").is_some() { "subvolumes" } else { "partitions" };
+    if let Some(p) = profile.filter(|p| p.btrfs.is_none()) {
+        cx.error(var, format!("btrfs is not supported for target {} yet (debian only)", p.name));
+    }
+    if image {
+        cx.error(var, "btrfs with image= is not supported yet: install such hosts by the package path");
+    }
+    let root_fs = layout
+        .root_holder()
+        .and_then(|h| {
+            layout.filesystem(match h {
+                Holder::Partition(n) | Holder::Volume(n) => n,
+            })
+        })
+        .map(|f| f.1);
+    if root_fs == Some(Filesystem::Btrfs) && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
+        cx.error(var, "a / on btrfs needs bootloader=systemd-boot (it boots the kernel from the esp; GRUB on btrfs is not supported yet)");
     }
 }
 

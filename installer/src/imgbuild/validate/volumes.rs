@@ -33,8 +33,9 @@ fn volume(line: &str) -> Result<Volume, String> {
     let size = part_size(w[1])?;
     let fs = match w.get(2).copied() {
         None | Some("ext4") => Filesystem::Ext4,
+        Some("btrfs") => Filesystem::Btrfs,
         Some("swap") => Filesystem::Swap,
-        Some(f) => return Err(not_allowed(f, &format!("file system {f:?} cannot go on a logical volume"), &["ext4", "swap"])),
+        Some(f) => return Err(not_allowed(f, &format!("file system {f:?} cannot go on a logical volume"), &["ext4", "btrfs", "swap"])),
     };
     let mountpoint = w.get(3).map(|m| mount_point(m)).transpose()?.flatten();
     if fs == Filesystem::Swap && mountpoint.is_some() {
