@@ -211,7 +211,7 @@ fn btrfs_ours(dir: &Path) -> Result<()> {
 fn btrfs_mkfs(dir: &Path) -> Result<()> {
     let path = dir.join("btrfs-mkfs.img");
     btrfs_file(&path)?;
-    let status = Command::new("mkfs.btrfs").args(["-q", "-f", "-L", "bench"]).arg(&path).status().context("running mkfs.btrfs (apt install btrfs-progs)")?;
+    let status = Command::new("mkfs.btrfs").args(["-q", "-f", "-L", "bench"]).arg(&path).stdout(std::process::Stdio::null()).status().context("running mkfs.btrfs (apt install btrfs-progs)")?;
     if !status.success() {
         bail!("mkfs.btrfs failed: {status}");
     }
