@@ -56,8 +56,10 @@ pub fn build(req: &Request) -> Result<Built> {
                 Vec::new()
             };
             let mut extra = extra.clone();
-            if let Some(payload) = &req.payload {
-                let plan = crate::payload_plan::read(payload)?;
+            // A payload with a plan that needs more modules (btrfs) gets them; any other
+            // archive is appended as given, and one that is not an archive is refused by
+            // `append_payload` below.
+            if let Some(plan) = req.payload.as_deref().and_then(|p| crate::payload_plan::read(p).ok()) {
                 for m in kmod::for_layout(&plan.layout) {
                     if !extra.contains(&m) {
                         extra.push(m);
