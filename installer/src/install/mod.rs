@@ -242,8 +242,8 @@ impl Install {
     /// The file system made for `/` (after the disks phase): its UUID, and the subvolume
     /// when `/` is one.
     pub fn root_fs(&self) -> Result<crate::bootloader::RootFs> {
-        let made = self.made.iter().find(|m| m.mountpoint.as_deref() == Some("/")).filter(|m| m.fs.is_some()).context("no file system is mounted at / in the layout")?;
-        Ok(crate::bootloader::RootFs { uuid: made.fs.as_ref().map(|f| f.uuid.clone()).unwrap_or_default(), flags: made.subvol_option() })
+        let (made, fs) = self.made.iter().find(|m| m.mountpoint.as_deref() == Some("/")).and_then(|m| Some((m, m.fs.as_ref()?))).context("no file system is mounted at / in the layout")?;
+        Ok(crate::bootloader::RootFs { uuid: fs.uuid.clone(), flags: made.subvol_option() })
     }
 
     /// The disks the check phase chose (the target first) and the layout planned for

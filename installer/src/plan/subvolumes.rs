@@ -25,6 +25,15 @@ pub enum Holder<'a> {
     Volume(&'a str),
 }
 
+impl Holder<'_> {
+    /// The partition's or volume's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Holder::Partition(n) | Holder::Volume(n) => n,
+        }
+    }
+}
+
 impl Layout {
     /// The file system `name` refers to: a partition's, else a logical volume's.
     pub fn filesystem(&self, name: &str) -> Option<(Holder<'_>, Filesystem, PartSize)> {
@@ -53,8 +62,7 @@ impl Layout {
         if let Some(v) = self.volume_group.iter().flat_map(|g| &g.volumes).find(|v| v.mountpoint.as_deref() == Some("/")) {
             return Some(Holder::Volume(&v.name));
         }
-        let s = self.subvolumes.iter().find(|s| s.mountpoint.as_deref() == Some("/"))?;
-        self.filesystem(&s.filesystem).map(|(h, _, _)| h)
+        self.filesystem(&self.root_subvolume()?.filesystem).map(|(h, _, _)| h)
     }
 
     /// The subvolume mounted at `/`, if `/` is one.

@@ -49,14 +49,7 @@ fn btrfs_fits(cx: &mut Ctx<'_>, layout: &Layout, profile: Option<&profile::Profi
     if image {
         cx.error(var, "btrfs with image= is not supported yet: install such hosts by the package path");
     }
-    let root_fs = layout
-        .root_holder()
-        .and_then(|h| {
-            layout.filesystem(match h {
-                Holder::Partition(n) | Holder::Volume(n) => n,
-            })
-        })
-        .map(|f| f.1);
+    let root_fs = layout.root_holder().and_then(|h| layout.filesystem(h.name())).map(|f| f.1);
     if root_fs == Some(Filesystem::Btrfs) && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
         cx.error(var, "a / on btrfs needs bootloader=systemd-boot (it boots the kernel from the esp; GRUB on btrfs is not supported yet)");
     }
