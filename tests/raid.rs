@@ -98,14 +98,19 @@ fn members_too_small_or_alone_are_refused_before_a_write() {
     assert!(e.contains("two or more members"), "{e}");
 }
 
-/// The layout of the QEMU proof: an esp on each disk, / encrypted (unlocked by a key file
-/// in the initramfs) on a RAID1 across the two disks, and /srv on a volume group inside
-/// LUKS2 on a second RAID1 (LVM on LUKS on RAID, opened by the new system's key file).
+/// The layout of the QEMU proof: an esp on each disk; / and /home as the btrfs subvolumes
+/// @ and @home, encrypted (unlocked by a key file in the initramfs) on a RAID1 across the
+/// two disks; /srv on a volume group inside LUKS2 on a second RAID1 (LVM on LUKS on RAID,
+/// opened by the new system's key file).
 const RAID_LAYOUT: &str = "disk=\"serial:raid-a serial:raid-b\"
 partitions=\"
  esp 256M esp
- root 2G root
+ root 2G root btrfs -
  pv rest lvm
+\"
+subvolumes=\"
+ root @ /
+ root @home /home
 \"
 raid=\"
  root raid1
@@ -120,9 +125,9 @@ volumes=\"srv rest ext4 /srv\"
 ";
 
 /// debian-minimal installed by the installer itself (as a deploy or PXE boot runs it) onto
-/// two blank disks: RAID1 under an encrypted / and under an encrypted volume group. Then
-/// the two disks boot unattended with the arrays whole; then the second disk alone boots
-/// it degraded (the first removed), /srv included.
+/// two blank disks: RAID1 under an encrypted btrfs / (subvolumes @ and @home) and under an
+/// encrypted volume group. Then the two disks boot unattended with the arrays whole; then
+/// the second disk alone boots it degraded (the first removed), /home and /srv included.
 #[test]
 fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_second_disk_alone() {
     let _lock = vm_lock();
@@ -168,12 +173,18 @@ fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_
         sh(&format!("dd if={} of={} bs=512 skip={start} count=4096 status=none", f.display(), head.display())).unwrap();
         let e = sh(&format!("mdadm --examine {}", head.display())).unwrap_or_default();
         assert!(e.contains("Raid Level : raid1") && e.contains("Checksum :") && e.contains("correct"), "{}: {e}", f.display());
+        // Each esp copy holds one boot entry: none left by the package scripts' own
+        // kernel-install run under the install's passing machine-id and command line.
+        let esp = sh(&format!("partx -g -o START -n 1 {}", f.display())).unwrap();
+        let at = esp.trim().parse::<u64>().unwrap() * 512;
+        let entries = sh(&format!("mdir -b -i {}@@{at} ::/loader/entries", f.display())).unwrap();
+        assert_eq!(entries.lines().filter(|l| l.ends_with(".conf")).count(), 1, "{}: {entries}", f.display());
     }
 
     // Both disks: unattended, / on crypt on raid1, the array whole.
     let r = boot_report(vec![disk(&a, "raid-a"), disk(&b, "raid-b")], &dir.join("boot-both.log"), 2);
-    assert_eq!((r["dpkg-audit"].as_str(), r["fstab"].as_str(), r["missing"].as_str(), sorted(&r["mounted"]).as_str()), ("clean", "valid", "", "/,/boot/efi,/srv"), "{r:?}");
-    assert_eq!(r["root-stack"], "crypt,raid1,part,disk", "{r:?}");
+    assert_eq!((r["dpkg-audit"].as_str(), r["fstab"].as_str(), r["missing"].as_str(), sorted(&r["mounted"]).as_str()), ("clean", "valid", "", "/,/boot/efi,/home,/srv"), "{r:?}");
+    assert_eq!((r["root-stack"].as_str(), r["root-fs"].as_str()), ("crypt,raid1,part,disk", "btrfs:/@"), "{r:?}");
     assert_eq!(arrays(&r), ["2/2", "2/2"], "{r:?}");
     // The second disk alone (the first taken out): the array runs degraded, / and the esp
     // copy mount, nobody types anything.
@@ -182,7 +193,12 @@ fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_
     // arrays' superblocks already say the disk is gone.
     for boot in ["boot-second.log", "boot-second-again.log"] {
         let r = boot_report(vec![disk(&b, "raid-b")], &dir.join(boot), 1);
-        assert_eq!((r["fstab"].as_str(), r["missing"].as_str(), sorted(&r["mounted"]).as_str(), r["root-stack"].as_str()), ("valid", "", "/,/boot/efi,/srv", "crypt,raid1,part,disk"), "{boot}: {r:?}");
+        assert_eq!(
+            (r["fstab"].as_str(), r["missing"].as_str(), sorted(&r["mounted"]).as_str(), r["root-stack"].as_str()),
+            ("valid", "", "/,/boot/efi,/home,/srv", "crypt,raid1,part,disk"),
+            "{boot}: {r:?}"
+        );
+        assert_eq!(r["root-fs"], "btrfs:/@", "{boot}: {r:?}");
         assert_eq!(arrays(&r), ["2/1", "2/1"], "{boot}: {r:?}");
     }
 }
