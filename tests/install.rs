@@ -417,6 +417,8 @@ fn deploy_fails_before_the_wipe_then_reinstalls_with_hybrid_grub_keeping_the_dat
     assert_eq!(r.get("swaps").map(String::as_str), Some("1"), "{r:?}");
     assert_eq!(r.get("dpkg-audit").map(String::as_str), Some("clean"), "{r:?}");
     assert_eq!(r.get("fstab").map(String::as_str), Some("valid"), "{r:?}");
+    // The installer's update-grub named / by UUID, not by this machine's name for the disk.
+    assert_eq!(r.get("root-arg").cloned(), r.get("root-uuid").map(|u| format!("UUID={u}")), "{r:?}");
     wait_login(&mut server.vm);
     assert!(server.vm.output_text().contains("GRUB"), "no GRUB on the BIOS console");
     assert_eq!(ssh(&server, installed), "server2\ninstall ok installed\ninstall ok installed\ninstall ok installed\nBIOS\n");

@@ -115,6 +115,9 @@ pub struct RootFs {
     pub uuid: String,
     /// Mount options the initramfs needs to find `/` in the file system (`subvol=@`).
     pub flags: Option<String>,
+    /// Its node in the installer (`/dev/vda2`, `/dev/md127`): where GRUB's scripts find
+    /// it by UUID. Never on the command line (the next boot may name the disk otherwise).
+    pub device: PathBuf,
 }
 
 /// `root=UUID=… [rootflags=…] ro` and the rest: the one place the installed system's root
@@ -171,9 +174,9 @@ mod tests {
 
     #[test]
     fn the_root_is_named_by_uuid_with_its_subvolume() {
-        let root = RootFs { uuid: "u".into(), flags: None };
+        let root = RootFs { uuid: "u".into(), flags: None, device: "/dev/vda2".into() };
         assert_eq!(root_cmdline(&root, "quiet"), "root=UUID=u ro quiet");
-        let root = RootFs { uuid: "u".into(), flags: Some("subvol=@".into()) };
+        let root = RootFs { uuid: "u".into(), flags: Some("subvol=@".into()), device: "/dev/vda2".into() };
         assert_eq!(root_cmdline(&root, ""), "root=UUID=u rootflags=subvol=@ ro");
     }
 

@@ -243,7 +243,7 @@ impl Install {
     /// when `/` is one.
     pub fn root_fs(&self) -> Result<crate::bootloader::RootFs> {
         let (made, fs) = self.made.iter().find(|m| m.mountpoint.as_deref() == Some("/")).and_then(|m| Some((m, m.fs.as_ref()?))).context("no file system is mounted at / in the layout")?;
-        Ok(crate::bootloader::RootFs { uuid: fs.uuid.clone(), flags: made.subvol_option() })
+        Ok(crate::bootloader::RootFs { uuid: fs.uuid.clone(), flags: made.subvol_option(), device: made.device.clone() })
     }
 
     /// The disks the check phase chose (the target first) and the layout planned for
