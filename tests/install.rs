@@ -228,6 +228,10 @@ fn mail_server_bios_grub_keeps_home_and_serves_mail() {
     let r = report(&mut vm);
     assert_eq!((r["host"].as_str(), r["dpkg-audit"].as_str(), r["fstab"].as_str()), ("mail", "clean", "valid"));
     assert_eq!(r["mounted"], "/,/home");
+    // GRUB (BIOS) booted the btrfs subvolume @ as /, named by the file system's UUID (the
+    // image was built on another machine's disk names).
+    assert_eq!(r["root-fs"], "btrfs:/@", "{r:?}");
+    assert_eq!(r["root-arg"], format!("UUID={}", r["root-uuid"]), "{r:?}");
     // The packages' scripts ran under PID 1's umask (022): nothing they made is world-writable.
     assert_eq!(r["world-writable"], "0", "files anyone may write: {r:?}");
     // The secret reached Dovecot's config: a login with it works (the password is read

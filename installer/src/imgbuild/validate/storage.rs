@@ -28,7 +28,7 @@ pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: 
     if !layout.raid.is_empty() && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
         cx.error("raid", "raid= needs bootloader=systemd-boot (on every disk's esp); GRUB on arrays is not supported yet");
     }
-    btrfs_fits(cx, layout, profile, image, bootloader);
+    btrfs_fits(cx, layout, profile, image);
     let root_on_volume = matches!(layout.root_holder(), Some(Holder::Volume(_)));
     if (layout.root_encrypted() || root_on_volume) && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
         let (var, what) = if root_on_volume { ("volumes", "a / on a logical volume") } else { ("encrypt", "an encrypted /") };
@@ -37,8 +37,9 @@ pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: 
 }
 
 /// btrfs (`partitions=`/`volumes=` file system btrfs, `subvolumes=`): a target that
-/// installs btrfs-progs for it, the package path, and a `/` on it booted from the esp.
-fn btrfs_fits(cx: &mut Ctx<'_>, layout: &Layout, profile: Option<&profile::Profile>, image: bool, bootloader: Option<Bootloader>) {
+/// installs btrfs-progs for it, and the package path. (GRUB reads a btrfs `/`, subvolumes
+/// included; the rules above keep it off an encrypted one or a logical volume.)
+fn btrfs_fits(cx: &mut Ctx<'_>, layout: &Layout, profile: Option<&profile::Profile>, image: bool) {
     if !layout.uses_btrfs() {
         return;
     }
@@ -48,10 +49,6 @@ fn btrfs_fits(cx: &mut Ctx<'_>, layout: &Layout, profile: Option<&profile::Profi
     }
     if image {
         cx.error(var, "btrfs with image= is not supported yet: install such hosts by the package path");
-    }
-    let root_fs = layout.root_holder().and_then(|h| layout.filesystem(h.name())).map(|f| f.1);
-    if root_fs == Some(Filesystem::Btrfs) && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
-        cx.error(var, "a / on btrfs needs bootloader=systemd-boot (it boots the kernel from the esp; GRUB on btrfs is not supported yet)");
     }
 }
 
