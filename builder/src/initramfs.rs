@@ -41,6 +41,18 @@ pub struct Built {
     pub base_len: usize,
 }
 
+/// `extra` and the modules an install of `layout` needs beyond the defaults
+/// ([`kmod::for_layout`]): for an initramfs whose payload is appended later (`anemos pxe`).
+pub fn with_layout_modules(extra: &[String], layout: &installer::plan::Layout) -> Vec<String> {
+    let mut out = extra.to_vec();
+    for m in kmod::for_layout(layout) {
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
+}
+
 pub fn build(req: &Request) -> Result<Built> {
     let running = rustix::system::uname().release().to_string_lossy().into_owned();
     let (index, release, selection, autodetected) = match &req.modules {
@@ -55,17 +67,13 @@ pub fn build(req: &Request) -> Result<Built> {
             } else {
                 Vec::new()
             };
-            let mut extra = extra.clone();
             // A payload with a plan that needs more modules (btrfs) gets them; any other
             // archive is appended as given, and one that is not an archive is refused by
             // `append_payload` below.
-            if let Some(plan) = req.payload.as_deref().and_then(|p| crate::payload_plan::read(p).ok()) {
-                for m in kmod::for_layout(&plan.layout) {
-                    if !extra.contains(&m) {
-                        extra.push(m);
-                    }
-                }
-            }
+            let extra = match req.payload.as_deref().and_then(|p| crate::payload_plan::read(p).ok()) {
+                Some(plan) => with_layout_modules(extra, &plan.layout),
+                None => extra.clone(),
+            };
             let selection = kmod::select(&index, *defaults, &extra, &detected)?;
             (Some(index), Some(release), Some(selection), detected)
         }

@@ -21,7 +21,7 @@ use installer::payload;
 use installer::units::human_size;
 
 use crate::cli::{Compression, PxeArgs};
-use crate::initramfs::{append, build, ModuleChoice, Request};
+use crate::initramfs::{append, build, with_layout_modules, ModuleChoice, Request};
 use crate::private::write_atomic;
 use crate::project::Project;
 
@@ -51,7 +51,9 @@ pub fn run(args: PxeArgs) -> Result<()> {
     let payload = project.payload(Some(token.clone()))?;
     let mut built = build(&Request {
         compression: Compression::Zstd,
-        modules: ModuleChoice::Tree { release: Some(release.clone()), dir: args.modules_dir.clone(), defaults: true, extra: args.modules.clone(), autodetect: Some(false) },
+        // The payload is appended below (it stays in memory), so the modules its plan
+        // needs (btrfs) are named here.
+        modules: ModuleChoice::Tree { release: Some(release.clone()), dir: args.modules_dir.clone(), defaults: true, extra: with_layout_modules(&args.modules, &project.plan.layout), autodetect: Some(false) },
         payload: None,
     })?;
     append(&mut built.bytes, &payload);
