@@ -137,42 +137,13 @@ fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_
     std::fs::write(project.join("secrets/disk_key"), format!("{secret}\n")).unwrap();
     let imgbuild = std::fs::read_to_string(project.join("IMGBUILD")).unwrap();
     std::fs::write(project.join("IMGBUILD"), format!("{imgbuild}\n{RAID_LAYOUT}")).unwrap();
-    let payload = dir.join("payload.cpio");
-    let mut pack = vec!["pack".to_string(), project.display().to_string(), "-o".into(), payload.display().to_string()];
-    pack.extend(guest_mirror_args().unwrap());
-    anemos(&pack.iter().map(String::as_str).collect::<Vec<_>>()).unwrap_or_else(|e| panic!("{e:#}"));
     let printed = anemos(&["check", project.to_str().unwrap()]).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(printed.contains("raid1 array /dev/md/root across the disks") && printed.contains("(a copy on each disk)"), "{printed}");
-    let kernel = anemos_tests::test_kernel();
-    let initrd = dir.join("initramfs.img");
-    let modules = kernel.modules_dir.display().to_string();
-    anemos(&["initramfs", "-o", initrd.to_str().unwrap(), "--kernel-release", &kernel.release, "--modules-dir", &modules, "--no-autodetect", "--payload", payload.to_str().unwrap()]).unwrap();
-    let (a, b) = (dir.join("a.img"), dir.join("b.img"));
-    for f in [&a, &b] {
-        sparse_file(f, 3 << 30).unwrap();
-    }
-    let disk = |f: &PathBuf, serial: &str| Disk { serial: Some(serial.into()), ..Disk::raw(f) };
-    let mut config = Config::direct(&kernel.vmlinuz, &initrd);
-    config.accel = anemos_qemu::choose_accel(&kernel.vmlinuz, &initrd);
-    config.firmware = Firmware::Uefi(Ovmf::find().unwrap());
-    config.append = "anemos.done=poweroff anemos.on_failure=poweroff".into();
-    config.disks = vec![disk(&a, "raid-a"), disk(&b, "raid-b")];
-    config.net = Some(Net::default());
-    let install_log = dir.join("install-console.log");
-    let mut vm = Vm::start(&config, Console::Capture(install_log.clone())).unwrap();
-    let end = vm.expect_event(Duration::from_secs(1500), |e| matches!(e, installer::event::Event::Done { .. } | installer::event::Event::Failed { .. })).unwrap();
-    assert!(matches!(end, installer::event::Event::Done { .. }), "the install failed: {end:?}; console: {}", install_log.display());
-    assert!(vm.wait_exit(Duration::from_secs(120)).unwrap().success());
-    let console = std::fs::read_to_string(&install_log).unwrap();
-    assert!(console.contains("RAID: root raid1 of") && console.contains("the esp copied onto"), "{}", install_log.display());
+    let uefi = Firmware::Uefi(Ovmf::find().unwrap());
+    let (a, b, console) = install_on_two_disks(&project, &dir, ["raid-a", "raid-b"], uefi);
+    assert!(console.contains("the esp copied onto"), "{}", dir.display());
     assert!(!console.contains(secret), "the passphrase reached the console");
     for f in [&a, &b] {
-        let member = sh(&format!("partx -g -o START -n 2 {}", f.display())).unwrap();
-        let start: u64 = member.trim().parse().unwrap();
-        let head = dir.join("member-head.img");
-        sh(&format!("dd if={} of={} bs=512 skip={start} count=4096 status=none", f.display(), head.display())).unwrap();
-        let e = sh(&format!("mdadm --examine {}", head.display())).unwrap_or_default();
-        assert!(e.contains("Raid Level : raid1") && e.contains("Checksum :") && e.contains("correct"), "{}: {e}", f.display());
         // Each esp copy holds one boot entry: none left by the package scripts' own
         // kernel-install run under the install's passing machine-id and command line.
         let esp = sh(&format!("partx -g -o START -n 1 {}", f.display())).unwrap();
@@ -180,6 +151,7 @@ fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_
         let entries = sh(&format!("mdir -b -i {}@@{at} ::/loader/entries", f.display())).unwrap();
         assert_eq!(entries.lines().filter(|l| l.ends_with(".conf")).count(), 1, "{}: {entries}", f.display());
     }
+    let disk = |f: &PathBuf, serial: &str| Disk { serial: Some(serial.into()), ..Disk::raw(f) };
 
     // Both disks: unattended, / on crypt on raid1, the array whole.
     let r = boot_report(vec![disk(&a, "raid-a"), disk(&b, "raid-b")], &dir.join("boot-both.log"), 2);
@@ -203,6 +175,88 @@ fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_
     }
 }
 
+/// Two disks booted by GRUB for BIOS, the layout of many rented servers: a bios-boot
+/// partition on each, a RAID1 across them holding a volume group with / and /var/log.
+const GRUB_LAYOUT: &str = "disk=\"serial:grub-a serial:grub-b\"
+bootloader=grub
+partitions=\"
+ bios 1M bios-boot
+ pv rest lvm
+\"
+raid=\"pv raid1\"
+volume_group=\"vg-sys pv\"
+volumes=\"
+ root 75% ext4 /
+ var-log rest ext4 /var/log
+\"
+";
+
+/// GRUB for BIOS over two disks: the installer puts its boot code on both, and grub.cfg
+/// names / (a logical volume on a RAID1) as Debian does. SeaBIOS boots the pair, then the
+/// second disk alone, degraded.
+#[test]
+fn grub_for_bios_boots_a_root_volume_on_raid1_from_both_disks_and_from_the_second_alone() {
+    let _lock = vm_lock();
+    let (project, dir) = server::project("install-raid-grub", "examples/debian-minimal").unwrap();
+    let imgbuild = std::fs::read_to_string(project.join("IMGBUILD")).unwrap();
+    std::fs::write(project.join("IMGBUILD"), format!("{imgbuild}\n{GRUB_LAYOUT}")).unwrap();
+    let (a, b, console) = install_on_two_disks(&project, &dir, ["grub-a", "grub-b"], Firmware::Bios);
+    assert!(console.contains("GRUB installed (GrubBios) on 2 disk(s), / named UUID=") && console.contains(" or /dev/mapper/vg--sys-root"), "{}", dir.display());
+    for f in [&a, &b] {
+        // GRUB's boot code in each disk's first sector.
+        let mbr = sh(&format!("dd if={} bs=512 count=1 status=none | strings", f.display())).unwrap();
+        assert!(mbr.contains("GRUB"), "{}: no GRUB boot code", f.display());
+    }
+    let disk = |f: &PathBuf, serial: &str| Disk { serial: Some(serial.into()), ..Disk::raw(f) };
+    for (boot, disks, smp, up) in [("boot-both.log", vec![disk(&a, "grub-a"), disk(&b, "grub-b")], 2, "2/2"), ("boot-second.log", vec![disk(&b, "grub-b")], 1, "2/1")] {
+        let r = boot_report_with(disks, &dir.join(boot), smp, Firmware::Bios);
+        assert_eq!((r["dpkg-audit"].as_str(), r["fstab"].as_str(), r["missing"].as_str(), sorted(&r["mounted"]).as_str()), ("clean", "valid", "", "/,/var/log"), "{boot}: {r:?}");
+        assert_eq!((r["root-stack"].as_str(), r["root-arg"].as_str()), ("lvm,raid1,part,disk", "/dev/mapper/vg--sys-root"), "{boot}: {r:?}");
+        assert_eq!(arrays(&r), [up], "{boot}: {r:?}");
+    }
+}
+
+/// debian-minimal's `project` (its layout over the disks with `serials`) packed for the
+/// test mirror and installed by the installer under QEMU with `firmware` onto two blank
+/// 3 GiB disks, which must hold array members afterwards. Returns the disks and the
+/// install's console.
+fn install_on_two_disks(project: &std::path::Path, dir: &std::path::Path, serials: [&str; 2], firmware: Firmware) -> (PathBuf, PathBuf, String) {
+    let payload = dir.join("payload.cpio");
+    let mut pack = vec!["pack".to_string(), project.display().to_string(), "-o".into(), payload.display().to_string()];
+    pack.extend(guest_mirror_args().unwrap());
+    anemos(&pack.iter().map(String::as_str).collect::<Vec<_>>()).unwrap_or_else(|e| panic!("{e:#}"));
+    let kernel = anemos_tests::test_kernel();
+    let initrd = dir.join("initramfs.img");
+    let modules = kernel.modules_dir.display().to_string();
+    anemos(&["initramfs", "-o", initrd.to_str().unwrap(), "--kernel-release", &kernel.release, "--modules-dir", &modules, "--no-autodetect", "--payload", payload.to_str().unwrap()]).unwrap();
+    let (a, b) = (dir.join("a.img"), dir.join("b.img"));
+    for f in [&a, &b] {
+        sparse_file(f, 3 << 30).unwrap();
+    }
+    let mut config = Config::direct(&kernel.vmlinuz, &initrd);
+    config.accel = anemos_qemu::choose_accel(&kernel.vmlinuz, &initrd);
+    config.firmware = firmware;
+    config.append = "anemos.done=poweroff anemos.on_failure=poweroff".into();
+    config.disks = [(&a, serials[0]), (&b, serials[1])].map(|(f, s)| Disk { serial: Some(s.into()), ..Disk::raw(f) }).to_vec();
+    config.net = Some(Net::default());
+    let install_log = dir.join("install-console.log");
+    let mut vm = Vm::start(&config, Console::Capture(install_log.clone())).unwrap();
+    let end = vm.expect_event(Duration::from_secs(1500), |e| matches!(e, installer::event::Event::Done { .. } | installer::event::Event::Failed { .. })).unwrap();
+    assert!(matches!(end, installer::event::Event::Done { .. }), "the install failed: {end:?}; console: {}", install_log.display());
+    assert!(vm.wait_exit(Duration::from_secs(120)).unwrap().success());
+    let console = std::fs::read_to_string(&install_log).unwrap();
+    assert!(console.contains("RAID: ") && console.contains(" raid1 of"), "{}", install_log.display());
+    for f in [&a, &b] {
+        let member = sh(&format!("partx -g -o START -n 2 {}", f.display())).unwrap();
+        let start: u64 = member.trim().parse().unwrap();
+        let head = dir.join("member-head.img");
+        sh(&format!("dd if={} of={} bs=512 skip={start} count=4096 status=none", f.display(), head.display())).unwrap();
+        let e = sh(&format!("mdadm --examine {}", head.display())).unwrap_or_default();
+        assert!(e.contains("Raid Level : raid1") && e.contains("Checksum :") && e.contains("correct"), "{}: {e}", f.display());
+    }
+    (a, b, console)
+}
+
 /// A report's comma-separated list, sorted.
 fn sorted(list: &str) -> String {
     let mut v: Vec<&str> = list.split(',').collect();
@@ -222,7 +276,12 @@ fn arrays(r: &BTreeMap<String, String>) -> Vec<String> {
 /// minute in module loading in both runs of that boot, past systemd's device timeouts;
 /// with one it reaches multi-user in half the time.)
 fn boot_report(disks: Vec<Disk>, log: &std::path::Path, smp: u32) -> BTreeMap<String, String> {
-    let mut config = Config::from_disk(disks[0].clone(), Firmware::Uefi(Ovmf::find().unwrap()));
+    boot_report_with(disks, log, smp, Firmware::Uefi(Ovmf::find().unwrap()))
+}
+
+/// [`boot_report`] with `firmware`.
+fn boot_report_with(disks: Vec<Disk>, log: &std::path::Path, smp: u32, firmware: Firmware) -> BTreeMap<String, String> {
+    let mut config = Config::from_disk(disks[0].clone(), firmware);
     config.disks = disks;
     config.smp = smp;
     config.net = Some(Net::default());

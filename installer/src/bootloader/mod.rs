@@ -58,8 +58,12 @@ pub fn wants_uefi(bootloader: Bootloader, layout: &Layout) -> bool {
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub kind: Kind,
-    /// The whole disk (GRUB's BIOS boot code goes into its first sectors).
-    pub disk: PathBuf,
+    /// The whole disks, the target first: GRUB's BIOS boot code goes into each (a layout
+    /// over several disks has a bios-boot partition on every one, so either boots alone).
+    pub disks: Vec<PathBuf>,
+    /// The names the new system's grub-pc upgrades reinstall the BIOS boot code on
+    /// (`/dev/disk/by-id/…` where the disk has one: the kernel's names can move).
+    pub install_devices: Vec<String>,
     /// The ESP's mount point inside the new system (`/boot/efi`), if there is one.
     pub esp: Option<PathBuf>,
     /// The root file system, for `root=UUID=…` (and `rootflags=`).

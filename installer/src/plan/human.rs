@@ -135,10 +135,13 @@ fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
     }
     let cmdline = if p.kernel_cmdline.inherit_console { format!("{} + the installer's console=", p.kernel_cmdline.args) } else { p.kernel_cmdline.args.clone() };
     // The firmware does not matter for the hybrid: it is chosen by the layout alone.
-    let loader = match crate::bootloader::choose(p.bootloader, &p.layout, false) {
-        Some(crate::bootloader::Kind::GrubHybrid) => "grub, for BIOS and UEFI (bios-boot and esp)",
-        _ => p.bootloader.name(),
+    let mut loader = match crate::bootloader::choose(p.bootloader, &p.layout, false) {
+        Some(crate::bootloader::Kind::GrubHybrid) => "grub, for BIOS and UEFI (bios-boot and esp)".to_string(),
+        _ => p.bootloader.name().to_string(),
     };
+    if !p.layout.raid.is_empty() && p.bootloader != crate::plan::Bootloader::None {
+        loader += ", on every disk (either boots alone)";
+    }
     writeln!(o, "  bootloader    {loader}; kernel command line: {cmdline}")?;
     let from = match &p.mirror.origin {
         MirrorOrigin::Imgbuild { line: Some(l) } => format!("IMGBUILD:{l}"),

@@ -1,7 +1,7 @@
 //! What the rest of the plan must allow when the layout goes beyond plain partitions
 //! (`encrypt=`, `volume_group=`, `raid=`): a target whose initramfs can open them, an
-//! install onto disks by the package path, a boot loader that does not have to read them,
-//! and as many disks as the arrays need.
+//! install onto disks by the package path, a boot loader that can read `/` (GRUB: all but
+//! LUKS2), and as many disks as the arrays need.
 
 use super::Ctx;
 use crate::packages::profile;
@@ -25,14 +25,11 @@ pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: 
             cx.error(var, format!("{var}= with image= is not supported yet: install such hosts by the package path (the image's initramfs cannot open them)"));
         }
     }
-    if !layout.raid.is_empty() && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
-        cx.error("raid", "raid= needs bootloader=systemd-boot (on every disk's esp); GRUB on arrays is not supported yet");
-    }
     btrfs_fits(cx, layout, profile, image);
-    let root_on_volume = matches!(layout.root_holder(), Some(Holder::Volume(_)));
-    if (layout.root_encrypted() || root_on_volume) && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
-        let (var, what) = if root_on_volume { ("volumes", "a / on a logical volume") } else { ("encrypt", "an encrypted /") };
-        cx.error(var, format!("{what} needs bootloader=systemd-boot (it boots the kernel from the esp; GRUB would have to read /)"));
+    // GRUB reads /boot in / through arrays, volume groups and btrfs, but not LUKS2 (the
+    // GRUB of Debian 12 opens no Argon2 keyslot).
+    if layout.root_encrypted() && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
+        cx.error("encrypt", "an encrypted / needs bootloader=systemd-boot (it boots the kernel from the esp; GRUB would have to open the LUKS2 root)");
     }
 }
 
