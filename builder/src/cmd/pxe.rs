@@ -53,7 +53,13 @@ pub fn run(args: PxeArgs) -> Result<()> {
         compression: Compression::Zstd,
         // The payload is appended below (it stays in memory), so the modules its plan
         // needs (btrfs) are named here.
-        modules: ModuleChoice::Tree { release: Some(release.clone()), dir: args.modules_dir.clone(), defaults: true, extra: with_layout_modules(&args.modules, &project.plan.layout), autodetect: Some(false) },
+        modules: ModuleChoice::Tree {
+            release: Some(release.clone()),
+            dir: args.modules_dir.clone(),
+            defaults: true,
+            extra: with_layout_modules(&args.modules, &project.plan.layout),
+            autodetect: Some(false),
+        },
         payload: None,
     })?;
     append(&mut built.bytes, &payload);

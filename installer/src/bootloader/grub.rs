@@ -128,7 +128,10 @@ fn check_cfg(text: &str, names: &[String], flags: Option<&str>) -> Result<()> {
         let named = words.iter().rev().find_map(|w| w.strip_prefix("root="));
         if !named.is_some_and(|n| names.iter().any(|want| want == n)) {
             let want = names.join("` or `root=");
-            bail!("update-grub named / as `root={}`, not `root={want}`: the system would boot only while its disks keep their names. The disk is not bootable yet; report this with the install log", named.unwrap_or(""));
+            bail!(
+                "update-grub named / as `root={}`, not `root={want}`: the system would boot only while its disks keep their names. The disk is not bootable yet; report this with the install log",
+                named.unwrap_or("")
+            );
         }
         if let Some(flags) = flags {
             if !words.iter().any(|w| w.strip_prefix("rootflags=") == Some(flags)) {
@@ -169,7 +172,8 @@ mod tests {
         RootFs { uuid: "0b5e-u".into(), flags: flags.map(String::from), device: "/dev/vda2".into() }
     }
 
-    const ENTRY: &str = "menuentry 'Debian' {\n\tsearch --no-floppy --fs-uuid --set=root 0b5e-u\n\tlinux\t/boot/vmlinuz-6.1.0-28-amd64 root=ROOT ro console=ttyS0\n\tinitrd\t/boot/initrd.img-6.1.0-28-amd64\n}\n";
+    const ENTRY: &str =
+        "menuentry 'Debian' {\n\tsearch --no-floppy --fs-uuid --set=root 0b5e-u\n\tlinux\t/boot/vmlinuz-6.1.0-28-amd64 root=ROOT ro console=ttyS0\n\tinitrd\t/boot/initrd.img-6.1.0-28-amd64\n}\n";
 
     fn names(n: &[&str]) -> Vec<String> {
         n.iter().map(|s| s.to_string()).collect()
