@@ -254,6 +254,7 @@ fn mail_server_bios_grub_keeps_home_and_serves_mail() {
 /// root-only initramfs images. On the host, cryptsetup reads the root
 /// partition's header and opens its keyslot with the secret, not with another passphrase.
 #[test]
+#[ignore = "over CI's budget beside the rest (~8 min under TCG): `make test-long`; make test boots an unattended LUKS2 root, LVM on LUKS with swap and root-only initramfs images in tests/raid.rs, and tests/crypt.rs and tests/lvm.rs judge the headers and metadata the engine writes"]
 fn an_encrypted_root_and_a_volume_group_boot_unattended_and_cryptsetup_opens_the_header() {
     let _lock = vm_lock();
     let (project, dir) = project("install-encrypted", "examples/debian-minimal");

@@ -100,8 +100,8 @@ fn members_too_small_or_alone_are_refused_before_a_write() {
 
 /// The layout of the QEMU proof: an esp on each disk; / and /home as the btrfs subvolumes
 /// @ and @home, encrypted (unlocked by a key file in the initramfs) on a RAID1 across the
-/// two disks; /srv on a volume group inside LUKS2 on a second RAID1 (LVM on LUKS on RAID,
-/// opened by the new system's key file).
+/// two disks; swap and /srv on a volume group inside LUKS2 on a second RAID1 (LVM on LUKS
+/// on RAID, opened by the new system's key file).
 const RAID_LAYOUT: &str = "disk=\"serial:raid-a serial:raid-b\"
 partitions=\"
  esp 256M esp
@@ -121,7 +121,10 @@ encrypt=\"
  pv disk_key unattended
 \"
 volume_group=\"data pv\"
-volumes=\"srv rest ext4 /srv\"
+volumes=\"
+ swap 64M swap
+ srv rest ext4 /srv
+\"
 ";
 
 /// debian-minimal installed by the installer itself (as a deploy or PXE boot runs it) onto
@@ -158,6 +161,9 @@ fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_
     assert_eq!((r["dpkg-audit"].as_str(), r["fstab"].as_str(), r["missing"].as_str(), sorted(&r["mounted"]).as_str()), ("clean", "valid", "", "/,/boot/efi,/home,/srv"), "{r:?}");
     assert_eq!((r["root-stack"].as_str(), r["root-fs"].as_str()), ("crypt,raid1,part,disk", "btrfs:/@"), "{r:?}");
     assert_eq!(arrays(&r), ["2/2", "2/2"], "{r:?}");
+    // The swap volume (LVM on LUKS on RAID1) is in use; the initramfs images carry the key
+    // files, so only root may read them.
+    assert_eq!((r["swaps"].as_str(), r["initrd-mode"].as_str()), ("1", "600"), "{r:?}");
     // The second disk alone (the first taken out): the array runs degraded, / and the esp
     // copy mount, nobody types anything.
     // Twice, as a server stays until the disk is replaced: the first boot without the disk
