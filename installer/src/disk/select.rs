@@ -81,11 +81,12 @@ fn listing(disks: &[Disk]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn disk(name: &str, size: u64, serial: &str) -> Disk {
+    /// A disk `/dev/NAME` with `serial` (by-id `virtio-SERIAL`), for tests.
+    pub(crate) fn disk(name: &str, size: u64, serial: &str) -> Disk {
         Disk {
             name: name.into(),
             path: PathBuf::from(format!("/dev/{name}")),

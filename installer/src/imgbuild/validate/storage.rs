@@ -35,7 +35,7 @@ pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: 
 
 /// btrfs (`partitions=`/`volumes=` file system btrfs, `subvolumes=`): a target that
 /// installs btrfs-progs for it, and the package path. (GRUB reads a btrfs `/`, subvolumes
-/// included; the rules above keep it off an encrypted one or a logical volume.)
+/// included, also on an array or a logical volume; `fits` keeps it off an encrypted one.)
 fn btrfs_fits(cx: &mut Ctx<'_>, layout: &Layout, profile: Option<&profile::Profile>, image: bool) {
     if !layout.uses_btrfs() {
         return;
