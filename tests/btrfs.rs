@@ -68,7 +68,7 @@ fn btrfs_takes_files_and_subvolumes_through_the_kernel() {
     sparse_file(&img, 700 * MIB + 4096).unwrap();
     make(&img, "pool");
     let lo = Loop::attach(&img).unwrap();
-    btrfs::subvol::create(&lo.dev, &["@", "@home"], &dir.join("top")).unwrap();
+    btrfs::subvol::create(&lo.dev, &["@", "@home", "@/.snapshots"], &dir.join("top")).unwrap();
     let mount = Mount::new_with(&lo.dev, &dir.join("mnt"), "btrfs", "subvol=@home").unwrap();
     let big: Vec<u8> = (0..64 * MIB as usize).map(|i| (i * 7 + i / 4096) as u8).collect();
     std::fs::write(mount.dir.join("big"), &big).unwrap();
@@ -80,7 +80,9 @@ fn btrfs_takes_files_and_subvolumes_through_the_kernel() {
     assert!(out.contains("no error found") && !out.contains("ERROR"), "btrfs check after writing:\n{out}");
     let mount = Mount::new_with(&lo.dev, &dir.join("mnt"), "btrfs", "subvolid=5").unwrap();
     let list = sh(&format!("btrfs subvolume list {}", mount.dir.display())).unwrap();
-    assert!(list.contains("path @\n") && list.ends_with("path @home\n"), "subvolumes:\n{list}");
+    assert!(list.contains("path @\n") && list.contains("path @home\n") && list.ends_with("path @/.snapshots\n"), "subvolumes:\n{list}");
+    // The nested one is a subvolume of its own inside @, not a directory.
+    assert_eq!(sh(&format!("stat -c %i {}/@/.snapshots", mount.dir.display())).unwrap().trim(), "256", "@/.snapshots is not a subvolume");
     assert_eq!(std::fs::read(mount.dir.join("@home/big")).unwrap(), big);
     assert_eq!(std::fs::read_to_string(mount.dir.join("@home/f1999")).unwrap(), "file 1999\n");
     mount.unmount().unwrap();

@@ -167,12 +167,13 @@ fn btrfs_subvolumes_are_planned_and_checked_line_by_line() {
     assert!(out.contains("btrfs         subvolume @ on root, mounted at /\n"), "{out}");
     assert!(out.contains("btrfs         subvolume @home on root, mounted at /home (noatime)"), "{out}");
     assert!(out.contains("btrfs         subvolume @snapshots on root, mounted at - (not mounted)"), "{out}");
+    assert!(out.contains("btrfs         subvolume @/.snapshots on root, mounted at /.snapshots\n"), "{out}");
     assert!(out.contains("btrfs         subvolume @data on srv, mounted at /srv/data"), "{out}");
     assert!(out.contains("btrfs-progs (mounts and checks the btrfs file systems)"), "{out}");
     let json = anemos(&["check", corpus("btrfs").to_str().unwrap(), "--json"]).unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let plan: Plan = serde_json::from_value(v["plan"].clone()).unwrap();
-    assert_eq!(plan.layout.subvolumes.len(), 4);
+    assert_eq!(plan.layout.subvolumes.len(), 5);
     assert!(plan.layout.holds_root("root") && plan.layout.root_subvolume().is_some_and(|s| s.name == "@"));
 
     let (ok, _, err) = run(&["check", corpus("bad/btrfs").to_str().unwrap()]);
@@ -182,9 +183,10 @@ fn btrfs_subvolumes_are_planned_and_checked_line_by_line() {
         "IMGBUILD:14: subvolumes: subvolume \"@\" is named twice on \"root\"",
         "IMGBUILD:15: subvolumes: \"data\" holds ext4: subvolumes need btrfs",
         "IMGBUILD:16: subvolumes: there is no partition or volume \"nope\" to make subvolume \"@x\" on",
-        "IMGBUILD:17: subvolumes: subvolume name \"a/b\": use letters, digits",
-        "IMGBUILD:18: subvolumes: \"root  @v     /var  subvol=@w\": options \"subvol=@w\": subvol= is the subvolume's own",
-        "has 6 errors",
+        "IMGBUILD:17: subvolumes: subvolume \"a/b\" is inside \"a\", which is not a subvolume listed before it on \"root\"",
+        "IMGBUILD:18: subvolumes: subvolume name \"@/..\": not . or ..",
+        "IMGBUILD:19: subvolumes: \"root  @v     /var  subvol=@w\": options \"subvol=@w\": subvol= is the subvolume's own",
+        "has 7 errors",
     ] {
         assert!(err.contains(line), "missing {line:?} in:\n{err}");
     }

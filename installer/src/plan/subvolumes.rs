@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 use super::rules::{At, Problem};
 use super::types::{Filesystem, Layout, PartSize};
 
-/// A subvolume at the top level of the btrfs on a partition or logical volume.
+/// A subvolume of the btrfs on a partition or logical volume: at its top level, or inside
+/// another subvolume of the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subvolume {
     /// The partition (or, failing that, logical volume) holding the file system, by name.
     pub filesystem: String,
-    /// Its name at the top level (`@`, `@home`): one path component.
+    /// Its path from the top level (`@`, `@home`, or `@/.snapshots` inside `@`).
     pub name: String,
     pub mountpoint: Option<String>,
     /// fstab options besides `subvol=NAME`.
@@ -54,20 +55,31 @@ impl Layout {
         self.partitions.iter().any(|p| p.fs == Filesystem::Btrfs) || self.volume_group.iter().flat_map(|g| &g.volumes).any(|v| v.fs == Filesystem::Btrfs)
     }
 
-    /// What holds `/`: the partition or volume mounted there, or whose subvolume is.
-    pub fn root_holder(&self) -> Option<Holder<'_>> {
-        if let Some(p) = self.partitions.iter().find(|p| p.mountpoint.as_deref() == Some("/")) {
+    /// What holds the file system mounted at `mountpoint`: the partition or volume mounted
+    /// there, or whose subvolume is.
+    pub fn holder_of(&self, mountpoint: &str) -> Option<Holder<'_>> {
+        if let Some(p) = self.partitions.iter().find(|p| p.mountpoint.as_deref() == Some(mountpoint)) {
             return Some(Holder::Partition(&p.name));
         }
-        if let Some(v) = self.volume_group.iter().flat_map(|g| &g.volumes).find(|v| v.mountpoint.as_deref() == Some("/")) {
+        if let Some(v) = self.volume_group.iter().flat_map(|g| &g.volumes).find(|v| v.mountpoint.as_deref() == Some(mountpoint)) {
             return Some(Holder::Volume(&v.name));
         }
-        self.filesystem(&self.root_subvolume()?.filesystem).map(|(h, _, _)| h)
+        self.filesystem(&self.subvolume_at(mountpoint)?.filesystem).map(|(h, _, _)| h)
+    }
+
+    /// What holds `/`.
+    pub fn root_holder(&self) -> Option<Holder<'_>> {
+        self.holder_of("/")
+    }
+
+    /// The subvolume mounted at `mountpoint`, if one is.
+    pub fn subvolume_at(&self, mountpoint: &str) -> Option<&Subvolume> {
+        self.subvolumes.iter().find(|s| s.mountpoint.as_deref() == Some(mountpoint))
     }
 
     /// The subvolume mounted at `/`, if `/` is one.
     pub fn root_subvolume(&self) -> Option<&Subvolume> {
-        self.subvolumes.iter().find(|s| s.mountpoint.as_deref() == Some("/"))
+        self.subvolume_at("/")
     }
 
     /// The rules of `subvolumes=`: each names a btrfs partition or volume, a name btrfs
@@ -81,8 +93,13 @@ impl Layout {
                 Some((_, fs, _)) if fs != Filesystem::Btrfs => at(format!("{:?} holds {}: subvolumes need btrfs", s.filesystem, fs.name())),
                 Some(_) => {}
             }
-            if let Some(bad) = name_problem(&s.name) {
+            if let Some(bad) = s.name.split('/').find_map(name_problem) {
                 at(format!("subvolume name {:?}: {bad}", s.name));
+            } else if let Some((parent, _)) = s.name.rsplit_once('/') {
+                // Made inside its parent, which must be made before it.
+                if !self.subvolumes[..i].iter().any(|t| t.filesystem == s.filesystem && t.name == parent) {
+                    at(format!("subvolume {:?} is inside {parent:?}, which is not a subvolume listed before it on {:?}", s.name, s.filesystem));
+                }
             }
             if self.subvolumes[..i].iter().any(|t| t.filesystem == s.filesystem && t.name == s.name) {
                 at(format!("subvolume {:?} is named twice on {:?}", s.name, s.filesystem));
@@ -103,14 +120,15 @@ impl Layout {
     }
 }
 
-/// Why btrfs would refuse a subvolume name (or the install could not mount it), if so.
+/// Why btrfs would refuse one component of a subvolume's path (or the install could not
+/// mount it), if so.
 fn name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() || name.len() > 255 {
         Some("use 1 to 255 characters")
     } else if name == "." || name == ".." {
         Some("not . or ..")
     } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || "@_.-+".contains(c)) {
-        Some("use letters, digits, '@', '_', '.', '-', '+' (one path component: no '/')")
+        Some("use letters, digits, '@', '_', '.', '-', '+' (and '/' between a parent subvolume and its child)")
     } else {
         None
     }

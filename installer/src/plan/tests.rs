@@ -119,8 +119,9 @@ fn subvolumes_hold_root_and_follow_their_rules() {
     l.partitions[0].fs = Filesystem::Btrfs;
     l.partitions[0].mountpoint = None;
     let sub = |fs: &str, name: &str, mp: Option<&str>| Subvolume { filesystem: fs.into(), name: name.into(), mountpoint: mp.map(str::to_string), options: "defaults".into() };
-    l.subvolumes = vec![sub("root", "@", Some("/")), sub("root", "@home", Some("/home")), sub("root", "@snapshots", None)];
+    l.subvolumes = vec![sub("root", "@", Some("/")), sub("root", "@home", Some("/home")), sub("root", "@snapshots", None), sub("root", "@/.snapshots", Some("/.snapshots"))];
     assert_eq!(l.problems(), vec![]);
+    l.subvolumes.pop();
     assert!(l.holds_root("root") && l.uses_btrfs());
     assert_eq!(l.root_subvolume().map(|s| s.name.as_str()), Some("@"));
     assert_eq!(l.mountpoints().collect::<Vec<_>>(), ["/", "/home"]);
@@ -132,7 +133,7 @@ fn subvolumes_hold_root_and_follow_their_rules() {
     assert!(has(At::Partition(0), "too small for btrfs: give it at least 128M"), "{messages:?}");
     assert!(has(At::Subvolume(3), "no partition or volume \"nope\""), "{messages:?}");
     assert!(has(At::Subvolume(4), "named twice"), "{messages:?}");
-    assert!(has(At::Subvolume(5), "one path component"), "{messages:?}");
+    assert!(has(At::Subvolume(5), "inside \"a\", which is not a subvolume listed before it"), "{messages:?}");
     // A subvolume on ext4, and two things at /.
     let mut l = sample().layout;
     l.subvolumes = vec![sub("root", "@", Some("/"))];
