@@ -99,7 +99,7 @@ fn members_too_small_or_alone_are_refused_before_a_write() {
 }
 
 /// The layout of the QEMU proof: an esp on each disk; / and /home as the btrfs subvolumes
-/// @ and @home, encrypted (unlocked by a key file in the initramfs) on a RAID1 across the
+/// @ and @home (and @/.snapshots inside @), encrypted (unlocked by a key file in the initramfs) on a RAID1 across the
 /// two disks; swap and /srv on a volume group inside LUKS2 on a second RAID1 (LVM on LUKS
 /// on RAID, opened by the new system's key file).
 const RAID_LAYOUT: &str = "disk=\"serial:raid-a serial:raid-b\"
@@ -111,6 +111,7 @@ partitions=\"
 subvolumes=\"
  root @ /
  root @home /home
+ root @/.snapshots /.snapshots
 \"
 raid=\"
  root raid1
@@ -127,12 +128,14 @@ volumes=\"
 \"
 ";
 
-/// debian-minimal installed by the installer itself (as a deploy or PXE boot runs it) onto
-/// two blank disks: RAID1 under an encrypted btrfs / (subvolumes @ and @home) and under an
-/// encrypted volume group. Then the two disks boot unattended with the arrays whole; then
-/// the second disk alone boots it degraded (the first removed), /home and /srv included.
+/// debian-minimal built once as an image (`anemos build`), then installed from it by the
+/// installer itself (as a deploy or PXE boot runs it) onto two blank disks: RAID1 under an
+/// encrypted btrfs / (subvolumes @ and @home) and under an encrypted volume group; the
+/// host's initramfs is made again with its mdadm.conf, crypttab and key files. Then the
+/// two disks boot unattended with the arrays whole; then the second disk alone boots it
+/// degraded (the first removed), /home and /srv included.
 #[test]
-fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_second_disk_alone() {
+fn raid1_under_an_encrypted_root_and_volume_group_installed_from_an_image_boots_unattended_and_from_the_second_disk_alone() {
     let _lock = vm_lock();
     let (project, dir) = server::project("install-raid", "examples/debian-minimal").unwrap();
     std::fs::create_dir_all(project.join("secrets")).unwrap();
@@ -142,8 +145,19 @@ fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_
     std::fs::write(project.join("IMGBUILD"), format!("{imgbuild}\n{RAID_LAYOUT}")).unwrap();
     let printed = anemos(&["check", project.to_str().unwrap()]).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(printed.contains("raid1 array /dev/md/root across the disks") && printed.contains("(a copy on each disk)"), "{printed}");
+    // The image carries what the layout needs at boot; it holds no secret.
+    let (image, sha) = server::build_image(&project, &dir).unwrap_or_else(|e| panic!("{e:#}"));
+    let manifest = std::fs::read_to_string(format!("{}.json", image.display())).unwrap_or_else(|e| panic!("{}.json: {e}", image.display()));
+    for p in ["\"mdadm\"", "\"cryptsetup-initramfs\"", "\"lvm2\"", "\"btrfs-progs\""] {
+        assert!(manifest.contains(p), "the image lacks {p}");
+    }
+    let hits = sh(&format!("zstd -dc {} | grep -c -a -F '{secret}' || true", image.display())).unwrap();
+    assert_eq!(hits.trim(), "0", "the passphrase is in the image");
+    let url = format!("{}/{}", server::serve_for_guests(&dir), image.file_name().unwrap().to_string_lossy());
+    let from_image = ["--image".to_string(), url, "--image-sha256".into(), sha];
     let uefi = Firmware::Uefi(Ovmf::find().unwrap());
-    let (a, b, console) = install_on_two_disks(&project, &dir, ["raid-a", "raid-b"], uefi);
+    let (a, b, console) = install_on_two_disks(&project, &dir, ["raid-a", "raid-b"], uefi, &from_image);
+    assert!(console.contains("SHA-256 verified") && console.contains("built the initramfs in"), "{}", dir.display());
     assert!(console.contains("the esp copied onto"), "{}", dir.display());
     assert!(!console.contains(secret), "the passphrase reached the console");
     for f in [&a, &b] {
@@ -158,7 +172,7 @@ fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_
 
     // Both disks: unattended, / on crypt on raid1, the array whole.
     let r = boot_report(vec![disk(&a, "raid-a"), disk(&b, "raid-b")], &dir.join("boot-both.log"), 2);
-    assert_eq!((r["dpkg-audit"].as_str(), r["fstab"].as_str(), r["missing"].as_str(), sorted(&r["mounted"]).as_str()), ("clean", "valid", "", "/,/boot/efi,/home,/srv"), "{r:?}");
+    assert_eq!((r["dpkg-audit"].as_str(), r["fstab"].as_str(), r["missing"].as_str(), sorted(&r["mounted"]).as_str()), ("clean", "valid", "", "/,/.snapshots,/boot/efi,/home,/srv"), "{r:?}");
     assert_eq!((r["root-stack"].as_str(), r["root-fs"].as_str()), ("crypt,raid1,part,disk", "btrfs:/@"), "{r:?}");
     assert_eq!(arrays(&r), ["2/2", "2/2"], "{r:?}");
     // The swap volume (LVM on LUKS on RAID1) is in use; the initramfs images carry the key
@@ -173,7 +187,7 @@ fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_
         let r = boot_report(vec![disk(&b, "raid-b")], &dir.join(boot), 1);
         assert_eq!(
             (r["fstab"].as_str(), r["missing"].as_str(), sorted(&r["mounted"]).as_str(), r["root-stack"].as_str()),
-            ("valid", "", "/,/boot/efi,/home,/srv", "crypt,raid1,part,disk"),
+            ("valid", "", "/,/.snapshots,/boot/efi,/home,/srv", "crypt,raid1,part,disk"),
             "{boot}: {r:?}"
         );
         assert_eq!(r["root-fs"], "btrfs:/@", "{boot}: {r:?}");
@@ -181,15 +195,22 @@ fn raid1_under_an_encrypted_root_and_volume_group_boots_unattended_and_from_the_
     }
 }
 
-/// Two disks booted by GRUB for BIOS, the layout of many rented servers: a bios-boot
-/// partition on each, a RAID1 across them holding a volume group with / and /var/log.
+/// Two disks booted by GRUB for both firmwares, the layout of many rented servers: a
+/// bios-boot partition and an esp on each, /boot on a RAID1 GRUB reads, and a second RAID1
+/// holding LUKS2 (its passphrase typed at boot) with a volume group for / and /var/log.
 const GRUB_LAYOUT: &str = "disk=\"serial:grub-a serial:grub-b\"
 bootloader=grub
 partitions=\"
  bios 1M bios-boot
+ esp 128M esp
+ boot 256M linux ext4 /boot
  pv rest lvm
 \"
-raid=\"pv raid1\"
+raid=\"
+ boot raid1
+ pv raid1
+\"
+encrypt=\"pv disk_key prompt\"
 volume_group=\"vg-sys pv\"
 volumes=\"
  root 75% ext4 /
@@ -197,39 +218,54 @@ volumes=\"
 \"
 ";
 
-/// GRUB for BIOS over two disks: the installer puts its boot code on both, and grub.cfg
-/// names / (a logical volume on a RAID1) as Debian does. SeaBIOS boots the pair, then the
-/// second disk alone, degraded.
+/// GRUB for BIOS and UEFI over two disks, with an encrypted /: the installer puts its BIOS
+/// boot code on both and its EFI binary on the esp, copied onto the second disk's; GRUB
+/// reads the kernels from /boot on a RAID1, and grub.cfg names / (a logical volume inside
+/// LUKS2 on a RAID1) as Debian does. SeaBIOS boots the pair, then OVMF boots the second
+/// disk alone, degraded, from its copy of the esp; each time the passphrase is typed on
+/// the console, as an operator would.
 #[test]
-fn grub_for_bios_boots_a_root_volume_on_raid1_from_both_disks_and_from_the_second_alone() {
+fn grub_boots_an_encrypted_root_volume_on_raid1_from_both_disks_by_bios_and_from_the_second_alone_by_uefi() {
     let _lock = vm_lock();
     let (project, dir) = server::project("install-raid-grub", "examples/debian-minimal").unwrap();
+    std::fs::create_dir_all(project.join("secrets")).unwrap();
+    let secret = "typed at the console for grub";
+    std::fs::write(project.join("secrets/disk_key"), format!("{secret}\n")).unwrap();
     let imgbuild = std::fs::read_to_string(project.join("IMGBUILD")).unwrap();
     std::fs::write(project.join("IMGBUILD"), format!("{imgbuild}\n{GRUB_LAYOUT}")).unwrap();
-    let (a, b, console) = install_on_two_disks(&project, &dir, ["grub-a", "grub-b"], Firmware::Bios);
-    assert!(console.contains("GRUB installed (GrubBios) on 2 disk(s), / named UUID=") && console.contains(" or /dev/mapper/vg--sys-root"), "{}", dir.display());
+    let (a, b, console) = install_on_two_disks(&project, &dir, ["grub-a", "grub-b"], Firmware::Bios, &[]);
+    assert!(console.contains("GRUB installed (GrubHybrid) on 2 disk(s), / named UUID=") && console.contains(" or /dev/mapper/vg--sys-root"), "{}", dir.display());
+    assert!(console.contains("the esp copied onto") && !console.contains(secret), "{}", dir.display());
     for f in [&a, &b] {
         // GRUB's boot code in each disk's first sector.
         let mbr = sh(&format!("dd if={} bs=512 count=1 status=none | strings", f.display())).unwrap();
         assert!(mbr.contains("GRUB"), "{}: no GRUB boot code", f.display());
     }
     let disk = |f: &PathBuf, serial: &str| Disk { serial: Some(serial.into()), ..Disk::raw(f) };
-    for (boot, disks, smp, up) in [("boot-both.log", vec![disk(&a, "grub-a"), disk(&b, "grub-b")], 2, "2/2"), ("boot-second.log", vec![disk(&b, "grub-b")], 1, "2/1")] {
-        let r = boot_report_with(disks, &dir.join(boot), smp, Firmware::Bios);
-        assert_eq!((r["dpkg-audit"].as_str(), r["fstab"].as_str(), r["missing"].as_str(), sorted(&r["mounted"]).as_str()), ("clean", "valid", "", "/,/var/log"), "{boot}: {r:?}");
-        assert_eq!((r["root-stack"].as_str(), r["root-arg"].as_str()), ("lvm,raid1,part,disk", "/dev/mapper/vg--sys-root"), "{boot}: {r:?}");
-        assert_eq!(arrays(&r), [up], "{boot}: {r:?}");
+    let uefi = Firmware::Uefi(Ovmf::find().unwrap());
+    for (boot, disks, smp, up, firmware) in
+        [("boot-both.log", vec![disk(&a, "grub-a"), disk(&b, "grub-b")], 2, "2/2", Firmware::Bios), ("boot-second-uefi.log", vec![disk(&b, "grub-b")], 1, "2/1", uefi)]
+    {
+        let booted_by = if matches!(firmware, Firmware::Bios) { "bios" } else { "uefi" };
+        let r = boot_report_typing(disks, &dir.join(boot), smp, firmware, Some(secret));
+        assert_eq!(r["firmware"], booted_by, "{boot}: {r:?}");
+        assert_eq!((r["dpkg-audit"].as_str(), r["fstab"].as_str(), r["missing"].as_str(), sorted(&r["mounted"]).as_str()), ("clean", "valid", "", "/,/boot,/boot/efi,/var/log"), "{boot}: {r:?}");
+        assert_eq!((r["root-stack"].as_str(), r["root-arg"].as_str()), ("lvm,crypt,raid1,part,disk", "/dev/mapper/vg--sys-root"), "{boot}: {r:?}");
+        assert_eq!(arrays(&r), [up, up], "{boot}: {r:?}");
+        let typed = String::from_utf8_lossy(&std::fs::read(dir.join(boot)).unwrap()).into_owned();
+        assert!(!typed.contains(secret), "{boot}: the typed passphrase was echoed");
     }
 }
 
 /// debian-minimal's `project` (its layout over the disks with `serials`) packed for the
-/// test mirror and installed by the installer under QEMU with `firmware` onto two blank
+/// test mirror (with `extra` arguments to `anemos pack`) and installed by the installer under QEMU with `firmware` onto two blank
 /// 3 GiB disks, which must hold array members afterwards. Returns the disks and the
 /// install's console.
-fn install_on_two_disks(project: &std::path::Path, dir: &std::path::Path, serials: [&str; 2], firmware: Firmware) -> (PathBuf, PathBuf, String) {
+fn install_on_two_disks(project: &std::path::Path, dir: &std::path::Path, serials: [&str; 2], firmware: Firmware, extra: &[String]) -> (PathBuf, PathBuf, String) {
     let payload = dir.join("payload.cpio");
     let mut pack = vec!["pack".to_string(), project.display().to_string(), "-o".into(), payload.display().to_string()];
     pack.extend(guest_mirror_args().unwrap());
+    pack.extend(extra.iter().cloned());
     anemos(&pack.iter().map(String::as_str).collect::<Vec<_>>()).unwrap_or_else(|e| panic!("{e:#}"));
     let kernel = anemos_tests::test_kernel();
     let initrd = dir.join("initramfs.img");
@@ -253,7 +289,8 @@ fn install_on_two_disks(project: &std::path::Path, dir: &std::path::Path, serial
     let console = std::fs::read_to_string(&install_log).unwrap();
     assert!(console.contains("RAID: ") && console.contains(" raid1 of"), "{}", install_log.display());
     for f in [&a, &b] {
-        let member = sh(&format!("partx -g -o START -n 2 {}", f.display())).unwrap();
+        // The last partition (every layout here ends with an array member).
+        let member = sh(&format!("partx -g -o START {} | tail -n 1", f.display())).unwrap();
         let start: u64 = member.trim().parse().unwrap();
         let head = dir.join("member-head.img");
         sh(&format!("dd if={} of={} bs=512 skip={start} count=4096 status=none", f.display(), head.display())).unwrap();
@@ -287,11 +324,22 @@ fn boot_report(disks: Vec<Disk>, log: &std::path::Path, smp: u32) -> BTreeMap<St
 
 /// [`boot_report`] with `firmware`.
 fn boot_report_with(disks: Vec<Disk>, log: &std::path::Path, smp: u32, firmware: Firmware) -> BTreeMap<String, String> {
+    boot_report_typing(disks, log, smp, firmware, None)
+}
+
+/// [`boot_report_with`], typing `passphrase` on the console when the initramfs asks for it.
+fn boot_report_typing(disks: Vec<Disk>, log: &std::path::Path, smp: u32, firmware: Firmware, passphrase: Option<&str>) -> BTreeMap<String, String> {
     let mut config = Config::from_disk(disks[0].clone(), firmware);
     config.disks = disks;
     config.smp = smp;
     config.net = Some(Net::default());
     let mut vm = Vm::start(&config, Console::Capture(log.to_path_buf())).unwrap();
+    if let Some(p) = passphrase {
+        vm.expect("Please unlock disk pv", BOOT).unwrap_or_else(|e| panic!("{e:#}; console: {}", log.display()));
+        // The prompt is printed before the terminal stops echoing: wait for it to settle.
+        std::thread::sleep(Duration::from_secs(2));
+        vm.send(&format!("{p}\n")).unwrap();
+    }
     vm.expect("ANEMOS-REPORT ", BOOT).unwrap_or_else(|e| panic!("{e:#}; console: {}", log.display()));
     let line = vm.expect("\n", Duration::from_secs(10)).unwrap();
     line.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -70,7 +70,8 @@ impl Manifest {
     }
 
     /// Refuses an image that cannot become this plan's system: another distribution, or
-    /// without the packages the plan's boot loader needs on this firmware.
+    /// without the packages the plan's boot loader needs on this firmware, or those its
+    /// layout needs at boot (mdadm, cryptsetup-initramfs, lvm2, btrfs-progs).
     pub fn check_against(&self, plan: &Plan, bootloader_packages: &[&str]) -> Result<()> {
         if self.format != FORMAT {
             bail!("the image is {:?}, this anemos reads {FORMAT}: build it again with this version", self.format);
@@ -85,6 +86,14 @@ impl Manifest {
                 self.imgname,
                 missing.join(", "),
                 plan.bootloader
+            );
+        }
+        let storage: Vec<&str> = crate::packages::profile::of(&plan.target).storage_packages(plan).into_iter().map(|(p, _)| p).filter(|p| !self.has_package(p)).collect();
+        if !storage.is_empty() {
+            bail!(
+                "the image {} lacks {}, which this layout needs to open its arrays, encrypted partitions, volume group or btrfs at boot: build the image from a project with the same layout (or add them to its packages=)",
+                self.imgname,
+                storage.join(", ")
             );
         }
         Ok(())
@@ -294,4 +303,38 @@ pub fn installed_packages(root: &std::path::Path, target: &crate::plan::Target) 
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Raid, RaidLevel};
+
+    fn manifest(plan: &Plan, packages: &[&str]) -> Manifest {
+        let packages = packages.iter().map(|n| Package { name: n.to_string(), version: "1".into() }).collect();
+        Manifest {
+            format: FORMAT.into(),
+            imgname: "img".into(),
+            target: plan.target.name().into(),
+            clamp: 0,
+            unpacked: 0,
+            entries: 0,
+            packages,
+            secrets: vec![],
+            plan: plan.clone(),
+            sha256: None,
+            size: None,
+        }
+    }
+
+    #[test]
+    fn an_image_without_what_the_layout_opens_at_boot_is_refused() {
+        let mut plan = crate::plan::tests::sample();
+        plan.layout.raid = vec![Raid { partition: "root".into(), level: RaidLevel::Raid1 }];
+        let e = manifest(&plan, &["grub-pc"]).check_against(&plan, &["grub-pc"]).unwrap_err().to_string();
+        assert!(e.contains("lacks mdadm, which this layout needs"), "{e}");
+        manifest(&plan, &["grub-pc", "mdadm"]).check_against(&plan, &["grub-pc"]).unwrap();
+        let e = manifest(&plan, &["mdadm"]).check_against(&plan, &["grub-pc"]).unwrap_err().to_string();
+        assert!(e.contains("lacks grub-pc for this machine's boot loader"), "{e}");
+    }
 }

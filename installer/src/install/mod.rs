@@ -23,7 +23,9 @@
 //! any machine, and a last `generalize` phase (no machine-id, no ssh host keys, no logs).
 //! Installs from an image (`image=`) replace `indexes` and `packages` with `image-check`
 //! (before the wipe) and `image`, render the templates and make the system's identity on
-//! each host, and skip provision() and the initramfs, which the image holds.
+//! each host, and skip provision() and the initramfs, which the image holds — unless the
+//! layout has arrays, encrypted partitions or a volume group: then the host's initramfs is
+//! made again by the image's own tools, with this host's mdadm.conf, crypttab and keys.
 
 mod bootloader;
 mod check;
@@ -227,7 +229,10 @@ impl Install {
         let from_image = self.from_image();
         let wanted = |p: Phase| match p {
             Phase::Check | Phase::Disks | Phase::Bootloader | Phase::Unmount => on_disk,
-            Phase::Indexes | Phase::Packages | Phase::Initramfs => !from_image,
+            Phase::Indexes | Phase::Packages => !from_image,
+            // An image's initramfs opens any machine's plain partitions; arrays, encrypted
+            // partitions and volume groups need this host's mdadm.conf and crypttab in it.
+            Phase::Initramfs => !from_image || self.plan().layout.opened_at_boot(),
             Phase::ImageCheck | Phase::Image => from_image,
             Phase::Provision => self.plan().functions.provision && !from_image,
             Phase::Generalize => self.place == Where::Image,
@@ -341,8 +346,13 @@ mod tests {
     use super::*;
 
     fn phases(place: Where, image: bool) -> Vec<&'static str> {
+        phases_with(place, image, |_| {})
+    }
+
+    fn phases_with(place: Where, image: bool, change: impl Fn(&mut Plan)) -> Vec<&'static str> {
         let dir = std::env::temp_dir();
         let mut plan = crate::plan::tests::sample();
+        change(&mut plan);
         plan.functions.provision = true;
         if image {
             plan.image = Some(crate::plan::ImageSource { location: "http://i.test/x".into(), sha256: Some("0".repeat(64)) });
@@ -356,6 +366,8 @@ mod tests {
         let disk = || Where::Disk { target: None, uefi: true, confirmed: None };
         assert_eq!(phases(disk(), false), ["check", "indexes", "disks", "packages", "files", "system", "provision", "initramfs", "bootloader", "log", "unmount"]);
         assert_eq!(phases(disk(), true), ["check", "image-check", "disks", "image", "files", "system", "bootloader", "log", "unmount"]);
+        let raid = |p: &mut Plan| p.layout.raid = vec![crate::plan::Raid { partition: "root".into(), level: crate::plan::RaidLevel::Raid1 }];
+        assert_eq!(phases_with(disk(), true, raid), ["check", "image-check", "disks", "image", "files", "system", "initramfs", "bootloader", "log", "unmount"]);
         assert_eq!(phases(Where::Directory, false), ["indexes", "packages", "files", "system", "provision", "initramfs", "log"]);
         assert_eq!(phases(Where::Image, false), ["indexes", "packages", "files", "system", "provision", "initramfs", "generalize"]);
         // Nothing before the wipe writes; everything from it does (kexec included).

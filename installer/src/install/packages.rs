@@ -158,6 +158,13 @@ pub fn initramfs(inst: &mut Install) -> Result<()> {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("anemos.conf"), text)?;
     }
+    if inst.from_image() {
+        // The image's initramfs tools are installed and configured: only made to run again.
+        return match inst.plan().target {
+            crate::plan::Target::Debian { .. } => debian::rebuild_initramfs(&inst.root).map(drop),
+            ref t => anyhow::bail!("making the initramfs of a {} image again on the host is not supported", t.name()),
+        };
+    }
     match inst.packages.as_ref() {
         Some(Prepared::Arch(_)) => {
             arch::finish(&inst.root)?;

@@ -146,7 +146,7 @@ impl Profile {
     }
 
     /// The packages the new system needs to open its layout at boot, and why.
-    fn storage_packages(&self, plan: &Plan) -> Vec<(&'static str, &'static str)> {
+    pub fn storage_packages(&self, plan: &Plan) -> Vec<(&'static str, &'static str)> {
         let mut out = Vec::new();
         if let Some(u) = self.unlock.filter(|_| !plan.layout.encrypted.is_empty()) {
             out.push((u, "unlocks the encrypted partitions at boot"));

@@ -118,12 +118,19 @@ fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
     writeln!(o, "  image format  {} (from {origin})", p.format)?;
     render_disks(o, p)?;
     match &p.image {
-        Some(img) => writeln!(
-            o,
-            "  image         {} (SHA-256 {}): laid onto the new file systems instead of the packages; templates, host name, fstab, ssh host keys and the boot loader made on each host",
-            img.location,
-            img.sha256.as_deref().unwrap_or("computed when it is served")
-        )?,
+        Some(img) => {
+            writeln!(
+                o,
+                "  image         {} (SHA-256 {}): laid onto the new file systems instead of the packages; templates, host name, fstab, ssh host keys{} and the boot loader made on each host",
+                img.location,
+                img.sha256.as_deref().unwrap_or("computed when it is served"),
+                if p.layout.opened_at_boot() { ", the initramfs (mdadm.conf, crypttab, key files)" } else { "" }
+            )?;
+            let needs: Vec<&str> = crate::packages::profile::of(&p.target).storage_packages(p).into_iter().map(|(p, _)| p).collect();
+            if !needs.is_empty() {
+                writeln!(o, "                the image must hold {} (checked before the wipe)", needs.join(" "))?;
+            }
+        }
         None => {
             let n = p.packages.len();
             writeln!(o, "  packages      {n}: {}", if n == 0 { "(none beyond the base system)".into() } else { p.packages.join(" ") })?;

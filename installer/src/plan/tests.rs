@@ -111,6 +111,15 @@ fn root_is_held_by_its_partition_or_by_the_volume_groups_members() {
         volumes: vec![Volume { name: "r".into(), size: PartSize::Rest, fs: Filesystem::Ext4, mountpoint: Some("/".into()), options: "defaults".into() }],
     });
     assert!(l.holds_root("pv") && !l.holds_root("root") && l.root_encrypted());
+    // The kernels are in / unless /boot is a file system of its own; then its own
+    // encryption is what a boot loader meets.
+    assert!(l.boot_encrypted());
+    let mut boot = l.partitions[0].clone();
+    (boot.name, boot.mountpoint) = ("boot".into(), Some("/boot".into()));
+    l.partitions.push(boot);
+    assert!(l.holds("/boot", "boot") && !l.boot_encrypted() && l.root_encrypted());
+    l.encrypted.push(Encrypted { partition: "boot".into(), secret: "k".into(), unlock: Unlock::Prompt });
+    assert!(l.boot_encrypted());
 }
 
 #[test]

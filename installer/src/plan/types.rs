@@ -275,7 +275,13 @@ impl Layout {
     /// mounted there, or it is a physical volume of the volume group that holds the volume
     /// that is.
     pub fn holds_root(&self, name: &str) -> bool {
-        match self.root_holder() {
+        self.holds("/", name)
+    }
+
+    /// Whether the file system mounted at `mountpoint` lives on the partition `name`
+    /// (as [`Layout::holds_root`] for `/`).
+    pub fn holds(&self, mountpoint: &str, name: &str) -> bool {
+        match self.holder_of(mountpoint) {
             Some(super::Holder::Partition(p)) => p == name,
             Some(super::Holder::Volume(_)) => self.volume_group.iter().any(|g| g.members.iter().any(|m| m == name)),
             None => false,
@@ -285,6 +291,22 @@ impl Layout {
     /// Whether `/` lives on an encrypted partition (directly, or through the volume group).
     pub fn root_encrypted(&self) -> bool {
         self.encrypted.iter().any(|e| self.holds_root(&e.partition))
+    }
+
+    /// Whether the kernels a boot loader reads from the disk are encrypted: they are in
+    /// `/boot`, its own file system where one is mounted there, else in `/`.
+    pub fn boot_encrypted(&self) -> bool {
+        match self.holder_of("/boot") {
+            Some(_) => self.encrypted.iter().any(|e| self.holds("/boot", &e.partition)),
+            None => self.root_encrypted(),
+        }
+    }
+
+    /// Whether the new system's initramfs must know this host's layout to open it at boot:
+    /// its arrays (`mdadm.conf`), encrypted partitions (`crypttab`, key files) or volume
+    /// group. An image's initramfs, made for any machine, is then made again on each host.
+    pub fn opened_at_boot(&self) -> bool {
+        !self.encrypted.is_empty() || !self.raid.is_empty() || self.volume_group.is_some()
     }
 }
 

@@ -168,8 +168,7 @@ pub fn validate(cx: &mut Ctx<'_>, inputs: &Inputs<'_>, functions: &BTreeSet<Stri
     let mirror = target.as_ref().and_then(|t| mirror::mirror(cx, t, inputs.host_root, inputs.mirror_override));
     let image = image::image(cx, inputs.image_override);
     if let Some(l) = &layout {
-        let from_image = matches!(&image, Some(Some(_)));
-        storage::fits(cx, l, target.as_ref(), fmt.as_ref().map(|f| &f.0), from_image, bootloader);
+        storage::fits(cx, l, target.as_ref(), fmt.as_ref().map(|f| &f.0), bootloader);
         storage::disks_fit(cx, l, disks.len());
     }
     let proxy = simple::proxy(cx);

@@ -1,13 +1,14 @@
 //! What the rest of the plan must allow when the layout goes beyond plain partitions
 //! (`encrypt=`, `volume_group=`, `raid=`): a target whose initramfs can open them, an
-//! install onto disks by the package path, a boot loader that can read `/` (GRUB: all but
-//! LUKS2), and as many disks as the arrays need.
+//! install onto disks (by the package path or from an image, whose initramfs each host
+//! makes again), a boot loader that can read the kernels (GRUB: an unencrypted `/boot`),
+//! and as many disks as the arrays need.
 
 use super::Ctx;
 use crate::packages::profile;
 use crate::plan::*;
 
-pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: Option<&Format>, image: bool, bootloader: Option<Bootloader>) {
+pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: Option<&Format>, bootloader: Option<Bootloader>) {
     let profile = target.map(profile::of);
     let used = [
         ("encrypt", !layout.encrypted.is_empty(), profile.map(|p| p.unlock), "cryptsetup-initramfs"),
@@ -21,31 +22,29 @@ pub fn fits(cx: &mut Ctx<'_>, layout: &Layout, target: Option<&Target>, format: 
         if let Some(f) = format.filter(|f| !matches!(f, Format::Raw { .. })) {
             cx.error(var, format!("{var}= needs a disk (format raw, or an install on a machine), not format {f}"));
         }
-        if image {
-            cx.error(var, format!("{var}= with image= is not supported yet: install such hosts by the package path (the image's initramfs cannot open them)"));
-        }
     }
-    btrfs_fits(cx, layout, profile, image);
-    // GRUB reads /boot in / through arrays, volume groups and btrfs, but not LUKS2 (the
-    // GRUB of Debian 12 opens no Argon2 keyslot).
-    if layout.root_encrypted() && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
-        cx.error("encrypt", "an encrypted / needs bootloader=systemd-boot (it boots the kernel from the esp; GRUB would have to open the LUKS2 root)");
+    btrfs_fits(cx, layout, profile);
+    // GRUB reads /boot (or / holding it) through arrays, volume groups and btrfs, but not
+    // LUKS2 (the GRUB of Debian 12 opens no Argon2 keyslot).
+    if layout.boot_encrypted() && bootloader.is_some_and(|b| b != Bootloader::SystemdBoot) {
+        let what = if layout.holder_of("/boot").is_some() { "an encrypted /boot" } else { "an encrypted / without a /boot of its own" };
+        cx.error(
+            "encrypt",
+            format!("{what} needs bootloader=systemd-boot (it boots the kernel from the esp); for GRUB, mount an unencrypted partition or array at /boot (GRUB cannot open a LUKS2 keyslot)"),
+        );
     }
 }
 
 /// btrfs (`partitions=`/`volumes=` file system btrfs, `subvolumes=`): a target that
-/// installs btrfs-progs for it, and the package path. (GRUB reads a btrfs `/`, subvolumes
+/// installs btrfs-progs for it. (GRUB reads a btrfs `/`, subvolumes
 /// included, also on an array or a logical volume; `fits` keeps it off an encrypted one.)
-fn btrfs_fits(cx: &mut Ctx<'_>, layout: &Layout, profile: Option<&profile::Profile>, image: bool) {
+fn btrfs_fits(cx: &mut Ctx<'_>, layout: &Layout, profile: Option<&profile::Profile>) {
     if !layout.uses_btrfs() {
         return;
     }
     let var = if cx.get("subvolumes").is_some() { "subvolumes" } else { "partitions" };
     if let Some(p) = profile.filter(|p| p.btrfs.is_none()) {
         cx.error(var, format!("btrfs is not supported for target {} yet (debian only)", p.name));
-    }
-    if image {
-        cx.error(var, "btrfs with image= is not supported yet: install such hosts by the package path");
     }
 }
 

@@ -89,7 +89,7 @@ fn failed_packages_report(stderr: &str, output: &[(String, Vec<String>)]) -> Str
 }
 
 pub const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
-const INITRAMFS: &str = "/usr/sbin/update-initramfs";
+pub(crate) const INITRAMFS: &str = "/usr/sbin/update-initramfs";
 const INITRAMFS_DIVERTED: &str = "/usr/sbin/update-initramfs.anemos";
 
 /// Keeps daemons from starting during configuration.
