@@ -103,6 +103,25 @@ pub fn render(plan: &Plan) -> String {
     out
 }
 
+/// What an image install adds to each host's part when the layout is opened at boot: the
+/// initramfs made again, with what it must know of this host.
+fn initramfs_again(l: &Layout) -> String {
+    if !l.opened_at_boot() {
+        return String::new();
+    }
+    let mut with = Vec::new();
+    if !l.raid.is_empty() {
+        with.push("mdadm.conf");
+    }
+    if !l.encrypted.is_empty() {
+        with.push("crypttab and key files");
+    }
+    if l.volume_group.is_some() {
+        with.push("the volume group");
+    }
+    format!(", the initramfs (with {})", with.join(", "))
+}
+
 fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
     let target = match &p.target {
         Target::Debian { suite } => format!("debian {suite}"),
@@ -124,7 +143,7 @@ fn render_into(o: &mut String, p: &Plan) -> fmt::Result {
                 "  image         {} (SHA-256 {}): laid onto the new file systems instead of the packages; templates, host name, fstab, ssh host keys{} and the boot loader made on each host",
                 img.location,
                 img.sha256.as_deref().unwrap_or("computed when it is served"),
-                if p.layout.opened_at_boot() { ", the initramfs (mdadm.conf, crypttab, key files)" } else { "" }
+                initramfs_again(&p.layout)
             )?;
             let needs: Vec<&str> = crate::packages::profile::of(&p.target).storage_packages(p).into_iter().map(|(p, _)| p).collect();
             if !needs.is_empty() {

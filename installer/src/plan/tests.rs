@@ -97,6 +97,18 @@ fn human_plan_says_when_grub_is_for_both_firmwares() {
 }
 
 #[test]
+fn human_plan_says_what_an_image_must_hold_and_each_host_makes_again() {
+    let mut p = sample();
+    p.image = Some(ImageSource { location: "http://i.test/x.tar.zst".into(), sha256: None });
+    assert!(!render_human(&p).contains("the image must hold"));
+    p.layout.raid = vec![Raid { partition: "root".into(), level: RaidLevel::Raid1 }];
+    p.layout.encrypted = vec![Encrypted { partition: "root".into(), secret: "k".into(), unlock: Unlock::Unattended }];
+    let text = render_human(&p);
+    assert!(text.contains("ssh host keys, the initramfs (with mdadm.conf, crypttab and key files) and the boot loader made on each host"), "{text}");
+    assert!(text.contains("\n                the image must hold cryptsetup-initramfs mdadm (checked before the wipe)\n"), "{text}");
+}
+
+#[test]
 fn root_is_held_by_its_partition_or_by_the_volume_groups_members() {
     let mut l = sample().layout;
     assert!(l.holds_root("root") && !l.root_encrypted());
