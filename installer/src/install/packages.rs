@@ -158,25 +158,13 @@ pub fn initramfs(inst: &mut Install) -> Result<()> {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("anemos.conf"), text)?;
     }
-    if inst.from_image() {
-        // The image's initramfs tools are installed and configured: only made to run again.
-        return match inst.plan().target {
-            crate::plan::Target::Debian { .. } => debian::rebuild_initramfs(&inst.root).map(drop),
-            ref t => anyhow::bail!("making the initramfs of a {} image again on the host is not supported", t.name()),
-        };
+    // By the target, not by the packages phase: a host installed from an image has none
+    // (its initramfs is made again when its layout needs it; check allows that for Debian only).
+    match inst.plan().target {
+        Target::Arch => arch::finish(&inst.root).map(drop),
+        Target::Alpine => alpine::finish(&inst.root).map(drop),
+        Target::Debian { .. } => debian::finish(&inst.root).map(drop),
     }
-    match inst.packages.as_ref() {
-        Some(Prepared::Arch(_)) => {
-            arch::finish(&inst.root)?;
-        }
-        Some(Prepared::Alpine(_)) => {
-            alpine::finish(&inst.root)?;
-        }
-        _ => {
-            debian::finish(&inst.root)?;
-        }
-    }
-    Ok(())
 }
 
 /// The plan's packages, plus what a bootable system needs that the plan did not name (a

@@ -89,7 +89,7 @@ fn failed_packages_report(stderr: &str, output: &[(String, Vec<String>)]) -> Str
 }
 
 pub const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
-pub(crate) const INITRAMFS: &str = "/usr/sbin/update-initramfs";
+const INITRAMFS: &str = "/usr/sbin/update-initramfs";
 const INITRAMFS_DIVERTED: &str = "/usr/sbin/update-initramfs.anemos";
 
 /// Keeps daemons from starting during configuration.
@@ -108,15 +108,34 @@ pub fn divert_initramfs(root: &Root) -> Result<()> {
     root.write_file(INITRAMFS, b"#!/bin/sh\n# anemos: the initramfs is built once at the end of the installation.\nexit 0\n", 0o755)
 }
 
-/// Undoes [`divert_initramfs`]; returns whether a real `update-initramfs` is now in place.
+/// Undoes [`divert_initramfs`] where it was done (an installed system, such as an image
+/// laid onto a host, has its own `update-initramfs` in place); returns whether a real
+/// `update-initramfs` is now in place.
 pub fn restore_initramfs(root: &Root) -> Result<bool> {
-    root.remove(INITRAMFS)?;
-    run(root.path(), "dpkg-divert", &["--quiet", "--local", "--rename", "--remove", INITRAMFS])?;
+    let diversions = std::fs::read_to_string(root.path().join("var/lib/dpkg/diversions")).unwrap_or_default();
+    if diverted(&diversions) {
+        root.remove(INITRAMFS)?;
+        run(root.path(), "dpkg-divert", &["--quiet", "--local", "--rename", "--remove", INITRAMFS])?;
+    }
     Ok(root.exists(INITRAMFS))
+}
+
+/// Whether dpkg's list of diversions (from, to, package: a line each) holds ours.
+fn diverted(diversions: &str) -> bool {
+    let lines: Vec<&str> = diversions.lines().collect();
+    lines.chunks(3).any(|d| d.first() == Some(&INITRAMFS) && d.get(1) == Some(&INITRAMFS_DIVERTED))
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn our_diversion_is_found_in_dpkgs_list_and_only_ours() {
+        let ours = "/usr/sbin/update-initramfs\n/usr/sbin/update-initramfs.anemos\n:\n";
+        assert!(super::diverted(&format!("/bin/sh\n/bin/sh.distrib\ndash\n{ours}")));
+        assert!(!super::diverted("/usr/sbin/update-initramfs\n/usr/sbin/update-initramfs.distrib\n:\n"));
+        assert!(!super::diverted(""));
+    }
+
     #[test]
     fn the_report_names_the_failed_package_and_its_own_output() {
         let stderr = "invoke-rc.d: policy-rc.d denied execution of start.\npostconf: fatal: bad parameter value: (none)\ndpkg: error processing package postfix (--configure):\n installed postfix package post-installation script subprocess returned error exit status 1\nCreating SSH2 RSA key\nErrors were encountered while processing:\n postfix\n";

@@ -236,8 +236,10 @@ fn write_sources(prepared: &Prepared, r: &Root) -> Result<()> {
     r.remove("etc/apt/sources.list")
 }
 
-/// Restores `update-initramfs` and, if the target has it, builds the initramfs of every
-/// installed kernel once (`update-initramfs -c -k all`). Returns whether it built one.
+/// Restores `update-initramfs` (where the package path diverted it) and, if the target has
+/// it, builds the initramfs of every installed kernel once (`update-initramfs -c -k all`):
+/// after the package path, or again on a host installed from an image. Returns whether it
+/// built one.
 pub fn finish(root: &Path) -> Result<bool> {
     let r = Root::open(root)?;
     let _mounts = Mounts::setup(&r)?;
@@ -245,22 +247,6 @@ pub fn finish(root: &Path) -> Result<bool> {
         log::info!("no update-initramfs in {}: no initramfs to build", root.display());
         return Ok(false);
     }
-    build_initramfs(root, &r)
-}
-
-/// The initramfs of an installed system (an image laid onto a host) made again by its
-/// own update-initramfs, which is in place (no diversion to lift).
-pub fn rebuild_initramfs(root: &Path) -> Result<bool> {
-    let r = Root::open(root)?;
-    let _mounts = Mounts::setup(&r)?;
-    if !r.exists(chroot::INITRAMFS) {
-        log::info!("no update-initramfs in {}: no initramfs to build", root.display());
-        return Ok(false);
-    }
-    build_initramfs(root, &r)
-}
-
-fn build_initramfs(root: &Path, r: &Root) -> Result<bool> {
     if !r.exists("boot") || std::fs::read_dir(root.join("lib/modules")).map(|mut d| d.next().is_none()).unwrap_or(true) {
         log::info!("no kernel installed in {}: no initramfs to build", root.display());
         return Ok(false);

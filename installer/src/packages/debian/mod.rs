@@ -29,7 +29,7 @@ pub mod version;
 
 use std::path::PathBuf;
 
-pub use install::{finish, install, rebuild_initramfs, InstallOptions, Report, Strategy};
+pub use install::{finish, install, InstallOptions, Report, Strategy};
 pub use prepare::prepare;
 pub use sources::Source;
 
