@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anemos_qemu::{Config, Console, Disk, Firmware, Net, Ovmf, Vm};
 use anemos_tests::server::{self, build_image, build_server, guest_mirror_args, serve_for_guests, Server, ServerBuild, BOOT, DATA_SUMS};
-use anemos_tests::{anemos, free_port, scratch, sh, vm_lock, workspace};
+use anemos_tests::{anemos, free_port, passed, scratch, sh, vm_lock, workspace};
 
 /// The server, built once for this test binary; the caller holds the VM lock.
 fn server_build() -> &'static ServerBuild {
@@ -111,6 +111,8 @@ fn a_server_installed_from_an_image_comes_up_clean_and_a_second_host_from_it_is_
     assert_ne!(second["machine-id"], first["machine-id"], "two hosts from one image share a machine-id");
     assert_ne!(second["hostkey"], first["hostkey"], "two hosts from one image share an ssh host key");
     assert_eq!(sh(&format!("sha256sum < {}", data.display())).unwrap(), b.data_sum, "the test boot wrote to the kept disk");
+    passed(&dir);
+    passed(&other);
 }
 
 /// The image of the same project, built again, is the same bytes.
@@ -121,6 +123,7 @@ fn an_image_built_twice_is_the_same_bytes() {
     let again = scratch("install-image-again");
     let (_, sha) = build_image(&b.project, &again).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(sha, b.os_image_sha, "a second build of {} gave other bytes", b.project.display());
+    passed(&again);
 }
 
 /// One byte of the image changed on its server: the installer stops in the image phase,
@@ -169,6 +172,7 @@ fn an_image_with_one_byte_changed_stops_the_install_and_nothing_boots() {
     sh(&format!("cmp -n 1048576 {} /dev/zero", disk.display())).expect("the start of the disk is not zeroed");
     assert!(sh(&format!("sfdisk -d {}", disk.display())).is_err(), "a partition table survived");
     assert_eq!(sh(&format!("sha256sum < {}", b.data.display())).unwrap(), b.data_sum, "the kept disk changed");
+    passed(&dir);
 }
 
 /// The mail-server example built once for this test binary, its seeded /home disk, and
@@ -244,6 +248,7 @@ fn mail_server_bios_grub_keeps_home_and_serves_mail() {
     let banner = sh(&format!("timeout 20 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{smtp}; head -1 <&3'")).unwrap();
     assert!(banner.starts_with("220 mail.example.test ESMTP Postfix"), "{banner}");
     assert!(!std::fs::read_to_string(m.dir.join("install.log")).unwrap().contains(password.trim()), "the secret reached the install log");
+    passed(&dir);
 }
 
 /// An encrypted root and a volume group through the package path and the `anemos test`
@@ -409,6 +414,7 @@ fn deploy_fails_before_the_wipe_then_reinstalls_with_hybrid_grub_keeping_the_dat
     assert!(server.vm.output_text().contains("GRUB"), "no GRUB on the BIOS console");
     assert_eq!(ssh(&server, installed), "server2\ninstall ok installed\ninstall ok installed\ninstall ok installed\nBIOS\n");
     assert_eq!(ssh(&server, DATA_SUMS), before, "/srv/data changed across the BIOS boot");
+    passed(&images);
 }
 
 #[test]
@@ -480,4 +486,5 @@ fn provision_failure_stops_in_rescue_showing_the_command_and_leaves_no_bootable_
     // No partition table, no boot code: neither firmware nor a person takes it for a system.
     sh(&format!("cmp -n 1048576 {} /dev/zero", disk.display())).expect("the start of the disk is not zeroed");
     assert!(sh(&format!("sfdisk -d {}", disk.display())).is_err(), "a partition table survived");
+    passed(&dir);
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anemos_qemu::{Config, Console, Disk, Firmware, Net, Ovmf, Vm};
 use anemos_tests::server::{self, guest_mirror_args, BOOT};
-use anemos_tests::{anemos, scratch, sh, sparse_file, vm_lock};
+use anemos_tests::{anemos, passed, scratch, sh, sparse_file, vm_lock};
 use installer::md;
 use installer::plan::RaidLevel;
 
@@ -193,6 +193,7 @@ fn raid1_under_an_encrypted_root_and_volume_group_installed_from_an_image_boots_
         assert_eq!(r["root-fs"], "btrfs:/@", "{boot}: {r:?}");
         assert_eq!(arrays(&r), ["2/1", "2/1"], "{boot}: {r:?}");
     }
+    passed(&dir);
 }
 
 /// Two disks booted by GRUB for both firmwares, the layout of many rented servers: a
@@ -255,6 +256,7 @@ fn grub_boots_an_encrypted_root_volume_on_raid1_from_both_disks_by_bios_and_from
         let typed = String::from_utf8_lossy(&std::fs::read(dir.join(boot)).unwrap()).into_owned();
         assert!(!typed.contains(secret), "{boot}: the typed passphrase was echoed");
     }
+    passed(&dir);
 }
 
 /// debian-minimal's `project` (its layout over the disks with `serials`) packed for the

@@ -157,7 +157,9 @@ impl Config {
             c.arg("-append").arg(format!("console=ttyS0,115200 {}", self.append).trim_end());
         }
         for (i, d) in self.disks.iter().enumerate() {
-            let mut spec = format!("file={},format={},if=none,id=d{i},discard=unmap", d.path.display(), d.format);
+            // werror/rerror=report: a host disk that fills up gives the guest I/O errors it
+            // reports, where QEMU's default would pause it silently (no monitor resumes it).
+            let mut spec = format!("file={},format={},if=none,id=d{i},discard=unmap,werror=report,rerror=report", d.path.display(), d.format);
             if d.read_only {
                 spec += ",readonly=on";
             }
