@@ -6,7 +6,7 @@
 #   make test-long  what is over CI's budget: a second full deploy with DHCP in the installer, and the
 #                single-disk encrypted root beside a volume group (~23 min under TCG; not in make test)
 #   make bench   sizes and timings beside the baseline tools, measured in the same run
-#                (one section: make bench SECTION=deploy; sections: initramfs mkfs bootstrap install deploy)
+#                (one section: make bench SECTION=deploy; sections: initramfs mkfs bootstrap install deploy storage image)
 #   make build   the static init, then the anemos binary that embeds it
 #   make mirror  the caching mirror proxy (anemos-mirror) the demo and manual runs use
 #   make fuzz-smoke  run each cargo-fuzz target briefly (FUZZ_SECONDS each, default 20)
@@ -16,7 +16,7 @@ CARGO  ?= cargo
 TARGET := x86_64-unknown-linux-musl
 REL    := target/$(TARGET)/release
 ANEMOS := $(REL)/anemos
-KERNEL_CACHE ?= $(HOME)/.cache/anemos/kernel
+KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/anemos/kernel
 
 APT_PACKAGES := qemu-system-x86 ovmf musl-tools e2fsprogs dosfstools fdisk gdisk mtools \
 	dpkg-dev cpio kmod xz-utils zstd file mmdebstrap debootstrap age grub-common time gnupg openssl binutils openssh-client \

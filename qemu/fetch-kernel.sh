@@ -3,7 +3,9 @@
 # offer) into a cache outside the repository, unpack it, and index its modules with depmod.
 # Prints the directory; `current` links to it. Usage: qemu/fetch-kernel.sh [CACHE_DIR]
 set -eu
-cache=${1:-${ANEMOS_CACHE:-$HOME/.cache/anemos}/kernel}
+# The cache is the one the harness reads (anemos_qemu::cache_dir): $XDG_CACHE_HOME/anemos or
+# ~/.cache/anemos.
+cache=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/anemos/kernel}
 kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
 pkg=$(kernel_pkg)
 if [ -z "$pkg" ] && [ "$(id -u)" = 0 ]; then apt-get update -q >&2; pkg=$(kernel_pkg); fi

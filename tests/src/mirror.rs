@@ -4,7 +4,7 @@
 //! The upstream mirrors are read from this machine's apt sources (never a host name of ours):
 //! each base URI is served under its last path segment, e.g. `http://…/debian-security` as
 //! `/debian-security/…`. Files under `pool/` and `by-hash/` never change and are cached
-//! forever in `~/.cache/anemos/mirror/` (or `$ANEMOS_MIRROR_CACHE`); everything else
+//! forever in `~/.cache/anemos/mirror/` (`$XDG_CACHE_HOME/anemos/mirror/`, or `$ANEMOS_MIRROR_CACHE`); everything else
 //! (`dists/*/InRelease`, `Release`, indexes) is fetched again once per process run and then
 //! served from the cache (a stale copy is served if the upstream cannot be reached). GET and
 //! HEAD, `Range: bytes=N-[M]`, keep-alive, one thread per client connection.
@@ -42,8 +42,7 @@ impl MirrorProxy {
     /// Starts on 127.0.0.1:`port` (0 picks a free port) with the host's apt sources.
     pub fn start(port: u16) -> Result<MirrorProxy> {
         let sources = host_sources(Path::new("/etc/apt"))?;
-        let cache =
-            std::env::var_os("ANEMOS_MIRROR_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/anemos/mirror"));
+        let cache = std::env::var_os("ANEMOS_MIRROR_CACHE").map(PathBuf::from).unwrap_or_else(|| anemos_qemu::cache_dir().join("mirror"));
         Self::start_with(port, &sources, &cache)
     }
 
