@@ -12,6 +12,7 @@ mod install_memory;
 mod mkfs;
 mod report;
 mod storage;
+mod storage_vm;
 mod util;
 
 use std::process::ExitCode;
@@ -25,11 +26,15 @@ const SECTIONS: &[Section] = &[
     ("bootstrap", "Debian minbase into a directory: anemos vs mmdebstrap vs debootstrap", bootstrap::run),
     ("install", "anemos test examples/debian-minimal phase by phase vs mmdebstrap; least guest memory", install::run),
     ("deploy", "anemos deploy of a running server split by phase; least server memory vs nixos-anywhere's 1 GiB", deploy::run),
-    ("storage", "LUKS2 format, LVM metadata and RAID1 superblocks in-process vs cryptsetup luksFormat, pvcreate + vgcreate and mdadm --create", storage::run),
+    ("storage", "LUKS2 format, LVM metadata, RAID1 superblocks and btrfs in-process vs cryptsetup luksFormat, pvcreate + vgcreate, mdadm --create and mkfs.btrfs; the RAID1 + LUKS2 + btrfs layout stacked in a guest", storage::run),
     ("image", "build once, install many: an install from the image vs through the packages, phase by phase; sizes; least memory", image::run),
 ];
 
 fn main() -> ExitCode {
+    // As PID 1 this binary is the init of the storage section's guest.
+    if std::process::id() == 1 {
+        storage_vm::guest();
+    }
     let wanted: Vec<String> = std::env::args().skip(1).collect();
     if wanted.first().map(String::as_str) == Some("--measure") {
         return util::measure_child(&wanted[1..]);
