@@ -474,3 +474,17 @@ fn tracked_plain_secrets_warn_and_secrets_command_reveals() {
     assert!(!ok && err.contains("failed for secret \"db_password\""), "{err}");
     assert!(!failed.exists());
 }
+
+/// The examples' boot report (the ANEMOS-REPORT line the QEMU tests read) is one script:
+/// each project carries its own copy, as a project is self-contained, and the copies stay
+/// the same.
+#[test]
+fn the_examples_carry_one_report_script() {
+    for file in ["files/usr/local/sbin/anemos-report", "files/etc/systemd/system/anemos-report.service"] {
+        let first = std::fs::read(workspace().join("examples/debian-minimal").join(file)).unwrap();
+        for example in ["mail-server", "raid-luks"] {
+            let copy = std::fs::read(workspace().join("examples").join(example).join(file)).unwrap();
+            assert!(copy == first, "examples/{example}/{file} differs from examples/debian-minimal/{file}: copy that one over");
+        }
+    }
+}
