@@ -40,7 +40,8 @@ pub fn test_kernel() -> anemos_qemu::Kernel {
 }
 
 /// A scratch directory under target/, emptied at creation, kept after the test for
-/// inspection (console logs live there).
+/// inspection (console logs live there); a test that passed calls [`passed`] to drop its
+/// disk images.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = workspace().join("target/test-scratch").join(name);
     unmount_below(&dir);
