@@ -146,7 +146,7 @@ pub fn luks_format_args() -> Vec<String> {
         "--pbkdf-force-iterations".into(),
         luks2::ARGON2_TIME.to_string(),
         "--pbkdf-parallel".into(),
-        "1".into(),
+        luks2::ARGON2_LANES.to_string(),
         "--key-file".into(),
     ];
     args.into_iter().chain(cost).collect()

@@ -50,6 +50,7 @@ impl Steps {
 }
 
 /// The best round of each side (by total).
+#[derive(Debug)]
 pub struct Stacked {
     pub ours: Steps,
     pub tools: Steps,
@@ -84,8 +85,7 @@ fn parse(console: &str) -> Result<Stacked> {
     }
     let (mut ours, mut tools): (Vec<Steps>, Vec<Steps>) = (Vec::new(), Vec::new());
     for line in console.lines().filter_map(|l| l.trim().strip_prefix(LINE)) {
-        let mut words = line.split_whitespace();
-        let side = words.next().unwrap_or_default();
+        let side = line.split_whitespace().next().unwrap_or_default();
         let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse::<f64>().ok());
         let (Some(raid), Some(luks), Some(btrfs)) = (field("raid"), field("luks"), field("btrfs")) else { bail!("unreadable line {line:?}") };
         match side {
@@ -109,22 +109,12 @@ fn initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
     let me = std::fs::read(std::env::current_exe()?).context("reading the bench binary")?;
     let modules = ModulesSpec { index: &index, release: &kernel.release, modules: &selection.modules };
     let mut archive = base_archive(&BaseSpec { init: &me, skel: &[], modules: Some(modules) })?;
-    archive.dir("bin", 0o755)?;
-    let mut dirs = std::collections::BTreeSet::new();
+    // The archive makes the parent directories, and takes a library two tools share twice.
     for tool in TOOLS {
         let path = find_tool(tool)?;
         archive.file(&format!("bin/{tool}"), 0o755, std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
         for lib in libraries(&path)? {
-            let inside = lib.trim_start_matches('/').to_string();
-            if archive.get(&inside).is_some() {
-                continue;
-            }
-            for d in Path::new(&inside).ancestors().skip(1).filter(|d| !d.as_os_str().is_empty()) {
-                if dirs.insert(d.to_path_buf()) && archive.get(&d.to_string_lossy()).is_none() {
-                    archive.dir(&d.to_string_lossy(), 0o755)?;
-                }
-            }
-            archive.file(&inside, 0o755, std::fs::read(&lib).with_context(|| format!("reading {lib}"))?)?;
+            archive.file(&lib, 0o755, std::fs::read(&lib).with_context(|| format!("reading {lib}"))?)?;
         }
     }
     archive.to_bytes()
@@ -227,4 +217,19 @@ fn tool(tool: &str, args: &[&str]) -> Result<()> {
         bail!("{tool} {} failed ({}): {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_best_round_of_each_side_and_a_failure_are_read_from_the_console() {
+        let console = "[ 1.0] kernel noise\nANEMOS-BENCH-STORAGE ours raid=0.2 luks=3.0 btrfs=0.3\nANEMOS-BENCH-STORAGE tools raid=0.1 luks=7.0 btrfs=0.7\n\
+                       ANEMOS-BENCH-STORAGE ours raid=0.1 luks=2.9 btrfs=0.2\nANEMOS-BENCH-STORAGE tools raid=0.1 luks=7.5 btrfs=0.7\nANEMOS-BENCH-STORAGE-DONE ok\n";
+        let s = super::parse(console).unwrap();
+        assert_eq!((s.ours.raid, s.ours.luks, s.ours.btrfs), (0.1, 2.9, 0.2));
+        assert_eq!((s.tools.luks, s.tools.total()), (7.0, 0.1 + 7.0 + 0.7));
+        let failed = super::parse("ANEMOS-BENCH-STORAGE-DONE failed: mdadm --create failed\n").unwrap_err();
+        assert!(format!("{failed:#}").contains("mdadm --create failed"), "{failed:#}");
+        assert!(super::parse("ANEMOS-BENCH-STORAGE-DONE ok\n").is_err(), "no round is no result");
+    }
 }

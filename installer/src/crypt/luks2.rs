@@ -29,6 +29,7 @@ const SECTOR: usize = 512;
 /// at boot, and about what cryptsetup picks for a small machine.
 pub const ARGON2_MEMORY_KIB: u32 = 64 << 10;
 pub const ARGON2_TIME: u32 = 4;
+pub const ARGON2_LANES: u32 = 1;
 /// PBKDF2 iterations of the volume key's digest (the key is 512 random bits: the count
 /// only has to meet cryptsetup's floor).
 const DIGEST_ITERATIONS: u32 = 1000;
@@ -124,7 +125,7 @@ fn metadata(p: &Params<'_>, area: u64) -> Result<Vec<u8>> {
             "type": "luks2", "key_size": KEY_BYTES,
             "af": { "type": "luks1", "stripes": STRIPES, "hash": "sha256" },
             "area": { "type": "raw", "offset": KEYSLOTS_OFFSET.to_string(), "size": area.to_string(), "encryption": CIPHER, "key_size": KEY_BYTES },
-            "kdf": { "type": "argon2id", "time": ARGON2_TIME, "memory": ARGON2_MEMORY_KIB, "cpus": 1, "salt": b64(&p.kdf_salt) },
+            "kdf": { "type": "argon2id", "time": ARGON2_TIME, "memory": ARGON2_MEMORY_KIB, "cpus": ARGON2_LANES, "salt": b64(&p.kdf_salt) },
         }},
         "tokens": {},
         "segments": { "0": { "type": "crypt", "offset": DATA_OFFSET.to_string(), "size": "dynamic", "iv_tweak": "0", "encryption": CIPHER, "sector_size": SECTOR } },
@@ -138,7 +139,7 @@ fn metadata(p: &Params<'_>, area: u64) -> Result<Vec<u8>> {
 
 /// Argon2id (version 0x13) of the passphrase into `out`.
 fn argon2id(passphrase: &[u8], salt: &[u8], out: &mut [u8]) -> Result<()> {
-    let params = argon2::Params::new(ARGON2_MEMORY_KIB, ARGON2_TIME, 1, Some(out.len())).map_err(|e| anyhow::anyhow!("Argon2 parameters: {e}"))?;
+    let params = argon2::Params::new(ARGON2_MEMORY_KIB, ARGON2_TIME, ARGON2_LANES, Some(out.len())).map_err(|e| anyhow::anyhow!("Argon2 parameters: {e}"))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     a.hash_password_into(passphrase, salt, out).map_err(|e| anyhow::anyhow!("deriving the LUKS2 keyslot key (Argon2id): {e}"))
 }
