@@ -232,4 +232,13 @@ mod tests {
         assert!(a.iter().any(|x| x.starts_with("virtio-blk-pci") && x.contains("bootindex=0")), "{a:?}");
         assert!(a.contains(&"virtio-net-pci,netdev=n0".to_string()), "{a:?}");
     }
+
+    #[test]
+    fn a_full_host_disk_is_an_error_the_guest_sees_not_a_pause() {
+        let mut c = Config::direct("/k", "/i");
+        c.disks = vec![Disk::raw("/tmp/a.img"), Disk { read_only: true, ..Disk::raw("/tmp/b.img") }];
+        let drives: Vec<String> = args(&c).into_iter().filter(|x| x.starts_with("file=")).collect();
+        assert_eq!(drives.len(), 2, "{drives:?}");
+        assert!(drives.iter().all(|d| d.contains(",werror=report,rerror=report")), "{drives:?}");
+    }
 }

@@ -226,3 +226,21 @@ pub fn unmount_below(dir: &Path) {
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_passed_test_keeps_its_logs_and_loses_its_disk_images() {
+        let dir = std::env::temp_dir().join(format!("anemos-passed-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("inner")).unwrap();
+        std::fs::write(dir.join("console.log"), b"ANEMOS-REPORT").unwrap();
+        // Written, not sparse: what counts is the space a file takes.
+        std::fs::write(dir.join("inner/disk.img"), vec![1u8; 17 << 20]).unwrap();
+        let sparse = std::fs::File::create(dir.join("sparse.img")).unwrap();
+        sparse.set_len(1 << 30).unwrap();
+        super::passed(&dir);
+        assert!(dir.join("console.log").is_file() && dir.join("sparse.img").is_file());
+        assert!(!dir.join("inner/disk.img").exists(), "the written image stayed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
