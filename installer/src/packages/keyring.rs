@@ -13,9 +13,12 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use pgp::composed::{CleartextSignedMessage, Deserializable, DetachedSignature, PublicOrSecret, SignedPublicKey};
+use pgp::armor::{BlockType, Dearmor};
+use pgp::composed::{Deserializable, DetachedSignature, PublicOrSecret, SignedPublicKey};
 use pgp::packet::Signature;
 use pgp::types::{KeyDetails, Tag, VerifyingKey};
+
+mod cleartext;
 
 /// A set of trusted public keys.
 pub struct Keyring {
@@ -63,11 +66,17 @@ impl Keyring {
         Ok(Keyring { keys, origin: dir.display().to_string() })
     }
 
-    /// Keys and signatures are always read from a plain `&[u8]` (armored or not): rpgp's
-    /// parser is generic over its reader, and each reader type is another copy of it in the
-    /// static init (docs/benchmarks.md, "initramfs").
+    /// Keys and signatures are always parsed from plain binary `&[u8]`: armor is taken off
+    /// first ([`dearmor`]), and a clearsigned message is split here ([`cleartext`]), because
+    /// rpgp's parser is generic over its reader and each reader type is another copy of it in
+    /// the static init (docs/benchmarks.md, "initramfs").
     pub fn from_bytes(data: &[u8], origin: &str) -> Result<Keyring> {
-        let (iter, _) = PublicOrSecret::from_reader_many_buf(data).map_err(|e| anyhow!("{e}")).with_context(|| format!("reading the keyring {origin}"))?;
+        let binary = if is_armored(data) {
+            dearmor(data, |t| matches!(t, BlockType::PublicKey | BlockType::PrivateKey | BlockType::File)).with_context(|| format!("reading the keyring {origin}"))?.0
+        } else {
+            data.to_vec()
+        };
+        let iter = PublicOrSecret::from_bytes_many(&binary[..]).map_err(|e| anyhow!("{e}")).with_context(|| format!("reading the keyring {origin}"))?;
         let mut keys = Vec::new();
         for k in iter {
             match k {
@@ -85,15 +94,15 @@ impl Keyring {
     /// Verifies a clearsigned `InRelease` and returns the signed text (LF line ends); text
     /// outside the signed part is never returned.
     pub fn verify_clearsigned(&self, text: &str, now: u64) -> Result<String> {
-        let (msg, _) = CleartextSignedMessage::from_string(text).map_err(|e| anyhow!("not a clearsigned OpenPGP message: {e}"))?;
-        let signed = msg.signed_text();
-        self.verify_all(msg.signatures(), signed.as_bytes(), now)?;
-        Ok(signed.replace("\r\n", "\n"))
+        let (signed, armored) = cleartext::split(text)?;
+        let sigs = parse_signatures(armored.as_bytes(), true).context("reading the signature of the clearsigned message")?;
+        self.verify_all(&sigs, signed.replace('\n', "\r\n").as_bytes(), now)?;
+        Ok(signed)
     }
 
     /// Verifies a detached signature (`Release.gpg`, armored or binary) over `data`.
     pub fn verify_detached(&self, data: &[u8], signature: &[u8], now: u64) -> Result<()> {
-        self.verify_all(&parse_detached(signature)?, data, now)
+        self.verify_all(&parse_signatures(signature, false)?, data, now)
     }
 
     /// Checks everything about a detached signature that does not need the signed data: it
@@ -101,7 +110,7 @@ impl Keyring {
     /// signature are valid at `now`. The data is verified later, as it streams, with
     /// [`Checked::verify`]. Arch packages are checked this way before any disk is touched.
     pub fn check_detached(&self, signature: &[u8], now: u64) -> Result<Checked<'_>> {
-        let sigs = parse_detached(signature)?;
+        let sigs = parse_signatures(signature, false)?;
         let mut unknown = Vec::new();
         for sig in sigs {
             match self.signer(&sig, now)? {
@@ -193,22 +202,48 @@ impl Checked<'_> {
     }
 }
 
-/// The signatures of a detached signature file, armored or binary.
-fn parse_detached(signature: &[u8]) -> Result<Vec<Signature>> {
-    let sigs: Vec<Signature> = if signature.starts_with(b"-----BEGIN") {
-        let (iter, _) = DetachedSignature::from_armor_many_buf(signature).map_err(|e| anyhow!("reading the signature: {e}"))?;
-        iter.map(|s| s.map(|s| s.signature)).collect::<Result<_, _>>().map_err(|e| anyhow!("reading the signature: {e}"))?
+/// The signatures of a signature block, armored or binary; `alone` when nothing but white
+/// space may follow the armor (the end of a clearsigned message).
+fn parse_signatures(signature: &[u8], alone: bool) -> Result<Vec<Signature>> {
+    let binary = if is_armored(signature) {
+        let (binary, rest) = dearmor(signature, |t| matches!(t, BlockType::Signature)).context("reading the signature")?;
+        if alone && !rest.iter().all(u8::is_ascii_whitespace) {
+            bail!("text follows the signature's armor; it is not signed, and refused");
+        }
+        binary
     } else {
-        DetachedSignature::from_bytes_many(signature)
-            .map_err(|e| anyhow!("reading the signature: {e}"))?
-            .map(|s| s.map(|s| s.signature))
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow!("reading the signature: {e}"))?
+        signature.to_vec()
     };
+    let sigs: Vec<Signature> = DetachedSignature::from_bytes_many(&binary[..])
+        .map_err(|e| anyhow!("reading the signature: {e}"))?
+        .map(|s| s.map(|s| s.signature))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("reading the signature: {e}"))?;
     if sigs.is_empty() {
         bail!("the signature file holds no signature");
     }
     Ok(sigs)
+}
+
+fn is_armored(data: &[u8]) -> bool {
+    data.trim_ascii_start().starts_with(b"-----BEGIN PGP ")
+}
+
+/// The binary packets of the first ASCII-armored block in `data`, which must be of a type
+/// `want` accepts, and what follows its end line.
+fn dearmor(data: &[u8], want: fn(&BlockType) -> bool) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut armor = Dearmor::new(data);
+    armor.read_header().map_err(|e| anyhow!("bad OpenPGP armor: {e}"))?;
+    match &armor.typ {
+        Some(t) if want(t) => {}
+        t => bail!("unexpected OpenPGP armor block {}", t.as_ref().map(|t| t.to_string()).unwrap_or_default()),
+    }
+    let mut binary = Vec::new();
+    armor.read_to_end(&mut binary).map_err(|e| anyhow!("bad OpenPGP armor: {e}"))?;
+    let (_, _, _, mut rest) = armor.into_parts();
+    let mut after = Vec::new();
+    rest.read_to_end(&mut after)?;
+    Ok((binary, after))
 }
 
 fn issuer(sig: &Signature) -> String {

@@ -41,6 +41,33 @@ fn good_signatures_binary_and_armored_keyrings() {
     let release = std::fs::read(fixtures().join("release")).unwrap();
     let sig = std::fs::read(fixtures().join("release.gpg")).unwrap();
     ring("good.gpg").verify_detached(&release, &sig, now()).unwrap();
+    let binary = std::fs::read(fixtures().join("release.sig")).unwrap();
+    ring("good.gpg").verify_detached(&release, &binary, now()).unwrap();
+    assert_eq!(ring("good.gpg").check_detached(&binary, now()).unwrap().name, ring("good.gpg").check_detached(&sig, now()).unwrap().name);
+}
+
+/// gpg dash-escapes lines that start with '-' and signs the text without trailing blanks;
+/// CR LF line ends verify the same as LF.
+#[test]
+fn clearsigned_text_is_undone_as_gpg_made_it() {
+    let signed = ring("good.gpg").verify_clearsigned(&msg("dashed.msg.asc"), now()).unwrap();
+    assert_eq!(signed, "Origin: Test\n-----BEGIN PGP SIGNATURE-----\n- dashed\nfrom x\ntrailing");
+    assert!(msg("dashed.msg.asc").contains("\n- -----BEGIN PGP SIGNATURE-----\n- - dashed\n"), "gpg escaped the dashes");
+    let crlf = msg("good.msg.asc").replace('\n', "\r\n");
+    assert_eq!(ring("good.gpg").verify_clearsigned(&crlf, now()).unwrap(), msg("msg").trim_end());
+}
+
+/// Only the text between the header and the signature is signed: nothing may stand before
+/// or after, and an unsigned line cannot be smuggled into the text.
+#[test]
+fn text_outside_the_signed_part_is_refused() {
+    let good = msg("good.msg.asc");
+    for bad in [format!("Origin: Evil\n{good}"), format!("{good}Origin: Evil\n"), good.replacen("\n\n", "\nComment: x\n\n", 1)] {
+        assert!(ring("good.gpg").verify_clearsigned(&bad, now()).is_err(), "{bad}");
+    }
+    let err = format!("{:#}", ring("good.gpg").verify_clearsigned(&good.replace("\nSuite: test", "\nSuite: test  \nExtra: line"), now()).unwrap_err());
+    assert!(err.contains("BAD signature"), "{err}");
+    assert!(ring("good.gpg").verify_clearsigned(&good.replace("\nSuite: test", "\nSuite: test  \t"), now()).is_ok(), "trailing blanks are not signed");
 }
 
 #[test]
