@@ -57,7 +57,7 @@ fn confirmed_disks() -> anyhow::Result<Option<installer::disk::Confirmed>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let c: installer::disk::Confirmed = serde_json::from_str(&text).with_context(|| format!("{} is damaged; nothing was written", path.display()))?;
+    let c: installer::disk::Confirmed = serde_json::from_slice(text.as_bytes()).with_context(|| format!("{} is damaged; nothing was written", path.display()))?;
     log::info!("confirmed by the operator: wipe {}", c.target.describe());
     for other in &c.others {
         log::info!("confirmed by the operator: wipe {} too", other.describe());

@@ -81,7 +81,7 @@ impl Event {
     /// kernel timestamps or serial noise do not matter).
     pub fn parse_line(line: &str) -> Option<Event> {
         let start = line.find(PREFIX)? + PREFIX.len();
-        serde_json::from_str(line[start..].trim_end()).ok()
+        serde_json::from_slice(line[start..].trim_end().as_bytes()).ok()
     }
 }
 

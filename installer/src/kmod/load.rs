@@ -114,21 +114,12 @@ pub fn insert(path: &Path) -> Result<bool> {
     }
 }
 
-/// Reads a module file and undoes its compression, chosen by file name.
+/// Reads a module file and undoes its compression, chosen by file name (`.ko.xz`,
+/// `.ko.zst`, `.ko.gz` or `.ko`) with the package extractor's decoders and memory bounds.
 pub fn decompress(path: &Path) -> Result<Vec<u8>> {
     let name = path.to_string_lossy();
     let file = File::open(path).with_context(|| format!("opening {name}"))?;
     let mut out = Vec::new();
-    let result = if name.ends_with(".ko.xz") {
-        lzma_rust2::XzReader::new(file, true).read_to_end(&mut out)
-    } else if name.ends_with(".ko.zst") {
-        ruzstd::decoding::StreamingDecoder::new(file).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?.read_to_end(&mut out)
-    } else if name.ends_with(".ko.gz") {
-        flate2::read::GzDecoder::new(file).read_to_end(&mut out)
-    } else {
-        let mut f = file;
-        f.read_to_end(&mut out)
-    };
-    result.with_context(|| format!("decompressing {name}"))?;
+    crate::packages::extract::decompress(&name, file)?.read_to_end(&mut out).with_context(|| format!("decompressing {name}"))?;
     Ok(out)
 }

@@ -61,13 +61,13 @@ struct VersionOnly {
 
 /// Parses and checks a `plan.json`; an unknown version is refused with a clear message.
 pub fn parse_plan(text: &str) -> Result<Plan> {
-    let v: VersionOnly = serde_json::from_str(text).context("plan.json is not a JSON object")?;
+    let v: VersionOnly = serde_json::from_slice(text.as_bytes()).context("plan.json is not a JSON object")?;
     match v.version {
         Some(n) if (crate::plan::PLAN_VERSION_MIN..=PLAN_VERSION).contains(&n) => {}
         Some(n) => bail!("plan.json has version {n}, but this anemos reads version {PLAN_VERSION}; pack the payload with the same anemos version as the initramfs"),
         None => bail!("plan.json has no version field; it was not written by anemos pack"),
     }
-    serde_json::from_str(text).context("plan.json does not match the plan format of this anemos")
+    serde_json::from_slice(text.as_bytes()).context("plan.json does not match the plan format of this anemos")
 }
 
 impl Payload {

@@ -102,8 +102,14 @@ pub const ZSTD_WINDOW: u64 = 64 << 20;
 pub const METADATA_LIMIT: u64 = 16 << 20;
 
 /// A decoder for a compressed member named `name` (`*.xz`, `*.zst`, `*.gz`, or none), with
-/// the memory bounds above.
+/// the memory bounds above. Packages, indexes, images and kernel modules all come here.
 pub fn decompress<'a>(name: &str, input: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    decoder(name, Box::new(input))
+}
+
+/// The input is boxed before a decoder is made, so that the static init holds one copy of
+/// each decoder, not one per reader type that callers pass (docs/benchmarks.md, "initramfs").
+fn decoder<'a>(name: &str, input: Box<dyn Read + 'a>) -> Result<Box<dyn Read + 'a>> {
     Ok(if name.ends_with(".xz") {
         Box::new(lzma_rust2::XzReader::new_mem_limit(input, true, XZ_MEMORY_KIB))
     } else if name.ends_with(".zst") {
@@ -113,7 +119,7 @@ pub fn decompress<'a>(name: &str, input: impl Read + 'a) -> Result<Box<dyn Read 
     } else if name.ends_with(".bz2") || name.ends_with(".lzma") {
         bail!("{name}: this compression is not supported (only xz, zstd, gzip and none)");
     } else {
-        Box::new(input)
+        input
     })
 }
 
