@@ -6,7 +6,7 @@
 #   make test-long  what is over CI's budget: a second full deploy with DHCP in the installer, and the
 #                single-disk encrypted root beside a volume group (~23 min under TCG; not in make test)
 #   make bench   sizes and timings beside the baseline tools, measured in the same run
-#                (one section: make bench SECTION=deploy; sections: initramfs mkfs bootstrap install deploy storage image)
+#                (one section: make bench SECTION=deploy; sections: initramfs mkfs bootstrap install deploy storage codecs image)
 #   make build   the static init, then the anemos binary that embeds it
 #   make mirror  the caching mirror proxy (anemos-mirror) the demo and manual runs use
 #   make fuzz-smoke  run each cargo-fuzz target briefly (FUZZ_SECONDS each, default 20)

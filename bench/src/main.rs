@@ -4,6 +4,7 @@
 //! peak RSS.
 
 mod bootstrap;
+mod codecs;
 mod deploy;
 mod image;
 mod initramfs;
@@ -27,6 +28,7 @@ const SECTIONS: &[Section] = &[
     ("install", "anemos test examples/debian-minimal phase by phase vs mmdebstrap; least guest memory", install::run),
     ("deploy", "anemos deploy of a running server split by phase; least server memory vs nixos-anywhere's 1 GiB", deploy::run),
     ("storage", "LUKS2 format, LVM metadata, RAID1 superblocks and btrfs in-process vs cryptsetup luksFormat, pvcreate + vgcreate, mdadm --create and mkfs.btrfs; the RAID1 + LUKS2 + btrfs layout stacked in a guest", storage::run),
+    ("codecs", "SHA-256 and zstd, xz, gzip decoding through the installer vs sha256sum, zstd, xz, gzip on the same data", codecs::run),
     ("image", "build once, install many: an install from the image vs through the packages, phase by phase; sizes; least memory", image::run),
 ];
 
