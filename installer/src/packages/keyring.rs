@@ -225,8 +225,10 @@ fn parse_signatures(signature: &[u8], alone: bool) -> Result<Vec<Signature>> {
     Ok(sigs)
 }
 
+/// Binary OpenPGP data starts with a packet tag, whose high bit is always set (RFC 9580
+/// §4.2); anything else is read as armor, which may have text before its header line.
 fn is_armored(data: &[u8]) -> bool {
-    data.trim_ascii_start().starts_with(b"-----BEGIN PGP ")
+    data.first().is_none_or(|b| b & 0x80 == 0)
 }
 
 /// The binary packets of the first ASCII-armored block in `data`, which must be of a type

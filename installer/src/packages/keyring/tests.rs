@@ -70,6 +70,17 @@ fn text_outside_the_signed_part_is_refused() {
     assert!(ring("good.gpg").verify_clearsigned(&good.replace("\nSuite: test", "\nSuite: test  \t"), now()).is_ok(), "trailing blanks are not signed");
 }
 
+/// Text before an armored key or signature is skipped, as rpgp and gpg skip it.
+#[test]
+fn armor_after_other_text_is_read() {
+    let asc = format!("Good's key, exported with gpg --armor:\n\n{}", msg("good.asc"));
+    let k = Keyring::from_bytes(asc.as_bytes(), "good.asc with a preface").unwrap();
+    assert_eq!(k.verify_clearsigned(&msg("good.msg.asc"), now()).unwrap(), msg("msg").trim_end());
+    let release = std::fs::read(fixtures().join("release")).unwrap();
+    let sig = format!("signature:\n{}", msg("release.gpg"));
+    k.verify_detached(&release, sig.as_bytes(), now()).unwrap();
+}
+
 #[test]
 fn sha1_signatures_are_refused() {
     let err = format!("{:#}", ring("good.gpg").verify_clearsigned(&msg("sha1.msg.asc"), now()).unwrap_err());
