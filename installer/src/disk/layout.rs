@@ -48,7 +48,9 @@ fn gpt_tail(sector: u64) -> u64 {
 const MBR_LIMIT_SECTORS: u64 = u32::MAX as u64;
 
 /// Computes exact positions for `layout` on a disk of `disk_size` bytes. `seed` makes every
-/// GUID reproducible. Every problem is reported at once.
+/// GUID reproducible. Every problem is reported at once. The checks the plan's validation
+/// already made are repeated, because a payload can be written by hand: a layout that breaks
+/// them never reaches a disk.
 pub fn plan(layout: &Layout, disk_size: u64, sector: u64, seed: Option<&str>) -> Result<PlannedLayout> {
     let parts = &layout.partitions;
     let mut problems: Vec<String> = layout.problems().into_iter().map(|p| p.message).collect();
@@ -137,7 +139,6 @@ pub fn plan(layout: &Layout, disk_size: u64, sector: u64, seed: Option<&str>) ->
     Ok(PlannedLayout { table: layout.table, disk_size, sector_size: sector, disk_guid, mbr_signature, parts: planned })
 }
 
-/// The partition's type; an array member is "Linux RAID", whatever its partition's type.
 /// btrfs partitions this disk would make smaller than btrfs's least size (what is left
 /// after an array's superblock area and a LUKS2 header).
 fn small_btrfs_partitions(layout: &Layout, sizes: &[Option<u64>]) -> Vec<String> {
@@ -163,6 +164,7 @@ fn small_btrfs_volumes(g: &crate::plan::VolumeGroup, a: &crate::lvm::Allocation)
         .collect()
 }
 
+/// The partition's type; an array member is "Linux RAID", whatever its partition's type.
 fn type_guid(layout: &Layout, p: &Partition) -> Result<Uuid> {
     if layout.raid_of(&p.name).is_some() {
         return Ok(Uuid::parse_str(crate::plan::type_guid::RAID)?);
@@ -170,8 +172,7 @@ fn type_guid(layout: &Layout, p: &Partition) -> Result<Uuid> {
     Uuid::parse_str(&p.type_guid).map_err(|e| anyhow::anyhow!("partition {:?}: type GUID {:?}: {e}", p.name, p.type_guid))
 }
 
-/// The checks the plan's validation already made, repeated because a payload can be
-/// written by hand: a layout that breaks them never reaches a disk.
+/// `x` rounded up to the next [`ALIGN`] boundary.
 fn align_up(x: u64) -> u64 {
     x.div_ceil(ALIGN) * ALIGN
 }
@@ -180,11 +181,22 @@ fn align_up(x: u64) -> u64 {
 fn guid(seed: Option<&str>, what: &str) -> Uuid {
     match seed {
         Some(seed) => {
-            let ns = Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("anemos layout seed {seed}").as_bytes());
-            Uuid::new_v5(&ns, what.as_bytes())
+            let ns = uuid_v5(&Uuid::NAMESPACE_OID, format!("anemos layout seed {seed}").as_bytes());
+            uuid_v5(&ns, what.as_bytes())
         }
         None => Uuid::new_v4(),
     }
+}
+
+/// A name-based UUID (RFC 9562 §5.5, what `Uuid::new_v5` makes) with the sha1 crate the
+/// installer already uses, so that the init carries no second SHA-1 (uuid's `v5` feature
+/// brings sha1_smol).
+fn uuid_v5(namespace: &Uuid, name: &[u8]) -> Uuid {
+    use sha1::Digest;
+    let digest = sha1::Sha1::new().chain_update(namespace.as_bytes()).chain_update(name).finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
 }
 
 impl fmt::Display for PlannedLayout {
@@ -233,6 +245,13 @@ pub(crate) mod tests {
         assert!(root.start + root.size <= 8 * GIB - gpt_tail(512));
         assert!(8 * GIB - gpt_tail(512) - (root.start + root.size) < ALIGN);
         assert_eq!(root.type_guid.to_string(), "4f68bce3-e8cd-4db1-96e7-fbcaf984b709");
+    }
+
+    #[test]
+    fn name_based_uuids_are_uuids_v5() {
+        for (ns, name) in [(Uuid::NAMESPACE_OID, &b"anemos layout seed x"[..]), (Uuid::NAMESPACE_DNS, b"example.invalid"), (Uuid::nil(), b"")] {
+            assert_eq!(uuid_v5(&ns, name), Uuid::new_v5(&ns, name));
+        }
     }
 
     #[test]
