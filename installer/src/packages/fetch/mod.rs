@@ -172,7 +172,8 @@ fn agent(config: &FetchConfig, verify: bool) -> Result<Agent> {
         Some(p) => builder.proxy(Some(ureq::Proxy::new(p).with_context(|| format!("bad proxy URL {p:?}"))?)),
     };
     // One crypto stack for TLS, named here: ring, which rustls also verifies with.
-    let tls = TlsConfig::builder().unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
+    let provider = rustls::crypto::CryptoProvider { key_provider: &NoClientKeys, ..rustls::crypto::ring::default_provider() };
+    let tls = TlsConfig::builder().unversioned_rustls_crypto_provider(Arc::new(provider));
     let tls = if verify { tls.root_certs(roots_with(&config.extra_ca_pem)?) } else { tls.disable_verification(true) };
     Ok(builder.tls_config(tls.build()).build().new_agent())
 }
@@ -223,3 +224,14 @@ fn roots_with(pems: &[Vec<u8>]) -> Result<RootCerts> {
 
 #[cfg(test)]
 mod tests;
+
+/// The fetcher never presents a client certificate, so it loads no private keys: without
+/// ring's key loader, its RSA, ECDSA and Ed25519 signing code stays out of the init.
+#[derive(Debug)]
+struct NoClientKeys;
+
+impl rustls::crypto::KeyProvider for NoClientKeys {
+    fn load_private_key(&self, _key: rustls::pki_types::PrivateKeyDer<'static>) -> std::result::Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        Err(rustls::Error::General("anemos presents no client certificate".into()))
+    }
+}
