@@ -222,9 +222,6 @@ fn roots_with(pems: &[Vec<u8>]) -> Result<RootCerts> {
     Ok(RootCerts::new_with_certs(&certs))
 }
 
-#[cfg(test)]
-mod tests;
-
 /// The fetcher never presents a client certificate, so it loads no private keys: without
 /// ring's key loader, its RSA, ECDSA and Ed25519 signing code stays out of the init.
 #[derive(Debug)]
@@ -235,3 +232,6 @@ impl rustls::crypto::KeyProvider for NoClientKeys {
         Err(rustls::Error::General("anemos presents no client certificate".into()))
     }
 }
+
+#[cfg(test)]
+mod tests;
