@@ -223,7 +223,7 @@ fn mail_build() -> &'static MailBuild {
 /// test-long`: its build is the slowest of the suite (dovecot's scripts alone take minutes
 /// under TCG), and `make test` proves its parts elsewhere (see the ignore reason).
 #[test]
-#[ignore = "the slowest build of the suite (~16 min under TCG), over CI's budget: `make test-long`; make test boots GRUB by BIOS (tests/raid.rs, the deploy's SeaBIOS boot), a btrfs subvolume as / (tests/raid.rs), a package-path install (tests/raid.rs's GRUB server), kept disks (the test server) and keeps secrets off the console (the provision failure)"]
+#[ignore = "the slowest build of the suite (~16 min under TCG), over CI's budget: `make test-long`; make test boots GRUB by BIOS (the deploy's SeaBIOS boot), a btrfs subvolume as / (tests/raid.rs), runs the package path on a disk (the provision failure) and in every image build, keeps disks (the test server) and secrets off the console (the provision failure)"]
 fn mail_server_bios_grub_keeps_home_and_serves_mail() {
     let _lock = vm_lock();
     let m = mail_build();
