@@ -219,9 +219,7 @@ fn mail_build() -> &'static MailBuild {
 }
 
 /// The mail-server example on the package path: BIOS GRUB on an msdos disk booting the btrfs
-/// subvolume @ as /, a kept /home, IMAP with the age secret and SMTP answering. In `make
-/// test-long`: its build is the slowest of the suite (dovecot's scripts alone take minutes
-/// under TCG), and `make test` proves its parts elsewhere (see the ignore reason).
+/// subvolume @ as /, a kept /home, IMAP with the age secret and SMTP answering.
 #[test]
 #[ignore = "the slowest build of the suite (~16 min under TCG), over CI's budget: `make test-long`; make test boots GRUB by BIOS (the deploy's SeaBIOS boot), a btrfs subvolume as / (tests/raid.rs), runs the package path on a disk (the provision failure) and in every image build, keeps disks (the test server) and secrets off the console (the provision failure)"]
 fn mail_server_bios_grub_keeps_home_and_serves_mail() {

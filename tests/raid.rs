@@ -225,9 +225,6 @@ volumes=\"
 /// LUKS2 on a RAID1) as Debian does. SeaBIOS boots the pair, then OVMF boots the second
 /// disk alone, degraded, from its copy of the esp; each time the passphrase is typed on
 /// the console, as an operator would.
-///
-/// In `make test-long`: its install runs the package path in the guest (~9 min under TCG
-/// with both boots), over CI's budget beside the rest.
 #[test]
 #[ignore = "the package path in a guest plus two boots (~9 min under TCG), over CI's budget: `make test-long`; make test boots RAID1, LUKS2 and LVM from an image in the test above, GRUB for BIOS and UEFI in tests/install.rs's deploy; a passphrase typed at the console is proven only here"]
 fn grub_boots_an_encrypted_root_volume_on_raid1_from_both_disks_by_bios_and_from_the_second_alone_by_uefi() {
